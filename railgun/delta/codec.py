@@ -1,0 +1,573 @@
+"""
+Delta and whole-body codecs for versions sent over the link.
+
+The origin role encodes a fresh page against the version the edge holds
+(L{IDeltaCodec}), or compresses it whole when the edge holds nothing usable
+(L{IFullCodec}). The edge decodes. Decoding input comes from a peer, so every
+decode is bounded by a caller-given C{maxSize} and reports any failure as
+L{DeltaError}, never as another exception and never after allocating more
+than the frame header announced (itself checked against C{maxSize} first).
+
+The codec and its level were chosen by measurement on real successive
+versions of real pages; see C{docs/benchmarks.md}, section "Codec".
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import zstandard
+from attrs import define, field
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
+from zope.interface import Attribute, Interface, implementer
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorFromThreads
+    from twisted.python.threadpool import ThreadPool
+
+ENCODE_IN_THREAD_ABOVE = 256 * 1024
+"""
+Targets larger than this many bytes are encoded in a thread pool rather than
+on the reactor thread: above it, one cold encode at the default level takes
+over ~1 ms (3 ms for a 740 KB page) on the measured machine, below it the
+thread hop is not worth it (C{docs/benchmarks.md}, "Codec"). zstandard
+releases the GIL while it hashes the base and compresses, so the reactor
+keeps running meanwhile.
+"""
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_WINDOWLOG_MIN = 10
+_WINDOWLOG_MAX = 31
+# Estimated cost of one cached prepared dictionary beyond its base: the hash
+# and chain tables, four bytes per entry.
+_TABLE_ENTRY_BYTES = 4
+
+
+class DeltaError(Exception):
+    """
+    A delta or compressed body could not be decoded: corrupt, truncated,
+    trailing garbage, made for another dictionary, or announcing (or
+    producing) more than the allowed size.
+    """
+
+
+class IDeltaCodec(Interface):
+    """
+    Encodes a version as the difference from an earlier version (the base)
+    and rebuilds it from the base and that difference.
+    """
+
+    name = Attribute("Wire name of the codec (C{str}), announced in HELLO.")
+
+    def encode(base: bytes, target: bytes) -> bytes:
+        """
+        Encode C{target} against C{base}.
+
+        @param base: the version the decoding side holds (may be empty).
+        @param target: the version to send.
+        @return: the delta.
+        """
+
+    def decode(base: bytes, delta: bytes, maxSize: int) -> bytes:
+        """
+        Rebuild a version from C{base} and a C{delta} received from a peer.
+
+        A delta decoded against the wrong base may yield wrong bytes without
+        any error: callers check the result with
+        L{railgun.delta.digest.versionDigest}.
+
+        @param base: the version the delta was made against.
+        @param delta: the delta as received.
+        @param maxSize: largest acceptable result, in bytes.
+        @return: the rebuilt version.
+        @raise DeltaError: on any corrupt input or a result over C{maxSize}.
+        """
+
+
+class IFullCodec(Interface):
+    """
+    Compresses a whole body, for versions sent without a base.
+    """
+
+    name = Attribute("Wire name of the codec (C{str}), announced in HELLO.")
+
+    def compress(body: bytes) -> bytes:
+        """
+        Compress C{body}.
+
+        @param body: the body in identity encoding.
+        @return: the compressed body.
+        """
+
+    def decompress(data: bytes, maxSize: int) -> bytes:
+        """
+        Decompress a body received from a peer.
+
+        @param data: the compressed body.
+        @param maxSize: largest acceptable result, in bytes.
+        @return: the body.
+        @raise DeltaError: on any corrupt input or a result over C{maxSize}.
+        """
+
+
+def _windowLog(size: int) -> int:
+    """
+    Smallest window log whose window covers C{size} bytes of history.
+
+    @param size: bytes the encoder must be able to reach back over.
+    @return: a window log within zstd's limits.
+    """
+    return min(_WINDOWLOG_MAX, max(_WINDOWLOG_MIN, size.bit_length()))
+
+
+def _maxWindow(base: bytes, maxSize: int) -> int:
+    """
+    Window size to allow a decoder: enough for any honest frame over C{base}
+    and a result of at most C{maxSize}, and no more.
+    """
+    return 1 << _windowLog(len(base) + max(0, maxSize))
+
+
+def _zstdDecodeFrame(
+    dctx: zstandard.ZstdDecompressor, data: bytes, maxSize: int
+) -> bytes:
+    """
+    Decode exactly one zstd frame that announces its content size.
+
+    The size is read from the frame header and checked against C{maxSize}
+    before the output buffer is allocated; zstd then checks that the frame
+    produces exactly that many bytes.
+
+    @raise DeltaError: on anything but one well-formed frame of at most
+        C{maxSize} bytes.
+    """
+    if data[:4] != _ZSTD_MAGIC:
+        # Skippable frames and legacy formats would "decode" to nothing.
+        raise DeltaError("not a zstd frame")
+    try:
+        params = zstandard.get_frame_parameters(data)
+    except zstandard.ZstdError as e:
+        raise DeltaError(f"not a zstd frame: {e}") from e
+    size = params.content_size
+    if size == zstandard.CONTENTSIZE_UNKNOWN:
+        raise DeltaError("zstd frame does not announce its content size")
+    if size > maxSize:
+        raise DeltaError(f"zstd frame announces {size} bytes, over {maxSize}")
+    if params.dict_id != 0:
+        raise DeltaError(f"zstd frame needs dictionary {params.dict_id}")
+    try:
+        if size == 0:
+            # decompress() returns early for an empty frame without reading
+            # it; a stream decoder checks the frame and what follows it.
+            obj = dctx.decompressobj()
+            out = obj.decompress(data)
+            if not obj.eof or obj.unused_data:
+                raise DeltaError("truncated zstd frame or trailing data")
+        else:
+            out = dctx.decompress(data, allow_extra_data=False)
+    except DeltaError:
+        raise
+    except Exception as e:
+        raise DeltaError(f"corrupt zstd frame: {e}") from e
+    if len(out) != size:
+        raise DeltaError(f"zstd frame produced {len(out)} bytes, announced {size}")
+    return out
+
+
+@define
+class _CompressorCache:
+    """
+    A small LRU of zstd compressors that have hashed a base, keyed by base.
+
+    Hashing a 700 KB base costs more than compressing the target against it,
+    and several edges (or lanes) asking against the same version reuse it. A
+    compressor is not thread-safe, so L{take} removes it and L{give} puts it
+    back: two threads encoding against one base each get their own. Bounded
+    by an estimate of the bytes held; the lock makes it safe to use from the
+    thread pool the origin role encodes large pages in.
+    """
+
+    _maxBytes: int
+    _entries: OrderedDict[bytes, tuple[zstandard.ZstdCompressor, int, int]] = field(
+        factory=OrderedDict
+    )
+    _size: int = 0
+    _lock: threading.Lock = field(factory=threading.Lock)
+
+    def take(
+        self, base: bytes, windowLog: int
+    ) -> tuple[zstandard.ZstdCompressor, int] | None:
+        """
+        Remove and return the compressor for C{base} and its cost, if there
+        is one whose window is at least C{windowLog}.
+        """
+        with self._lock:
+            entry = self._entries.get(base)
+            if entry is None or entry[1] < windowLog:
+                return None
+            del self._entries[base]
+            self._size -= entry[2]
+            return entry[0], entry[2]
+
+    def give(
+        self, base: bytes, cctx: zstandard.ZstdCompressor, windowLog: int, cost: int
+    ) -> None:
+        """
+        Keep C{cctx} for C{base}, dropping the least recently used entries
+        to stay within budget.
+        """
+        if cost > self._maxBytes:
+            return
+        with self._lock:
+            old = self._entries.pop(base, None)
+            if old is not None:
+                self._size -= old[2]
+            self._entries[base] = (cctx, windowLog, cost)
+            self._size += cost
+            while self._size > self._maxBytes:
+                _, (_, _, oldCost) = self._entries.popitem(last=False)
+                self._size -= oldCost
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@implementer(IDeltaCodec)
+@define
+class ZstdPatchCodec:
+    """
+    zstd with the base as a raw-content prefix dictionary, like
+    C{zstd --patch-from}: the window covers base and target, the content size
+    is written in the frame (and checked on decode), no checksum (the version
+    digest already checks the result, end to end).
+
+    The default, level 9 with C{searchLog} raised to 6, was measured to send
+    7.8% more than C{zstd --ultra -22 --long --patch-from} (1/49 of gzip) at
+    about 210 MB/s; level 19 matches it at about 9 MB/s.
+
+    @ivar name: wire name, C{"zstd-patch"}; the level does not change the
+        format, so any level decodes with any other.
+    @ivar _level: zstd compression level (1..22) for encoding.
+    @ivar _searchLog: lower bound on zstd's search log, or C{None} to take
+        the level's own.
+    @ivar _cacheBytes: budget (estimated bytes) for compressors kept with
+        their hashed base, reused when the next encode uses the same base;
+        0 keeps none.
+    @ivar _cache: compressors for bases encoded against recently.
+    """
+
+    _level: int = 9
+    _searchLog: int | None = 6
+    _cacheBytes: int = 32 * 1024 * 1024
+    name: str = field(default="zstd-patch", init=False)
+    _cache: _CompressorCache = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not 1 <= self._level <= zstandard.MAX_COMPRESSION_LEVEL:
+            raise ValueError(f"zstd level {self._level} out of range")
+        self._cache = _CompressorCache(self._cacheBytes)
+
+    def _params(
+        self, sizeHint: int, windowLog: int
+    ) -> zstandard.ZstdCompressionParameters:
+        """
+        Compression parameters: the level's table for an input of
+        C{sizeHint} bytes (base and target together, as the CLI does), the
+        window set to C{windowLog}, the search log raised to C{_searchLog}.
+
+        For the hash-chain strategies (levels up to 12) the tables are
+        capped near the input size: allocating and filling them is most of
+        a cold encode; on the corpus the cap halves the time of a 700 KB
+        encode and costs 0.4% in size. The binary-tree strategies of the
+        high levels lose much more from it, so they keep their tables.
+        """
+        p = zstandard.ZstdCompressionParameters.from_level(
+            self._level, source_size=max(1, sizeHint)
+        )
+        searchLog = p.search_log
+        if self._searchLog is not None:
+            searchLog = max(searchLog, self._searchLog)
+        hashLog, chainLog = p.hash_log, p.chain_log
+        if p.strategy <= zstandard.STRATEGY_LAZY2:
+            tableLog = _windowLog(sizeHint // 2)
+            hashLog, chainLog = min(hashLog, tableLog), min(chainLog, tableLog)
+        return zstandard.ZstdCompressionParameters(
+            window_log=windowLog,
+            chain_log=chainLog,
+            hash_log=hashLog,
+            search_log=searchLog,
+            min_match=p.min_match,
+            target_length=p.target_length,
+            strategy=p.strategy,
+            write_content_size=1,
+            write_checksum=0,
+            write_dict_id=0,
+        )
+
+    def encode(self, base: bytes, target: bytes) -> bytes:
+        if not base:
+            params = self._params(2 * len(target), _windowLog(len(target)))
+            return zstandard.ZstdCompressor(compression_params=params).compress(target)
+        # The window is sized for a target up to twice the base, so a cached
+        # compressor fits the next version of the same page too.
+        windowLog = _windowLog(len(base) + max(len(target), 2 * len(base)))
+        taken = self._cache.take(base, windowLog)
+        if taken is None:
+            params = self._params(2 * len(base), windowLog)
+            # Not precomputed: the dictionary is then hashed inside
+            # compress(), which releases the GIL (precompute_compress does
+            # not), so a thread pool keeps the reactor free.
+            cctx = zstandard.ZstdCompressor(
+                dict_data=zstandard.ZstdCompressionDict(
+                    base, dict_type=zstandard.DICT_TYPE_RAWCONTENT
+                ),
+                compression_params=params,
+            )
+            # The compressor's tables and the dictionary's hashed copy.
+            cost = len(base) + 2 * _TABLE_ENTRY_BYTES * (
+                (1 << params.hash_log) + (1 << params.chain_log)
+            )
+        else:
+            cctx, cost = taken
+        delta = cctx.compress(target)
+        self._cache.give(base, cctx, windowLog, cost)
+        return delta
+
+    def decode(self, base: bytes, delta: bytes, maxSize: int) -> bytes:
+        try:
+            if base:
+                dictionary = zstandard.ZstdCompressionDict(
+                    base, dict_type=zstandard.DICT_TYPE_RAWCONTENT
+                )
+                dctx = zstandard.ZstdDecompressor(
+                    dict_data=dictionary, max_window_size=_maxWindow(base, maxSize)
+                )
+            else:
+                dctx = zstandard.ZstdDecompressor(
+                    max_window_size=_maxWindow(base, maxSize)
+                )
+        except Exception as e:
+            raise DeltaError(f"cannot set up zstd decoder: {e}") from e
+        return _zstdDecodeFrame(dctx, delta, maxSize)
+
+
+@implementer(IFullCodec)
+@define
+class ZstdFullCodec:
+    """
+    zstd for a whole body, content size in the frame, no checksum.
+
+    @ivar name: wire name, C{"zstd"}.
+    @ivar _level: zstd compression level.
+    """
+
+    _level: int = 6
+    name: str = field(default="zstd", init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not 1 <= self._level <= zstandard.MAX_COMPRESSION_LEVEL:
+            raise ValueError(f"zstd level {self._level} out of range")
+
+    def compress(self, body: bytes) -> bytes:
+        params = zstandard.ZstdCompressionParameters.from_level(
+            self._level,
+            source_size=max(1, len(body)),
+            write_content_size=1,
+            write_checksum=0,
+        )
+        return zstandard.ZstdCompressor(compression_params=params).compress(body)
+
+    def decompress(self, data: bytes, maxSize: int) -> bytes:
+        dctx = zstandard.ZstdDecompressor(max_window_size=_maxWindow(b"", maxSize))
+        return _zstdDecodeFrame(dctx, data, maxSize)
+
+
+def _inflateBounded(data: bytes, wbits: int, maxSize: int) -> bytes:
+    """
+    Inflate one zlib/gzip/raw-deflate stream, producing at most C{maxSize}
+    bytes and refusing trailing data.
+
+    @raise DeltaError: when corrupt, truncated, followed by garbage or over
+        C{maxSize}.
+    """
+    d = zlib.decompressobj(wbits)
+    try:
+        out = d.decompress(data, maxSize + 1)
+    except zlib.error as e:
+        raise DeltaError(f"corrupt deflate data: {e}") from e
+    if len(out) > maxSize:
+        raise DeltaError(f"deflate data inflates over {maxSize} bytes")
+    if not d.eof:
+        raise DeltaError("truncated deflate data")
+    if d.unused_data:
+        raise DeltaError("trailing data after deflate stream")
+    return out
+
+
+@implementer(IFullCodec)
+@define
+class GzipFullCodec:
+    """
+    gzip (level 6, as most servers use): the reference every figure is
+    compared with, and the fallback a peer without zstd can still decode.
+
+    @ivar name: wire name, C{"gzip"}.
+    """
+
+    _level: int = 6
+    name: str = field(default="gzip", init=False)
+
+    def compress(self, body: bytes) -> bytes:
+        return gzip.compress(body, compresslevel=self._level, mtime=0)
+
+    def decompress(self, data: bytes, maxSize: int) -> bytes:
+        return _inflateBounded(data, 31, maxSize)
+
+
+@implementer(IFullCodec)
+@define
+class IdentityFullCodec:
+    """
+    No compression, for bodies that do not shrink.
+
+    @ivar name: wire name, C{"identity"}.
+    """
+
+    name: str = field(default="identity", init=False)
+
+    def compress(self, body: bytes) -> bytes:
+        return body
+
+    def decompress(self, data: bytes, maxSize: int) -> bytes:
+        if len(data) > maxSize:
+            raise DeltaError(f"body of {len(data)} bytes is over {maxSize}")
+        return data
+
+
+@define
+class CodecRegistry:
+    """
+    The codecs a process supports, by wire name, in order of preference, so
+    the link HELLO can announce them and both ends agree on one.
+    """
+
+    _delta: dict[str, IDeltaCodec] = field(factory=dict)
+    _full: dict[str, IFullCodec] = field(factory=dict)
+
+    def registerDelta(self, codec: IDeltaCodec) -> None:
+        """
+        Add (or replace) a delta codec; earlier ones are preferred.
+        """
+        self._delta[codec.name] = codec
+
+    def registerFull(self, codec: IFullCodec) -> None:
+        """
+        Add (or replace) a whole-body codec; earlier ones are preferred.
+        """
+        self._full[codec.name] = codec
+
+    def deltaNames(self) -> list[str]:
+        """
+        @return: delta codec names, most preferred first.
+        """
+        return list(self._delta)
+
+    def fullNames(self) -> list[str]:
+        """
+        @return: whole-body codec names, most preferred first.
+        """
+        return list(self._full)
+
+    def deltaCodec(self, name: str) -> IDeltaCodec:
+        """
+        @param name: a wire name received from a peer.
+        @raise DeltaError: for a name not registered here.
+        """
+        try:
+            return self._delta[name]
+        except KeyError:
+            raise DeltaError(f"unknown delta codec {name!r}") from None
+
+    def fullCodec(self, name: str) -> IFullCodec:
+        """
+        @param name: a wire name received from a peer.
+        @raise DeltaError: for a name not registered here.
+        """
+        try:
+            return self._full[name]
+        except KeyError:
+            raise DeltaError(f"unknown full codec {name!r}") from None
+
+    def chooseDelta(self, peerNames: Iterable[str]) -> IDeltaCodec | None:
+        """
+        @param peerNames: the delta codec names the peer announced.
+        @return: our most preferred codec the peer supports, or C{None}.
+        """
+        peer = set(peerNames)
+        for name, codec in self._delta.items():
+            if name in peer:
+                return codec
+        return None
+
+    def chooseFull(self, peerNames: Iterable[str]) -> IFullCodec | None:
+        """
+        @param peerNames: the whole-body codec names the peer announced.
+        @return: our most preferred codec the peer supports, or C{None}.
+        """
+        peer = set(peerNames)
+        for name, codec in self._full.items():
+            if name in peer:
+                return codec
+        return None
+
+
+def defaultRegistry() -> CodecRegistry:
+    """
+    The codecs the project uses, with the levels chosen by measurement.
+    """
+    registry = CodecRegistry()
+    registry.registerDelta(ZstdPatchCodec())
+    registry.registerFull(ZstdFullCodec())
+    registry.registerFull(GzipFullCodec())
+    registry.registerFull(IdentityFullCodec())
+    return registry
+
+
+codecs = defaultRegistry()
+"""
+The process-wide registry; HELLO announces C{codecs.deltaNames()} and
+C{codecs.fullNames()}.
+"""
+
+
+def deferEncode(
+    reactor: IReactorFromThreads,
+    threadpool: ThreadPool,
+    codec: IDeltaCodec,
+    base: bytes,
+    target: bytes,
+    threshold: int = ENCODE_IN_THREAD_ABOVE,
+) -> Deferred[bytes]:
+    """
+    Encode a delta, in C{threadpool} when C{target} is large enough for one
+    encode to hold up the reactor, inline otherwise (a thread hop costs more
+    than a small encode).
+
+    @param reactor: the reactor the result is delivered in.
+    @param threadpool: a started thread pool.
+    @param codec: the delta codec; must be safe to call from threads
+        (L{ZstdPatchCodec} is).
+    @param base: the version the edge holds.
+    @param target: the fresh version.
+    @param threshold: size in bytes above which the thread pool is used.
+    @return: a L{Deferred} firing with the delta.
+    """
+    if len(target) <= threshold:
+        return succeed(codec.encode(base, target))
+    return deferToThreadPool(reactor, threadpool, codec.encode, base, target)
