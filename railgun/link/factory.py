@@ -1,0 +1,123 @@
+"""
+Factories for both ends of a link.
+
+The origin role listens with L{LinkServerFactory}; the edge dials with
+L{LinkClientFactory} (through a C{ClientService} over an endpoint, which
+handles reconnection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import Factory
+
+from .errors import ErrorCode
+from .frames import Settings
+from .protocol import LinkProtocol, LinkStream
+
+
+class LinkServerFactory(Factory):
+    """
+    Build the accepting side of links and keep track of the live ones.
+
+    @ivar links: the links whose transport is not gone yet.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: bytes,
+        clock: IReactorTime,
+        streamFactory: Callable[[LinkStream], Any],
+        settings: Settings = Settings(),  # noqa: B008 (frozen: immutable)
+        **linkOptions: Any,
+    ) -> None:
+        """
+        @param token: the shared secret every dialer must present.
+        @param clock: the reactor's time source.
+        @param streamFactory: builds the protocol of each stream a peer opens.
+        @param settings: our link settings.
+        @param linkOptions: further keyword arguments of L{LinkProtocol}.
+        """
+        self._token = token
+        self._clock = clock
+        self._streamFactory = streamFactory
+        self._settings = settings
+        self._linkOptions = linkOptions
+        self.links: set[LinkProtocol] = set()
+
+    def buildProtocol(self, addr: IAddress | None) -> LinkProtocol:
+        link = LinkProtocol(
+            isDialer=False,
+            token=self._token,
+            clock=self._clock,
+            settings=self._settings,
+            streamFactory=self._streamFactory,
+            **self._linkOptions,
+        )
+        link.factory = self
+        self.links.add(link)
+        link.whenClosed().addCallback(lambda _: self.links.discard(link))
+        return link
+
+    def goAwayAll(
+        self, code: ErrorCode = ErrorCode.NO_ERROR, reason: str = "shutting down"
+    ) -> Deferred[None]:
+        """
+        Drain every live link.
+
+        @return: a Deferred firing once all of them are closed.
+        """
+        waiting = [link.goAway(code, reason) for link in list(self.links)]
+        d = DeferredList(waiting, consumeErrors=True)
+        return d.addCallback(lambda _: None)
+
+
+class LinkClientFactory(Factory):
+    """
+    Build the dialing side of links.
+
+    @ivar links: the links whose transport is not gone yet.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: bytes,
+        clock: IReactorTime,
+        settings: Settings = Settings(),  # noqa: B008 (frozen: immutable)
+        streamFactory: Callable[[LinkStream], Any] | None = None,
+        **linkOptions: Any,
+    ) -> None:
+        """
+        @param token: the shared secret to present.
+        @param clock: the reactor's time source.
+        @param settings: our link settings.
+        @param streamFactory: builds the protocol of streams the accepting
+            side opens toward us; C{None} refuses them.
+        @param linkOptions: further keyword arguments of L{LinkProtocol}.
+        """
+        self._token = token
+        self._clock = clock
+        self._settings = settings
+        self._streamFactory = streamFactory
+        self._linkOptions = linkOptions
+        self.links: set[LinkProtocol] = set()
+
+    def buildProtocol(self, addr: IAddress | None) -> LinkProtocol:
+        link = LinkProtocol(
+            isDialer=True,
+            token=self._token,
+            clock=self._clock,
+            settings=self._settings,
+            streamFactory=self._streamFactory,
+            **self._linkOptions,
+        )
+        link.factory = self
+        self.links.add(link)
+        link.whenClosed().addCallback(lambda _: self.links.discard(link))
+        return link
