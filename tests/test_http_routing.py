@@ -485,7 +485,7 @@ class LinkAddressTests(SynchronousTestCase):
         self.assertRaises(ValueError, LinkAddress, "h", 65536)
 
 
-class MapValuesTests(__import__("twisted.trial.unittest", fromlist=["SynchronousTestCase"]).SynchronousTestCase):
+class MapValuesTests(SynchronousTestCase):
     """
     L{HostMap.mapValues}.
     """
@@ -495,8 +495,6 @@ class MapValuesTests(__import__("twisted.trial.unittest", fromlist=["Synchronous
         Hosts with equal values share one transformed value, made once, and
         lookups keep their specificity.
         """
-        from railgun.http.routing import HostMap, parseLinkAddress
-
         links = HostMap.parse(
             ["a.test=o:1", "b.test=o:1", "*.c.test=p:2", "*=o:1"], parseLinkAddress
         )

@@ -1522,6 +1522,9 @@ class LinkProtocol(Protocol):
             transport.writeSequence(self._control)
             self._control = []
             self._controlBytes = 0
+        # A transport with a registered producer waits for it to go before
+        # closing (TLSMemoryBIOProtocol will not even send close_notify).
+        transport.unregisterProducer()  # type: ignore[attr-defined]
         transport.loseConnection()
         if self._state is not _LinkState.CLOSED and self.closeGrace > 0:
             self._abortCall = self._clock.callLater(self.closeGrace, self._abortNow)

@@ -1,0 +1,101 @@
+"""
+C{--role both}: an origin role and an edge in one process, linked over
+loopback TLS with certificates made on the fly, for one box and for trying
+Railgun. With no C{--map}, the origin role fronts the built-in sample origin
+(L{railgun.sample}), so one command shows the whole path working.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+
+from railgun.certs import generateDeployment
+from railgun.config import EdgeConfig, OriginConfig, parseLinkMap, parseOriginMap
+from railgun.tls import credentialsFromDeployment
+
+log = Logger()
+
+
+class BothService(MultiService):
+    """
+    Start (the sample origin,) the origin role, then the edge linked to it.
+
+    @ivar edge: the L{railgun.edge.service.EdgeService}, once started.
+    @ivar origin: the L{railgun.origin.service.OriginService}, once started.
+    """
+
+    def __init__(self, built: dict[str, Any], reactor: Any) -> None:
+        super().__init__()
+        self._built = built
+        self._reactor = reactor
+        self.edge: Any = None
+        self.origin: Any = None
+        self._samplePort: IListeningPort | None = None
+        self._ready: Deferred[Any] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._ready = Deferred.fromCoroutine(self._start())
+        self._ready.addErrback(lambda f: log.failure("railgun --role both failed to start", f))
+
+    async def _start(self) -> None:
+        from railgun.edge.service import EdgeService
+        from railgun.origin.service import OriginService
+
+        built = self._built
+        common = dict(built["common"])
+        if not common["token"]:
+            common["token"] = secrets.token_hex(32).encode("ascii")
+        common.pop("certsDir", None)
+        deployment = generateDeployment("localhost")
+        entries = list(built["originMap"])
+        if not entries:
+            from railgun.sample import sampleSite
+
+            period = float(built["both"].get("sample_period", 5.0))
+            self._samplePort = await serverFromString(
+                self._reactor, "tcp:0:interface=127.0.0.1"
+            ).listen(sampleSite(self._reactor, period))
+            port = self._samplePort.getHost().port
+            entries = [f"*=http://127.0.0.1:{port}"]
+            log.info("sample origin serving on 127.0.0.1:{port}", port=port)
+        originValues = dict(built["origin"])
+        originValues.setdefault("linkListen", "tcp:0:interface=127.0.0.1")
+        self.origin = OriginService(
+            OriginConfig(origins=parseOriginMap(entries), **common, **originValues),
+            self._reactor,
+            credentials=credentialsFromDeployment(deployment, "origin"),
+        )
+        self.origin.setServiceParent(self)
+        linkPort = (await self.origin.whenListening()).getHost().port
+        edgeValues = dict(built["edge"])
+        edgeValues.setdefault("tlsName", "localhost")  # the name in the on-the-fly certificate
+        links = built["linkEntries"] or [f"*=127.0.0.1:{linkPort}"]
+        self.edge = EdgeService(
+            EdgeConfig(links=parseLinkMap(links), **common, **edgeValues),
+            self._reactor,
+            credentials=credentialsFromDeployment(deployment, "edge"),
+        )
+        self.edge.setServiceParent(self)
+        httpPort = await self.edge.whenListening()
+        log.info("railgun (both roles) ready: try curl http://{h}:{p}/", h=httpPort.getHost().host, p=httpPort.getHost().port)
+
+    def whenStarted(self) -> Deferred[Any]:
+        """
+        @return: a Deferred firing once both roles are listening.
+        """
+        return self._ready if self._ready is not None else succeed(None)
+
+    def stopService(self) -> Deferred[Any]:
+        d = MultiService.stopService(self)
+        port, self._samplePort = self._samplePort, None
+        if port is not None:
+            d.addCallback(lambda _: port.stopListening())
+        return d

@@ -1,0 +1,562 @@
+"""
+The edge proxy: turns each client request into a stream on a link to the
+origin role serving its Host, and the stream's response back into an HTTP
+response, with the C{Railgun} diagnostic header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import define, field
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from railgun.delta.codec import CodecRegistry, DeltaError
+from railgun.delta.content import chooseEncoding, encodeBody, isDeltaEligible
+from railgun.delta.digest import isValidDigest
+from railgun.edge.links import LinkPool
+from railgun.http.diagnostic import Flag, RailgunDiagnostic, formatDirect, linkRatio
+from railgun.http.headers import addForwarding, stripHopByHop
+from railgun.http.messages import (
+    BadMessage,
+    RequestHead,
+    ResponseHead,
+    splitControl,
+    stripControl,
+)
+from railgun.http.routing import BadHost, HostMap, normalizeHost
+from railgun.link.errors import ErrorCode, LinkLost, LinkUnavailable, StreamRefused
+from railgun.link.protocol import LinkProtocol, StreamProtocol
+from railgun.stats import Stats
+from railgun.stores.interfaces import IVersionStore
+from railgun.versions import DELTA, FULL, RAW, SAME, VersionMismatch, decodeVersion
+
+log = Logger()
+
+#: the version field of the C{Railgun} header.
+RAILGUN_VERSION = "0100"
+
+#: methods that may be sent again on another link if the first one died
+#: before any response arrived (RFC 9110 9.2.2).
+IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])
+
+#: size of the reads from a buffered request body onto the stream.
+BODY_CHUNK = 64 * 1024
+
+
+def respondPlain(request: Any, status: int, message: str, railgun: bytes | None = None) -> None:
+    """
+    Answer a client with a short text error (the cause in one line).
+    """
+    if request._disconnected or request.finished:
+        return
+    body = message.encode("utf-8") + b"\n"
+    request.setResponseCode(status)
+    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+    request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
+    if railgun is not None:
+        request.responseHeaders.setRawHeaders(b"railgun", [railgun])
+    request.write(body)
+    request.finish()
+
+
+@define
+class EdgeProxy:
+    """
+    Everything the edge needs to serve one request.
+
+    @ivar pools: Host -> L{LinkPool}.
+    @ivar responseTimeout: seconds for the response head to come back.
+    @ivar fallback: optional Host -> L{railgun.edge.direct.DirectFetcher}
+        used when no link is up.
+    """
+
+    pools: HostMap
+    clock: IReactorTime
+    responseTimeout: float
+    stats: Stats = field(factory=Stats)
+    fallback: Any = None
+    cache: IVersionStore | None = None
+    codecs: CodecRegistry | None = None
+    deltaMaxSize: int = 1024 * 1024
+
+    def handle(self, request: Any) -> None:
+        """
+        Serve one complete client request (its body buffered by twisted.web).
+        """
+        rawHost = request.requestHeaders.getRawHeaders(b"host", [None])[0]
+        if rawHost is None:
+            respondPlain(request, 400, "the request has no Host header")
+            return
+        try:
+            host = normalizeHost(rawHost)
+        except BadHost:
+            respondPlain(request, 400, "the request's Host header is malformed")
+            return
+        pool: LinkPool | None = self.pools.lookup(host)
+        if pool is None:
+            self.stats.record(None, requests=1, errors=1)
+            respondPlain(request, 421, f"host {host} is not served by this edge")
+            return
+        self.stats.record(host, requests=1)
+        try:
+            head = self._requestHead(request, rawHost)
+        except BadMessage as e:
+            self.stats.record(host, errors=1)
+            respondPlain(request, 400, f"malformed request: {e}")
+            return
+        exchange = _Exchange(self, request, host, pool, head)
+        if self.cache is None or head.method != b"GET":
+            exchange.start()
+            return
+        # The edge names the version it holds for this URL, if any.
+        d = self.cache.get(exchange.cacheKey)
+        d.addCallback(exchange.gotBase)
+        d.addErrback(lambda f: log.failure("edge cache lookup failed", f))
+
+    def _requestHead(self, request: Any, rawHost: bytes) -> RequestHead:
+        headers = [
+            (name.lower(), value)
+            for name, values in request.requestHeaders.getAllRawHeaders()
+            for value in values
+        ]
+        headers = stripControl(stripHopByHop(headers))
+        headers = [(n, v) for n, v in headers if n not in (b"host", b"content-length")]
+        length = _bodyLength(request)
+        if length:
+            headers.append((b"content-length", b"%d" % length))
+        peer = request.getClientAddress()
+        headers = addForwarding(
+            headers,
+            clientAddress=getattr(peer, "host", "unknown"),
+            host=rawHost,
+            proto="https" if request.isSecure() else "http",
+        )
+        return RequestHead(
+            method=request.method.upper(),
+            scheme=b"https" if request.isSecure() else b"http",
+            authority=rawHost,
+            path=_originForm(request.uri),
+            headers=headers,
+        )
+
+
+def _originForm(target: bytes) -> bytes:
+    """
+    The request target in origin form: an absolute-form target
+    (C{GET http://host/path}, RFC 9112 3.2.2) keeps only its path and query;
+    the Host header still names the site.
+    """
+    lowered = target[:8].lower()
+    if lowered.startswith(b"http://") or lowered.startswith(b"https://"):
+        rest = target.split(b"://", 1)[1]
+        slash = rest.find(b"/")
+        return rest[slash:] if slash >= 0 else b"/"
+    return target
+
+
+def _bodyLength(request: Any) -> int:
+    content = request.content
+    if content is None:
+        return 0
+    content.seek(0, 2)
+    length = content.tell()
+    content.seek(0, 0)
+    return length
+
+
+class _Exchange:
+    """
+    One client request travelling to the origin role and back: opens the
+    stream (again on another link if the first died before answering and
+    the method is idempotent), sends the body, relays the response.
+    """
+
+    def __init__(self, proxy: EdgeProxy, request: Any, host: str, pool: LinkPool, head: RequestHead) -> None:
+        self.proxy = proxy
+        self.request = request
+        self.host = host
+        self.pool = pool
+        self.head = head
+        self.flags = Flag(0)
+        self.bodyLength = _bodyLength(request)
+        self.attempts = 0
+        self.stream: Any = None
+        self.link: LinkProtocol | None = None
+        self.timer: Any = None
+        self.done = False
+        self.base: tuple[str, bytes] | None = None
+        self.cacheKey = host.encode("utf-8") + b" " + head.path
+        request.notifyFinish().addErrback(self._clientGone)
+
+    def gotBase(self, cached: bytes | None) -> None:
+        if self.done:
+            return
+        if cached is not None and isValidDigest(cached[:32]):
+            self.base = (cached[:32].decode("ascii"), cached[32:])
+        self.start()
+
+    def linkHeaders(self) -> list[tuple[bytes, bytes]]:
+        headers = self.head.toLinkHeaders()
+        if self.base is not None:
+            headers.append((b"railgun-base", self.base[0].encode("ascii")))
+            self.flags |= Flag.BASE_SENT
+        else:
+            self.flags &= ~Flag.BASE_SENT
+        return headers
+
+    def refetchInFull(self, why: str) -> None:
+        """
+        A versioned response could not be rebuilt: ask again without a
+        base, so the origin role sends the body whole.
+        """
+        log.info("refetching {host} in full: {why}", host=self.host, why=why)
+        self.proxy.stats.count(self.host, "fallbacks", why)
+        self.base = None
+        if self.attempts >= 3:
+            self.done = True
+            respondPlain(self.request, 502, "railgun: the response could not be rebuilt")
+            return
+        self.start(exclude=None)
+
+    def start(self, exclude: LinkProtocol | None = None) -> None:
+        self.attempts += 1
+        choice = self.pool.pick(exclude=exclude)
+        if choice is None:
+            self._noLink("no link to the origin role is up")
+            return
+        link, reused = choice
+        if reused:
+            self.flags |= Flag.LINK_REUSED
+        handler = EdgeStreamHandler(self)
+        try:
+            self.stream = link.openStream(
+                handler, self.linkHeaders(), endStream=self.bodyLength == 0
+            )
+        except LinkUnavailable:
+            if self.attempts < 3:
+                self.start(exclude=link)
+            else:
+                self._noLink("all links to the origin role are busy")
+            return
+        self.link = link
+        self.timer = self.proxy.clock.callLater(self.proxy.responseTimeout, self._timedOut)
+        if self.bodyLength:
+            _BodySender(self.request.content, self.stream).start()
+
+    def _noLink(self, reason: str) -> None:
+        fallback = self.proxy.fallback.lookup(self.host) if self.proxy.fallback else None
+        if fallback is not None:
+            self.proxy.stats.count(self.host, "fallbacks", "direct")
+            self.request.content.seek(0, 0)
+            fallback.serve(self.request, self.head, reason)
+            return
+        self.proxy.stats.record(self.host, errors=1)
+        respondPlain(self.request, 503, f"railgun: {reason}", formatDirect(reason))
+        self.done = True
+
+    def _timedOut(self) -> None:
+        self.timer = None
+        if self.stream is not None:
+            self.stream.reset(ErrorCode.CANCEL)
+        self.proxy.stats.record(self.host, errors=1)
+        respondPlain(self.request, 504, "railgun: the origin role did not answer in time")
+        self.done = True
+
+    def cancelTimer(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+
+    def _clientGone(self, failure: Failure) -> None:
+        self.cancelTimer()
+        self.done = True
+        if self.stream is not None:
+            self.stream.reset(ErrorCode.CANCEL)
+
+    def streamFailed(self, reason: Failure, headersSent: bool) -> None:
+        """
+        The stream ended without a complete response.
+        """
+        self.cancelTimer()
+        if self.done:
+            return
+        if headersSent:
+            # The client has a partial response: closing the connection
+            # without the final chunk (or short of Content-Length) tells it.
+            self.done = True
+            self.request.channel.transport.abortConnection()
+            return
+        if (
+            reason.check(StreamRefused, LinkLost)
+            and self.head.method in IDEMPOTENT
+            and self.attempts < 3
+        ):
+            log.info(
+                "retrying {method} {host} on another link: {why}",
+                method=self.head.method,
+                host=self.host,
+                why=reason.getErrorMessage(),
+            )
+            self.flags |= Flag.RETRIED
+            self.request.content.seek(0, 0)
+            self.start(exclude=self.link)
+            return
+        self.done = True
+        self.proxy.stats.record(self.host, errors=1)
+        respondPlain(self.request, 502, f"railgun: the link to the origin role failed ({reason.getErrorMessage()})")
+
+
+class EdgeStreamHandler(StreamProtocol):
+    """
+    The edge's end of one stream: relays the response to the client, the
+    client's socket being the stream's consumer (a slow client pauses its
+    own stream, and through flow control the origin's, and nothing else).
+    """
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self._exchange = exchange
+        self._headersSent = False
+        self._finished = False
+        self._served = 0
+        self._linkBytes = 0
+        self._mode = RAW
+        self._held: list[bytes] = []
+        self._heldBytes = 0
+        self._status = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._control: dict[bytes, bytes] = {}
+
+    def headersReceived(self, headers: list[tuple[bytes, bytes]], endStream: bool) -> None:
+        if self._headersSent:
+            return  # trailers are not relayed
+        exchange = self._exchange
+        request = exchange.request
+        exchange.cancelTimer()
+        if exchange.done:
+            self.transport.reset(ErrorCode.CANCEL)
+            return
+        try:
+            head = ResponseHead.fromLinkHeaders(headers)
+        except BadMessage as e:
+            log.warn("bad response head from the origin role: {e}", e=e)
+            self.transport.reset(ErrorCode.PROTOCOL_ERROR)
+            exchange.done = True
+            respondPlain(request, 502, "railgun: the origin role sent a malformed response")
+            return
+        endToEnd, control = splitControl(head.headers)
+        self._status = head.status
+        self._headers = stripHopByHop(endToEnd)
+        self._control = control
+        mode = control.get(b"railgun-body", b"raw").decode("ascii", "replace")
+        if mode in (SAME, DELTA, FULL):
+            # A version: held (bounded) until it is complete and checked.
+            self._mode = mode
+            if endStream:
+                self._serveVersion()
+            return
+        self._headersSent = True
+        request.setResponseCode(head.status)
+        for name, value in self._headers:
+            request.responseHeaders.addRawHeader(name, value)
+        request.responseHeaders.setRawHeaders(b"railgun", [self._diagnostic(100.0)])
+        if endStream:
+            self._finish()
+            return
+        request.registerProducer(self.transport, True)
+
+    def _diagnostic(self, ratio: float) -> bytes:
+        exchange = self._exchange
+        originFlags = _int(self._control.get(b"railgun-flags"), 16)
+        return RailgunDiagnostic(
+            requestId=self.transport.requestId,
+            ratio=ratio,
+            originSeconds=_float(self._control.get(b"railgun-origin-time")),
+            flags=exchange.flags | (Flag(originFlags) & Flag.BASE_FOUND),
+            version=RAILGUN_VERSION,
+        ).format()
+
+    def _serveVersion(self) -> None:
+        exchange = self._exchange
+        proxy = exchange.proxy
+        payload = b"".join(self._held)
+        self._held = []
+        control = self._control
+        digest = control.get(b"railgun-digest", b"")
+        codecName = control.get(b"railgun-codec", b"identity").decode("ascii", "replace")
+        try:
+            if not isValidDigest(digest):
+                raise DeltaError("response without a valid digest")
+            codec = None
+            if codecName != "identity":
+                assert proxy.codecs is not None
+                codec = (
+                    proxy.codecs.deltaCodec(codecName)
+                    if self._mode == DELTA
+                    else proxy.codecs.fullCodec(codecName)
+                )
+            body = decodeVersion(
+                self._mode,
+                codec,
+                payload,
+                digest=digest.decode("ascii"),
+                base=exchange.base,
+                maxSize=proxy.deltaMaxSize,
+            )
+        except VersionMismatch:
+            self._finished = True
+            exchange.refetchInFull("digest-mismatch")
+            return
+        except DeltaError:
+            self._finished = True
+            exchange.refetchInFull("decode-error")
+            return
+        if proxy.cache is not None and exchange.head.method == b"GET":
+            proxy.cache.set(exchange.cacheKey, digest + body)
+        request = exchange.request
+        if self._mode == SAME:
+            exchange.flags |= Flag.SAME
+        elif self._mode == DELTA:
+            exchange.flags |= Flag.DELTA
+        elif codecName != "identity":
+            exchange.flags |= Flag.COMPRESSED
+        exchange.cancelTimer()
+        self._headersSent = True
+        request.setResponseCode(self._status)
+        for name, value in self._headers:
+            request.responseHeaders.addRawHeader(name, value)
+        served = body
+        coding = _clientCoding(request, self._headers)
+        if coding is not None:
+            served = encodeBody(body, coding)
+            request.responseHeaders.setRawHeaders(b"content-encoding", [coding])
+            vary = request.responseHeaders.getRawHeaders(b"vary", [])
+            if not any(b"accept-encoding" in v.lower() or v.strip() == b"*" for v in vary):
+                request.responseHeaders.addRawHeader(b"vary", b"Accept-Encoding")
+        request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(served)])
+        ratio = 100.0 * len(payload) / len(body) if body else 0.0
+        request.responseHeaders.setRawHeaders(b"railgun", [self._diagnostic(ratio)])
+        proxy.stats.count(exchange.host, "bodies", self._mode)
+        self._served = len(body)
+        self._linkBytes = len(payload)
+        request.write(served)
+        self._finish()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._exchange.done:
+            return
+        if self._mode != RAW:
+            self._held.append(data)
+            self._heldBytes += len(data)
+            # A payload is never larger than the body it encodes, and a
+            # version's body is at most deltaMaxSize.
+            if self._heldBytes > self._exchange.proxy.deltaMaxSize + 1024:
+                self.transport.reset(ErrorCode.PROTOCOL_ERROR)
+            return
+        self._served += len(data)
+        self._linkBytes += len(data)
+        self._exchange.request.write(data)
+
+    def readConnectionLost(self) -> None:
+        if self._finished:
+            return
+        if self._mode != RAW and not self._headersSent:
+            self._serveVersion()
+        elif self._headersSent:
+            self._exchange.request.unregisterProducer()
+            self._finish()
+
+    def _finish(self) -> None:
+        exchange = self._exchange
+        if self._finished or exchange.done:
+            return
+        self._finished = True
+        exchange.done = True
+        stats = exchange.proxy.stats
+        stats.record(
+            exchange.host,
+            responses=1,
+            bodyBytesServed=self._served,
+            bodyBytesOnLink=self._linkBytes,
+        )
+        request = exchange.request
+        if not request._disconnected and not request.finished:
+            request.finish()
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        if not self._finished:
+            request = self._exchange.request
+            if self._headersSent and not request._disconnected and not request.finished:
+                request.unregisterProducer()
+            self._exchange.streamFailed(reason, self._headersSent)
+
+
+def _int(value: bytes | None, base: int = 10) -> int:
+    try:
+        return int(value, base) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def _clientCoding(request: Any, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """
+    The content coding to serve a rebuilt (identity) body in, from the
+    client's Accept-Encoding, for text-like bodies only.
+    """
+    contentType = None
+    for name, value in headers:
+        if name == b"content-encoding":
+            return None
+        if name == b"content-type":
+            contentType = value
+    if not isDeltaEligible(b"GET", 200, contentType, None, 1):
+        return None
+    return chooseEncoding(request.requestHeaders.getRawHeaders(b"accept-encoding", [None])[0])
+
+
+def _float(value: bytes | None) -> float:
+    try:
+        return float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+
+
+class _BodySender:
+    """
+    Send a buffered request body onto a stream as a streaming producer: the
+    stream pauses it when its window or queue is full.
+    """
+
+    def __init__(self, content: Any, stream: Any) -> None:
+        self._content = content
+        self._stream = stream
+        self._paused = False
+        self._done = False
+
+    def start(self) -> None:
+        self._content.seek(0, 0)
+        self._stream.registerProducer(self, True)
+        self.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        while not self._paused and not self._done:
+            chunk = self._content.read(BODY_CHUNK)
+            if not chunk:
+                self._done = True
+                self._stream.unregisterProducer()
+                self._stream.loseConnection()
+                return
+            self._stream.write(chunk)
+
+    def stopProducing(self) -> None:
+        self._done = True
+
+
+__all__ = ["EdgeProxy", "EdgeStreamHandler", "linkRatio"]

@@ -1,0 +1,156 @@
+"""
+The edge role as an L{IService}: the HTTP server clients talk to, and the
+pools of links to the origin roles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+
+from railgun.config import EdgeConfig
+from railgun.delta.codec import defaultRegistry
+from railgun.edge.direct import DirectFetcher
+from railgun.edge.http import EdgeHTTPFactory
+from railgun.edge.links import LinkPool
+from railgun.edge.proxy import EdgeProxy
+from railgun.origin.fetch import makeOriginClient
+from railgun.stats import Stats
+from railgun.stores.memory import MemoryVersionStore
+from railgun.tls import Credentials, loadCredentials
+
+log = Logger()
+
+
+class EdgeService(MultiService):
+    """
+    Serve HTTP clients through links to origin roles.
+
+    @ivar stats: the counters of this role.
+    @ivar proxy: the L{EdgeProxy} serving requests.
+    """
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        reactor: Any,
+        credentials: Credentials | None = None,
+    ) -> None:
+        super().__init__()
+        if credentials is None:
+            if config.certsDir is None:
+                raise ValueError("the edge role needs certificates: set certsDir")
+            credentials = loadCredentials(config.certsDir, "edge")
+        self._config = config
+        self._reactor = reactor
+        self.stats = Stats()
+        pools: dict[Any, LinkPool] = {}
+
+        def poolFor(address: Any) -> LinkPool:
+            if address not in pools:
+                pool = pools[address] = LinkPool(
+                    reactor,
+                    address,
+                    credentials=credentials,
+                    token=config.token,
+                    size=config.linksPerOrigin,
+                    tlsName=config.tlsName,
+                    connectTimeout=config.connectTimeout,
+                    linkOptions=config.link.linkOptions(),
+                )
+                pool.setServiceParent(self)
+            return pools[address]
+
+        self.pools = pools
+        fallback = None
+        self._fallbackPool: Any = None
+        if config.fallback is not None:
+            client, self._fallbackPool = makeOriginClient(
+                reactor, connectTimeout=config.connectTimeout, maxConnectionsPerOrigin=16
+            )
+            fallback = config.fallback.mapValues(
+                lambda target: DirectFetcher(client, reactor, target, config.responseTimeout)
+            )
+        self.proxy = EdgeProxy(
+            pools=config.links.mapValues(poolFor),
+            clock=reactor,
+            responseTimeout=config.responseTimeout,
+            stats=self.stats,
+            fallback=fallback,
+            # The edge keeps the latest version of each URL it served.
+            cache=MemoryVersionStore(
+                maxBytes=config.store.memoryBytes, ttl=config.store.ttl, clock=reactor
+            )
+            if config.delta.enabled
+            else None,
+            codecs=defaultRegistry(),
+            deltaMaxSize=config.delta.maxSize,
+        )
+        self._port: IListeningPort | None = None
+        self._waiting: list[Deferred[IListeningPort]] = []
+
+    def startService(self) -> None:
+        super().startService()
+        factory = EdgeHTTPFactory(
+            self.proxy,
+            reactor=self._reactor,
+            maxHeaderBytes=self._config.maxHeaderBytes,
+            maxBodyBytes=self._config.maxBodyBytes,
+        )
+        d = serverFromString(self._reactor, self._config.httpListen).listen(factory)
+        d.addCallbacks(self._listened, self._listenFailed)
+
+    def _listened(self, port: IListeningPort) -> None:
+        self._port = port
+        log.info("edge serving HTTP on {address}", address=port.getHost())
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(port)
+
+    def _listenFailed(self, failure: Any) -> None:
+        log.failure("edge could not listen on {e}", failure, e=self._config.httpListen)
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(failure)
+
+    def whenListening(self) -> Deferred[IListeningPort]:
+        """
+        @return: a Deferred firing with the HTTP listening port once bound.
+        """
+        if self._port is not None:
+            return succeed(self._port)
+        d: Deferred[IListeningPort] = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def whenLinked(self) -> Deferred[Any]:
+        """
+        @return: a Deferred firing once every pool has at least one ready
+            link (useful in tests and for a readiness probe).
+        """
+        from twisted.internet.defer import gatherResults
+
+        return gatherResults([pool.whenReady() for pool in self.pools.values()])
+
+    def stopService(self) -> Deferred[Any]:
+        """
+        Stop accepting clients, then drain the links.
+        """
+        port, self._port = self._port, None
+        d: Deferred[Any] = succeed(None)
+        if port is not None:
+            d = Deferred.fromCoroutine(_stop(port))
+        d.addCallback(lambda _: MultiService.stopService(self))
+        if self._fallbackPool is not None:
+            pool = self._fallbackPool
+            d.addCallback(lambda _: pool.closeCachedConnections())
+        return d
+
+
+async def _stop(port: IListeningPort) -> None:
+    await port.stopListening()

@@ -1,0 +1,213 @@
+"""
+Fetching from origin servers through treq: one L{HTTPClient} over an
+L{Agent} with a persistent connection pool, and the mapping of fetch
+failures to the HTTP errors an edge's client sees.
+"""
+
+from __future__ import annotations
+
+from http.cookiejar import CookieJar
+from typing import Any
+
+from attrs import frozen
+from treq.client import HTTPClient
+from twisted.internet import error as ierror
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
+from zope.interface import implementer
+
+from railgun.http.routing import OriginTarget
+
+
+class _NoCookies(CookieJar):
+    """
+    treq keeps a cookie jar per client; a proxy must never remember one
+    user's cookies and send them with another user's request, so this jar
+    stores and sends nothing.
+    """
+
+    def add_cookie_header(self, request: Any) -> None:
+        pass
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        pass
+
+
+@implementer(IAgent)
+class _IdentityEncodingAgent:
+    """
+    Ask origin servers for identity encoding. treq's own
+    C{ContentDecoderAgent} (above this one) adds C{Accept-Encoding: gzip}; we
+    replace it: a version is a body in identity encoding, and the edge
+    compresses for its own client. If an origin sends gzip anyway, treq's
+    decoder undoes it; other codings are left to the caller.
+    """
+
+    def __init__(self, agent: IAgent) -> None:
+        self._agent = agent
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,
+    ) -> Deferred[IResponse]:
+        headers = headers.copy() if headers is not None else Headers()
+        headers.setRawHeaders(b"accept-encoding", [b"identity"])
+        return self._agent.request(method, uri, headers, bodyProducer)
+
+
+@implementer(IPolicyForHTTPS)
+class _NoVerification:
+    """
+    The policy for origins configured with C{verify_origin_tls = false}: TLS
+    without certificate checks (an origin with a self-signed certificate on
+    the same machine). Off by default.
+    """
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        from twisted.internet.ssl import CertificateOptions
+
+        return _UncheckedCreator(CertificateOptions(verify=False))
+
+
+class _UncheckedCreator:
+    def __init__(self, options: Any) -> None:
+        self._options = options
+
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> Any:
+        from OpenSSL.SSL import Connection
+
+        return Connection(self._options.getContext(), None)
+
+
+def makeOriginClient(
+    reactor: Any,
+    *,
+    connectTimeout: float,
+    maxConnectionsPerOrigin: int,
+    verifyTLS: bool = True,
+) -> tuple[HTTPClient, HTTPConnectionPool]:
+    """
+    Build the treq client the origin role fetches with.
+
+    @return: the client and its pool (closed on shutdown).
+    """
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = maxConnectionsPerOrigin
+    pool.cachedConnectionTimeout = 120
+    pool.retryAutomatically = True
+    policy = BrowserLikePolicyForHTTPS() if verifyTLS else _NoVerification()
+    agent = Agent(
+        reactor, contextFactory=policy, connectTimeout=connectTimeout, pool=pool
+    )
+    return HTTPClient(_IdentityEncodingAgent(agent), cookiejar=_NoCookies()), pool
+
+
+@frozen
+class FetchError:
+    """
+    How a failed origin fetch is reported to the edge.
+
+    @ivar status: the HTTP status the client gets (502 or 504).
+    @ivar code: a short machine-readable cause (C{railgun-error} header).
+    @ivar message: one line for the response body and the log.
+    """
+
+    status: int
+    code: str
+    message: str
+
+
+def classifyFetchFailure(failure: Failure, timedOut: bool) -> FetchError:
+    """
+    Map an origin fetch failure to the response the edge's client gets: an
+    origin that cannot be reached is a 502, one that does not answer in time
+    a 504.
+
+    @param timedOut: whether our own response timer cancelled the fetch.
+    """
+    if timedOut or failure.check(CancelledError):
+        return FetchError(504, "origin-timeout", "the origin server did not answer in time")
+    if failure.check(ierror.TimeoutError):
+        return FetchError(504, "origin-connect-timeout", "connecting to the origin server timed out")
+    if failure.check(ierror.DNSLookupError):
+        return FetchError(502, "origin-dns", "the origin server's name does not resolve")
+    if failure.check(ierror.ConnectError):
+        return FetchError(502, "origin-unreachable", "the origin server refused or could not be reached")
+    if failure.check(ResponseNeverReceived, ResponseFailed):
+        return FetchError(502, "origin-failed", "the origin server closed the connection without a valid response")
+    return FetchError(502, "origin-error", f"fetching from the origin server failed: {failure.getErrorMessage()}")
+
+
+def originRequestHeaders(headers: list[tuple[bytes, bytes]]) -> Headers:
+    """
+    The headers to send to the origin: the end-to-end headers the edge
+    forwarded, less C{Content-Length} (the Agent writes its own from the body
+    producer) and C{Accept-Encoding} (we always ask for identity).
+    """
+    result = Headers()
+    for name, value in headers:
+        if name in (b"content-length", b"accept-encoding"):
+            continue
+        result.addRawHeader(name, value)
+    return result
+
+
+def fetchFromOrigin(
+    client: HTTPClient,
+    clock: IReactorTime,
+    target: OriginTarget,
+    method: bytes,
+    path: bytes,
+    headers: Headers,
+    body: IBodyProducer | None,
+    timeout: float,
+) -> Deferred[IResponse]:
+    """
+    Send one request to an origin server and fire with its response once the
+    head has arrived (the body is delivered later, unbuffered).
+
+    A response head that does not arrive within C{timeout} seconds cancels
+    the request; the Deferred then fails with L{CancelledError}.
+    """
+    return client.request(
+        method.decode("ascii"),
+        target.urlFor(path),
+        headers=headers,
+        data=body,
+        allow_redirects=False,
+        unbuffered=True,
+        reactor=clock,
+        timeout=timeout,
+    )
+
+
+def responseHeaderList(response: IResponse) -> list[tuple[bytes, bytes]]:
+    """
+    An origin response's end-to-end headers as a list with lowercase names,
+    less hop-by-hop and C{railgun-*} ones, and less the empty
+    C{Content-Encoding} that treq's C{ContentDecoderAgent} sets on every
+    response that had none.
+    """
+    from railgun.http.headers import stripHopByHop
+    from railgun.http.messages import stripControl
+
+    headers = [
+        (name.lower(), value)
+        for name, values in response.headers.getAllRawHeaders()
+        for value in values
+        if value or name.lower() != b"content-encoding"
+    ]
+    return stripControl(stripHopByHop(headers))

@@ -1,0 +1,477 @@
+"""
+One stream on the origin role: the request an edge sent, fetched from the
+origin server its Host maps to, and the response streamed back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import define, field
+from treq.client import HTTPClient
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import PotentialDataLoss, ResponseDone
+from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
+
+from railgun.delta.codec import CodecRegistry
+from railgun.delta.content import (
+    ContentDecodingError,
+    decodeContentEncoding,
+    isDeltaEligible,
+)
+from railgun.delta.digest import isValidDigest, versionDigest
+from railgun.http.diagnostic import Flag
+from railgun.http.messages import (
+    BadMessage,
+    RequestHead,
+    ResponseHead,
+    responseHasBody,
+    splitControl,
+)
+from railgun.http.routing import BadHost, HostMap, normalizeHost
+from railgun.link.errors import ErrorCode
+from railgun.link.protocol import StreamProtocol
+from railgun.origin.body import StreamBodyProducer
+from railgun.origin.fetch import (
+    FetchError,
+    classifyFetchFailure,
+    fetchFromOrigin,
+    originRequestHeaders,
+    responseHeaderList,
+)
+from railgun.stats import Stats
+from railgun.stores.interfaces import IVersionStore
+from railgun.versions import RAW, SAME, EncodedVersion, encodeVersion
+
+log = Logger()
+
+
+@define
+class OriginContext:
+    """
+    What every stream handler of one origin role shares.
+
+    @ivar origins: Host -> L{railgun.http.routing.OriginTarget}.
+    @ivar client: the treq client (persistent pool) origins are fetched with.
+    @ivar responseTimeout: seconds for an origin's response head, and the
+        longest pause allowed inside its body.
+    """
+
+    origins: HostMap
+    client: HTTPClient
+    clock: IReactorTime
+    responseTimeout: float
+    stats: Stats = field(factory=Stats)
+    store: IVersionStore | None = None
+    codecs: CodecRegistry | None = None
+    deltaMaxSize: int = 1024 * 1024
+    encode: Any = None
+    """
+    C{encode(body, **kw) -> Deferred[EncodedVersion]}: runs
+    L{encodeVersion}, in a thread pool for large bodies; L{None} runs it
+    inline.
+    """
+
+
+def errorResponseHeaders(status: int, code: str, body: bytes) -> list[tuple[bytes, bytes]]:
+    """
+    The link header block of an error the origin role answers itself.
+    """
+    return ResponseHead(
+        status,
+        [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode("ascii")),
+            (b"cache-control", b"no-store"),
+            (b"railgun-error", code.encode("ascii")),
+        ],
+    ).toLinkHeaders()
+
+
+class OriginStreamHandler(StreamProtocol):
+    """
+    Serve one stream: parse the request head, refuse hosts that are not
+    mapped (never connecting anywhere for them), fetch through treq, and
+    stream the response back with back-pressure from the link to the origin
+    socket.
+    """
+
+    def __init__(self, context: OriginContext) -> None:
+        self._context = context
+        self._head: RequestHead | None = None
+        self._host: str | None = None
+        self._body: StreamBodyProducer | None = None
+        self._fetch: Deferred[IResponse] | None = None
+        self._timedOut = False
+        self._timer: Any = None
+        self._responseTransport: Any = None
+        self._gone = False
+        self._started = 0.0
+        self._base: str | None = None
+        self._collected: list[bytes] = []
+        self._collectedBytes = 0
+        self._collecting = False
+        self._pendingHeaders: list[tuple[bytes, bytes]] = []
+        self._status = 0
+        self._originSeconds = 0.0
+        self._lengthHint: int | None = None
+
+    # Link callbacks
+
+    def headersReceived(self, headers: list[tuple[bytes, bytes]], endStream: bool) -> None:
+        if self._head is not None:
+            # Request trailers: not forwarded (the Agent cannot send them).
+            return
+        try:
+            head = RequestHead.fromLinkHeaders(headers)
+            host = normalizeHost(head.authority)
+        except (BadMessage, BadHost) as e:
+            self._head = RequestHead(b"GET", b"https", b"invalid", b"/", [])
+            self._respondError(400, "bad-request", f"malformed request: {e}")
+            return
+        self._head = head
+        self._host = None
+        target = self._context.origins.lookup(host)
+        if target is None:
+            self._context.stats.record(None, requests=1)
+            log.warn(
+                "refusing request {rid} for unmapped host {host!r}",
+                rid=self.transport.requestId,
+                host=host,
+            )
+            self._respondError(
+                421, "unmapped-host", f"host {host} is not served by this origin role"
+            )
+            return
+        self._host = host
+        self._context.stats.record(host, requests=1)
+        endToEnd, control = splitControl(head.headers)
+        base = control.get(b"railgun-base")
+        self._base = base.decode("ascii") if base is not None and isValidDigest(base) else None
+        if not endStream:
+            self._body = StreamBodyProducer(self.transport, _contentLength(endToEnd))
+        self._started = self._context.clock.seconds()
+        self._timer = self._context.clock.callLater(
+            self._context.responseTimeout, self._responseTimedOut
+        )
+        d = self._fetch = fetchFromOrigin(
+            self._context.client,
+            self._context.clock,
+            target,
+            head.method,
+            head.path,
+            _withHost(originRequestHeaders(endToEnd), head.authority),
+            self._body,
+            timeout=0,  # our own timer covers the head and the body
+        )
+        d.addCallbacks(self._gotResponse, self._fetchFailed)
+        d.addErrback(self._internalError)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._body is not None:
+            self._body.dataReceived(data)
+        elif self._head is not None and self._host is None:
+            pass  # refused request: its body is dropped
+        else:
+            self.transport.reset(ErrorCode.PROTOCOL_ERROR)
+
+    def readConnectionLost(self) -> None:
+        if self._body is not None:
+            self._body.bodyEnded()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._gone = True
+        self._cancelTimer()
+        if self._fetch is not None:
+            # Not "not called": a Deferred waiting on an inner one counts as
+            # called, and cancel() forwards to the inner one (the request).
+            self._fetch.cancel()
+        if self._responseTransport is not None:
+            self._responseTransport.stopProducing()
+            self._responseTransport = None
+
+    # Fetch results
+
+    def _gotResponse(self, response: IResponse) -> None:
+        self._fetch = None
+        if self._gone:
+            response.deliverBody(_Discard())
+            return
+        assert self._head is not None
+        self._originSeconds = self._context.clock.seconds() - self._started
+        headers = responseHeaderList(response)
+        hasBody = responseHasBody(self._head.method, response.code)
+        self._context.stats.record(self._host, responses=1)
+        if not hasBody:
+            self._cancelTimer()
+            self._sendHead(response.code, headers, RAW, endStream=True)
+            response.deliverBody(_Discard())
+            return
+        # The edge learns the length from the response itself; an origin
+        # body we decoded (gzip) no longer has its announced length.
+        headers = [(n, v) for n, v in headers if n != b"content-length"]
+        length = None if response.length is UNKNOWN_LENGTH else response.length
+        context = self._context
+        if (
+            context.codecs is not None
+            and isDeltaEligible(
+                self._head.method,
+                response.code,
+                _header(headers, b"content-type"),
+                length,
+                context.deltaMaxSize,
+            )
+        ):
+            # Hold the body (bounded) to send it as a version.
+            self._collecting = True
+            self._status = response.code
+            self._pendingHeaders = headers
+            self._lengthHint = length
+        else:
+            if length is not None:
+                headers.append((b"content-length", b"%d" % length))
+            self._sendHead(response.code, headers, RAW)
+        response.deliverBody(_BodyForwarder(self))
+
+    def _sendHead(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        mode: str,
+        *,
+        endStream: bool = False,
+        extra: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
+    ) -> None:
+        control = [
+            (b"railgun-body", mode.encode("ascii")),
+            (b"railgun-origin-time", f"{self._originSeconds:.6f}".encode("ascii")),
+        ]
+        self.transport.sendHeaders(
+            ResponseHead(status, headers + control + list(extra)).toLinkHeaders(),
+            endStream=endStream,
+        )
+        self._context.stats.count(self._host, "bodies", mode)
+
+    def _stopCollecting(self) -> None:
+        """
+        The body turned out larger than a version may be: stream it raw,
+        starting with what was held.
+        """
+        self._collecting = False
+        headers = self._pendingHeaders
+        if self._lengthHint is not None:
+            headers = headers + [(b"content-length", b"%d" % self._lengthHint)]
+        self._sendHead(self._status, headers, RAW)
+        held, self._collected, self._collectedBytes = self._collected, [], 0
+        self._context.stats.record(self._host, bodyBytesOnLink=sum(map(len, held)))
+        self.transport.writeSequence(held)
+
+    async def _sendVersion(self) -> None:
+        context = self._context
+        body = b"".join(self._collected)
+        self._collected, self._collectedBytes = [], 0
+        headers = self._pendingHeaders
+        codings = _header(headers, b"content-encoding")
+        if codings and codings.strip().lower() != b"identity":
+            try:
+                body = decodeContentEncoding(body, codings, context.deltaMaxSize)
+            except ContentDecodingError as e:
+                log.info("cannot decode {codings!r} from origin: {e}; sending raw", codings=codings, e=e)
+                self._context.stats.count(self._host, "fallbacks", "origin-encoding")
+                self._sendHead(self._status, headers + [(b"content-length", b"%d" % len(body))], RAW)
+                self._writeAndEnd(body)
+                return
+            headers = [(n, v) for n, v in headers if n != b"content-encoding"]
+        digest = versionDigest(body)
+        baseBody = None
+        store = context.store
+        if self._base is not None and self._base != digest and store is not None:
+            stored = await store.get(self._base.encode("ascii"))
+            if stored is not None and versionDigest(stored) == self._base:
+                baseBody = stored
+                context.stats.record(self._host, storeHits=1)
+            else:
+                context.stats.record(self._host, storeMisses=1)
+                context.stats.count(self._host, "fallbacks", "base-missing-at-origin")
+        if store is not None:
+            store.set(digest.encode("ascii"), body)
+        assert context.codecs is not None
+        kwargs = dict(
+            baseDigest=self._base,
+            baseBody=baseBody,
+            deltaCodec=context.codecs.chooseDelta(context.codecs.deltaNames()),
+            fullCodec=context.codecs.chooseFull(context.codecs.fullNames()),
+            digest=digest,
+        )
+        if context.encode is not None:
+            encoded: EncodedVersion = await context.encode(body, **kwargs)
+        else:
+            encoded = encodeVersion(body, **kwargs)
+        if self._gone:
+            return
+        flags = Flag(0)
+        if encoded.baseFound:
+            flags |= Flag.BASE_FOUND
+        extra = [
+            (b"railgun-codec", encoded.codec.encode("ascii")),
+            (b"railgun-digest", encoded.digest.encode("ascii")),
+            (b"railgun-length", b"%d" % encoded.length),
+            (b"railgun-flags", b"%x" % flags),
+        ]
+        self._sendHead(self._status, headers, encoded.mode, extra=extra, endStream=encoded.mode == SAME)
+        context.stats.record(self._host, bodyBytesOnLink=len(encoded.payload))
+        if encoded.mode != SAME:
+            self._writeAndEnd(encoded.payload)
+
+    def _writeAndEnd(self, payload: bytes) -> None:
+        if payload:
+            self.transport.write(payload)
+        self.transport.loseConnection()
+
+    def _fetchFailed(self, failure: Failure) -> None:
+        self._fetch = None
+        if self._gone:
+            return
+        error: FetchError = classifyFetchFailure(failure, self._timedOut)
+        log.info(
+            "origin fetch for {rid} {host} failed: {code} ({why})",
+            rid=self.transport.requestId,
+            host=self._host,
+            code=error.code,
+            why=failure.getErrorMessage(),
+        )
+        self._context.stats.record(self._host, errors=1)
+        self._respondError(error.status, error.code, error.message)
+
+    def _internalError(self, failure: Failure) -> None:
+        log.failure("internal error serving a stream", failure)
+        if not self._gone:
+            self.transport.reset(ErrorCode.INTERNAL_ERROR)
+
+    def _respondError(self, status: int, code: str, message: str) -> None:
+        self._cancelTimer()
+        body = message.encode("utf-8") + b"\n"
+        self.transport.sendHeaders(errorResponseHeaders(status, code, body))
+        self.transport.write(body)
+        self.transport.loseConnection()
+
+    # Timeouts
+
+    def _responseTimedOut(self) -> None:
+        self._timer = None
+        self._timedOut = True
+        if self._fetch is not None:
+            self._fetch.cancel()  # -> _fetchFailed -> 504
+        elif self._responseTransport is not None:
+            # The head was sent; all we can do is end the stream in error.
+            log.info("origin body for {rid} stalled", rid=self.transport.requestId)
+            self._responseTransport.stopProducing()
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _bodyProgress(self) -> None:
+        if self._timer is not None:
+            self._timer.reset(self._context.responseTimeout)
+
+    # Body forwarding (called by _BodyForwarder)
+
+    def _bodyStarted(self, transport: Any) -> None:
+        self._responseTransport = transport
+        # While a version is collected, nothing is written to the stream, so
+        # the stream cannot pause the origin: the collection is bounded by
+        # deltaMaxSize instead.
+        self.transport.registerProducer(transport, True)
+
+    def _bodyChunk(self, data: bytes) -> None:
+        self._bodyProgress()
+        self._context.stats.record(self._host, bodyBytesFromOrigin=len(data))
+        if self._collecting:
+            self._collected.append(data)
+            self._collectedBytes += len(data)
+            if self._collectedBytes > self._context.deltaMaxSize:
+                self._stopCollecting()
+            return
+        self._context.stats.record(self._host, bodyBytesOnLink=len(data))
+        self.transport.write(data)
+
+    def _bodyDone(self, reason: Failure) -> None:
+        self._cancelTimer()
+        self._responseTransport = None
+        if self._gone:
+            return
+        self.transport.unregisterProducer()
+        if reason.check(ResponseDone, PotentialDataLoss):
+            if self._collecting:
+                self._collecting = False
+                d = Deferred.fromCoroutine(self._sendVersion())
+                d.addErrback(self._internalError)
+            else:
+                self.transport.loseConnection()
+        else:
+            log.info(
+                "origin body for {rid} failed: {why}",
+                rid=self.transport.requestId,
+                why=reason.getErrorMessage(),
+            )
+            self.transport.reset(ErrorCode.INTERNAL_ERROR)
+
+
+def _withHost(headers: Any, authority: bytes) -> Any:
+    # The client's Host travels as :authority; the origin server gets it
+    # unchanged (the map only decides where to connect).
+    headers.setRawHeaders(b"host", [authority])
+    return headers
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for n, value in headers:
+        if n == name:
+            return value
+    return None
+
+
+def _contentLength(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class _BodyForwarder(Protocol):
+    """
+    Receives an origin response body (C{IResponse.deliverBody}) and writes it
+    to the stream; the origin connection is the stream's producer, so the
+    link's flow control pauses the origin socket.
+    """
+
+    def __init__(self, handler: OriginStreamHandler) -> None:
+        self._handler = handler
+
+    def connectionMade(self) -> None:
+        self._handler._bodyStarted(self.transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._handler._bodyChunk(data)
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self._handler._bodyDone(reason)
+
+
+class _Discard(Protocol):
+    """
+    Drop a response body nobody wants (its stream is gone, or it has none)
+    without reading it: stopping the transport frees the origin connection.
+    """
+
+    def connectionMade(self) -> None:
+        self.transport.stopProducing()

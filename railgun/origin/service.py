@@ -1,0 +1,169 @@
+"""
+The origin role as an L{IService}: a TLS listener for links from edges,
+each stream served by an L{OriginStreamHandler}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService, Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from railgun.config import OriginConfig, StoreConfig
+from railgun.delta.codec import ENCODE_IN_THREAD_ABOVE, defaultRegistry
+from railgun.link.factory import LinkServerFactory
+from railgun.origin.fetch import makeOriginClient
+from railgun.origin.handler import OriginContext, OriginStreamHandler
+from railgun.stats import Stats
+from railgun.stores.interfaces import IVersionStore
+from railgun.stores.memory import MemoryVersionStore
+from railgun.tls import Credentials, loadCredentials, serverOptions
+from railgun.versions import EncodedVersion, encodeVersion
+
+log = Logger()
+
+
+class OriginService(Service):
+    """
+    Accept links from edges and serve their streams from the configured
+    origin servers.
+
+    Start it in your own reactor like any L{IService}; C{whenListening()}
+    tells the port it bound (useful with port 0).
+
+    @ivar stats: the counters of this role.
+    """
+
+    def __init__(
+        self,
+        config: OriginConfig,
+        reactor: Any,
+        credentials: Credentials | None = None,
+    ) -> None:
+        if credentials is None:
+            if config.certsDir is None:
+                raise ValueError("the origin role needs certificates: set certsDir")
+            credentials = loadCredentials(config.certsDir, "origin")
+        self._config = config
+        self._reactor = reactor
+        self._credentials = credentials
+        self.stats = Stats()
+        self._port: IListeningPort | None = None
+        self._listening: Deferred[IListeningPort] | None = None
+        self._waiting: list[Deferred[IListeningPort]] = []
+        self._linkFactory: LinkServerFactory | None = None
+        self._pool: Any = None
+        self.store: IVersionStore = makeStore(config.store, reactor)
+
+    def _encode(self, body: bytes, **kwargs: Any) -> Deferred[EncodedVersion]:
+        # zstandard releases the GIL: a large encode runs in the reactor's
+        # thread pool so it does not stall every other stream.
+        if len(body) <= ENCODE_IN_THREAD_ABOVE:
+            return succeed(encodeVersion(body, **kwargs))
+        from twisted.internet.threads import deferToThreadPool
+
+        return deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), lambda: encodeVersion(body, **kwargs)
+        )
+
+    def startService(self) -> None:
+        super().startService()
+        if IService.providedBy(self.store):
+            self.store.startService()
+        config = self._config
+        client, self._pool = makeOriginClient(
+            self._reactor,
+            connectTimeout=config.connectTimeout,
+            maxConnectionsPerOrigin=config.maxConnectionsPerOrigin,
+            verifyTLS=config.verifyOriginTLS,
+        )
+        context = OriginContext(
+            origins=config.origins,
+            client=client,
+            clock=self._reactor,
+            responseTimeout=config.responseTimeout,
+            stats=self.stats,
+            store=self.store,
+            codecs=defaultRegistry() if config.delta.enabled else None,
+            deltaMaxSize=config.delta.maxSize,
+            encode=self._encode,
+        )
+        self._linkFactory = LinkServerFactory(
+            token=config.token,
+            clock=self._reactor,
+            streamFactory=lambda stream: OriginStreamHandler(context),
+            **config.link.linkOptions(),
+        )
+        tlsFactory = TLSMemoryBIOFactory(
+            serverOptions(self._credentials), False, self._linkFactory
+        )
+        endpoint = serverFromString(self._reactor, config.linkListen)
+        self._listening = endpoint.listen(tlsFactory)
+        self._listening.addCallbacks(self._listened, self._listenFailed)
+
+    def _listened(self, port: IListeningPort) -> None:
+        self._port = port
+        log.info("origin role accepting links on {address}", address=port.getHost())
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(port)
+
+    def _listenFailed(self, failure: Any) -> None:
+        log.failure("origin role could not listen on {e}", failure, e=self._config.linkListen)
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(failure)
+
+    def whenListening(self) -> Deferred[IListeningPort]:
+        """
+        @return: a Deferred firing with the listening port once bound.
+        """
+        if self._port is not None:
+            return succeed(self._port)
+        d: Deferred[IListeningPort] = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def stopService(self) -> Deferred[Any]:
+        """
+        Stop accepting links, drain the open ones (GOAWAY, let streams
+        finish), then close the origin connection pool.
+        """
+        super().stopService()
+        steps: list[Deferred[Any]] = []
+        if self._port is not None:
+            steps.append(Deferred.fromCoroutine(_stopListening(self._port)))
+            self._port = None
+        if self._linkFactory is not None:
+            steps.append(self._linkFactory.goAwayAll())
+        d = DeferredList(steps, consumeErrors=True)
+        if IService.providedBy(self.store):
+            store = self.store
+            d.addCallback(lambda _: store.stopService())
+        if self._pool is not None:
+            pool = self._pool
+            d.addCallback(lambda _: pool.closeCachedConnections())
+        return d
+
+
+async def _stopListening(port: IListeningPort) -> None:
+    await port.stopListening()
+
+
+def makeStore(config: StoreConfig, reactor: Any) -> IVersionStore:
+    """
+    The origin role's version store: memcached when servers are
+    configured (shared by several origin roles), else process memory.
+    """
+    if config.memcached:
+        from railgun.stores.memcached import MemcachedVersionStore
+
+        return MemcachedVersionStore(
+            reactor, list(config.memcached), timeout=config.timeout, ttl=int(config.ttl)
+        )
+    return MemoryVersionStore(maxBytes=config.memoryBytes, ttl=config.ttl, clock=reactor)

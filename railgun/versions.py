@@ -1,0 +1,129 @@
+"""
+How a versioned body crosses the link, as pure functions: the origin role
+chooses between C{same}, C{delta} and C{full} (L{encodeVersion}); the edge
+rebuilds the body and checks it against the announced digest
+(L{decodeVersion}). No I/O here: the roles do the fetching and storing.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from railgun.delta.codec import DeltaError, IDeltaCodec, IFullCodec
+from railgun.delta.digest import versionDigest
+
+#: a compressed full body is used only when it saves at least this share;
+#: below it, decompressing costs the edge more than the bytes save.
+MIN_COMPRESSION_SAVING = 0.05
+
+SAME = "same"
+DELTA = "delta"
+FULL = "full"
+RAW = "raw"
+IDENTITY = "identity"
+
+
+class VersionMismatch(Exception):
+    """
+    The body rebuilt at the edge is not the version the origin role
+    announced (wrong or corrupted base, corrupted payload): the edge must
+    fetch the response again in full.
+    """
+
+
+@frozen
+class EncodedVersion:
+    """
+    A version as it crosses the link.
+
+    @ivar mode: C{same} (no payload: the edge's base is this version),
+        C{delta} (payload = delta against the base) or C{full}.
+    @ivar codec: the codec name of the payload (C{identity} when none).
+    @ivar payload: the bytes sent on the link.
+    @ivar digest: the digest of the identity body.
+    @ivar length: the identity body's length.
+    @ivar baseFound: whether the origin role had the edge's base.
+    """
+
+    mode: str
+    codec: str
+    payload: bytes
+    digest: str
+    length: int
+    baseFound: bool
+
+
+def encodeVersion(
+    body: bytes,
+    *,
+    baseDigest: str | None,
+    baseBody: bytes | None,
+    deltaCodec: IDeltaCodec | None,
+    fullCodec: IFullCodec | None,
+    digest: str | None = None,
+) -> EncodedVersion:
+    """
+    Choose the smallest correct way to send C{body}.
+
+    @param baseDigest: the version the edge holds, if any.
+    @param baseBody: that version's body if the origin role has it (already
+        checked against C{baseDigest} by the caller).
+    @param digest: C{versionDigest(body)} if already computed.
+    """
+    if digest is None:
+        digest = versionDigest(body)
+    length = len(body)
+    if baseDigest is not None and baseDigest == digest:
+        return EncodedVersion(SAME, IDENTITY, b"", digest, length, True)
+    codec, payload = IDENTITY, body
+    if fullCodec is not None and length:
+        compressed = fullCodec.compress(body)
+        if len(compressed) <= length * (1 - MIN_COMPRESSION_SAVING):
+            codec, payload = fullCodec.name, compressed
+    if baseBody is not None and deltaCodec is not None:
+        delta = deltaCodec.encode(baseBody, body)
+        if len(delta) < len(payload):
+            return EncodedVersion(DELTA, deltaCodec.name, delta, digest, length, True)
+    return EncodedVersion(FULL, codec, payload, digest, length, baseBody is not None)
+
+
+def decodeVersion(
+    mode: str,
+    codec: IDeltaCodec | IFullCodec | None,
+    payload: bytes,
+    *,
+    digest: str,
+    base: tuple[str, bytes] | None,
+    maxSize: int,
+) -> bytes:
+    """
+    Rebuild a body at the edge and check it.
+
+    @param codec: the codec named by the response (L{None} for identity).
+    @param base: the edge's cached (digest, body) it named as its base.
+    @raise VersionMismatch: when the result is not the announced version,
+        or the base it needs is missing.
+    @raise DeltaError: when the payload does not decode.
+    """
+    if mode == SAME:
+        if base is None or base[0] != digest:
+            raise VersionMismatch("origin role answered 'same' for a base the edge does not hold")
+        return base[1]
+    if mode == DELTA:
+        if base is None or not IDeltaCodec.providedBy(codec):
+            raise VersionMismatch("a delta needs the edge's base and a delta codec")
+        body = codec.decode(base[1], payload, maxSize)
+    elif mode == FULL:
+        if codec is None:
+            body = payload
+        elif IFullCodec.providedBy(codec):
+            body = codec.decompress(payload, maxSize)
+        else:
+            raise DeltaError("a full body needs a whole-body codec")
+    else:
+        raise DeltaError(f"unknown body mode {mode!r}")
+    if len(body) > maxSize:
+        raise DeltaError("rebuilt body larger than allowed")
+    if versionDigest(body) != digest:
+        raise VersionMismatch("rebuilt body does not match the announced digest")
+    return body

@@ -1,0 +1,214 @@
+"""
+The twistd plugin: found by twistd, options parsed, bad input refused with
+a usage error, config files read, and a real C{twistd railgun} serving.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from twisted.application.service import IServiceMaker
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.plugin import getPlugins
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from railgun.config import EdgeConfig, OriginConfig
+from railgun.tap import Options
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "docs" / "examples"
+
+
+class PluginDiscoveryTests(SynchronousTestCase):
+    """
+    twistd's plugin system finds C{railgun}.
+    """
+
+    def test_found(self):
+        """
+        An IServiceMaker named railgun is among twisted.plugins, pointing at
+        railgun.tap.
+        """
+        import twisted.plugins
+
+        makers = {p.tapname: p for p in getPlugins(IServiceMaker, twisted.plugins)}
+        self.assertIn("railgun", makers)
+        self.assertEqual(makers["railgun"].module, "railgun.tap")
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    L{Options} builds typed configurations and refuses bad input.
+    """
+
+    def parse(self, *argv):
+        options = Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_origin(self):
+        """
+        Origin flags become an OriginConfig.
+        """
+        options = self.parse(
+            "--role", "origin", "--certs", "/c", "--token", "t0k3n",
+            "--map", "www.example.com=http://127.0.0.1:8000",
+            "--map", "*.example.org=https://backend:8443",
+            "--link-listen", "tcp:2408", "--response-timeout", "12", "--no-delta",
+        )
+        config = options.built["origin"]
+        self.assertIsInstance(config, OriginConfig)
+        self.assertEqual(config.token, b"t0k3n")
+        self.assertEqual(config.linkListen, "tcp:2408")
+        self.assertEqual(config.responseTimeout, 12.0)
+        self.assertFalse(config.delta.enabled)
+        self.assertEqual(config.origins.lookup("x.example.org").port, 8443)
+
+    def test_edge(self):
+        """
+        Edge flags become an EdgeConfig.
+        """
+        options = self.parse(
+            "--role", "edge", "--certs", "/c", "--token", "t",
+            "--link", "www.example.com=origin.example.net",
+            "--links-per-origin", "3", "--max-header-bytes", "8k",
+            "--fallback", "www.example.com=https://www.example.com",
+        )
+        config = options.built["edge"]
+        self.assertIsInstance(config, EdgeConfig)
+        self.assertEqual(config.linksPerOrigin, 3)
+        self.assertEqual(config.maxHeaderBytes, 8192)
+        self.assertEqual(config.links.lookup("www.example.com").port, 2408)
+        self.assertIsNotNone(config.fallback.lookup("www.example.com"))
+
+    def test_badInput(self):
+        """
+        Each kind of bad input is a UsageError naming the problem.
+        """
+        cases = [
+            (["--role", "sideways"], "--role"),
+            (["--role", "origin", "--certs", "/c", "--token", "t"], "--map"),
+            (["--role", "origin", "--token", "t", "--map", "a=http://b"], "--certs"),
+            (["--role", "edge", "--certs", "/c", "--link", "a=b"], "token"),
+            (["--role", "origin", "--certs", "/c", "--token", "t", "--map", "a=ftp://b"], "origin URL"),
+            (["--role", "origin", "--certs", "/c", "--token", "t", "--map", "nohost"], "HOST=VALUE"),
+            (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b:notaport"], "link address"),
+            (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b", "--links-per-origin", "0"], "linksPerOrigin"),
+            (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b", "--ping-timeout", "x"], "--ping-timeout"),
+            (["--config", "/nonexistent/railgun.toml", "--role", "edge"], "cannot read config file"),
+        ]
+        for argv, expected in cases:
+            e = self.assertRaises(UsageError, self.parse, *argv)
+            self.assertIn(expected, str(e), argv)
+
+    def test_tokenFromEnvironment(self):
+        """
+        RAILGUN_TOKEN is used when no token option is given.
+        """
+        self.patch(os, "environ", {"RAILGUN_TOKEN": "from-env"})
+        options = self.parse("--role", "edge", "--certs", "/c", "--link", "a=b")
+        self.assertEqual(options.built["edge"].token, b"from-env")
+
+    def test_exampleFiles(self):
+        """
+        The example files in docs/ parse into configurations.
+        """
+        tokenFile = self.mktemp()
+        Path(tokenFile).write_text("secret\n")
+        for role in ("origin", "edge"):
+            options = self.parse("--config", str(EXAMPLES / f"{role}.toml"), "--token-file", tokenFile)
+            self.assertEqual(options.role, role)
+            self.assertEqual(options.built[role].token, b"secret")
+
+    def test_flagsOverrideFile(self):
+        """
+        A command-line flag wins over the config file.
+        """
+        options = self.parse(
+            "--config", str(EXAMPLES / "edge.toml"), "--token", "t", "--links-per-origin", "5"
+        )
+        self.assertEqual(options.built["edge"].linksPerOrigin, 5)
+
+    def test_unknownKey(self):
+        """
+        A typo in the config file is an error, not silently ignored.
+        """
+        path = self.mktemp()
+        Path(path).write_text('role = "edge"\ntoken = "t"\n[edge]\nhttp_lisen = "tcp:1"\n')
+        e = self.assertRaises(UsageError, self.parse, "--config", path)
+        self.assertIn("http_lisen", str(e))
+
+
+def _freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RealTwistdTests(TestCase):
+    """
+    C{twistd -n railgun --role both} in a real process serves a request.
+    """
+
+    timeout = 60
+
+    @inlineCallbacks
+    def test_bothServes(self):
+        """
+        twistd starts both roles in front of the sample origin; a request
+        through the edge comes back with the sample page and a Railgun
+        header; SIGTERM stops it.
+        """
+        import subprocess
+
+        from twisted.internet.task import deferLater
+        from twisted.web.client import Agent, readBody
+
+        port = _freePort()
+        log = Path(self.mktemp())
+        workdir = Path(self.mktemp())
+        workdir.mkdir()
+        process = subprocess.Popen(
+            [
+                sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                "-n", "--pidfile=", "railgun", "--role", "both",
+                "--http-listen", f"tcp:{port}:interface=127.0.0.1",
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=str(workdir),
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        agent = Agent(reactor)
+        deadline = time.monotonic() + 30
+        response = None
+        while time.monotonic() < deadline:
+            try:
+                response = yield agent.request(b"GET", f"http://127.0.0.1:{port}/".encode())
+                if response.code != 503:
+                    break
+            except Exception:
+                pass
+            yield deferLater(reactor, 0.2, lambda: None)
+        self.assertIsNotNone(response, log.read_text(errors="replace"))
+        body = yield readBody(response)
+        self.assertEqual(response.code, 200, log.read_text(errors="replace"))
+        self.assertIn(b"Railgun sample", body)
+        self.assertTrue(response.headers.getRawHeaders(b"railgun"))
+        process.send_signal(signal.SIGTERM)
+        for _ in range(100):
+            if process.poll() is not None:
+                break
+            yield deferLater(reactor, 0.1, lambda: None)
+        # twistd re-raises the signal that stopped it, so the status is
+        # -SIGTERM after a clean shutdown; the log says it was clean.
+        self.assertEqual(process.poll(), -signal.SIGTERM, log.read_text(errors="replace"))
+        self.assertIn("Server Shut Down.", log.read_text(errors="replace"))
