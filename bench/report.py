@@ -1,0 +1,273 @@
+"""
+Tables, JSON and the benchmark sections of C{docs/benchmarks.md}.
+
+C{docs/benchmarks.md} is shared with the codec engineer: this module only
+ever replaces the text between its own markers (C{<!-- bench:NAME:start -->}
+... C{<!-- bench:NAME:end -->}), appending a section after the existing
+content when its markers are absent, and re-reads the file right before
+each edit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 100:
+            return f"{value:.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:.0f}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """
+    @return: a Markdown table (also readable as plain text).
+    """
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def verdict(t: dict[str, Any]) -> str:
+    """
+    @return: "met" or "missed", and by how much (share of the limit).
+    """
+    if t["value"] is None:
+        return "**missed** (no measurement)"
+    word = "met" if t["met"] else "**missed**"
+    if t["by"] is None:
+        return word
+    return f"{word} (by {abs(t['by']) * 100:.0f}%)"
+
+
+def targetsTable(results: Sequence[dict[str, Any]]) -> str:
+    """
+    @return: every target of every scenario, with its verdict.
+    """
+    rows = []
+    for result in results:
+        for t in result.get("targets", []):
+            rows.append([t["name"], _fmt(t["value"]), f"{t['op']} {_fmt(t['limit'])}",
+                         verdict(t)])
+    if not rows:
+        return "(no targets measured)"
+    return table(["target", "measured", "required", "verdict"], rows)
+
+
+def wanTables(r: dict[str, Any]) -> str:
+    p = r["params"]
+    head = (f"RTT {p['rtt_s'] * 1000:.0f} ms, {p['rate_bps'] / 1e6:.0f} Mbit/s "
+            f"(railgun.wan). Sequential: {p['fetches_per_alternative']} fetches per "
+            f"alternative, one every {p['interval_s']} s, over "
+            f"{len(p['sequences'])} sequences ({', '.join(p['sequences'])}; "
+            f"{p['source']}), versions 1..{p['versions_per_sequence']}. Bursts: "
+            f"{p['bursts']} x {p['burst']} concurrent fetches. Times are to the last "
+            "body byte; every body was checked against the version it must be.")
+    rows = []
+    for a in r["alternatives"]:
+        s, b = a["sequential"], a["burst"]
+        rows.append([
+            a["name"], _ms(s["median_s"]), _ms(s["p95_s"]),
+            f"{s['wan_bytes_per_fetch']:,.0f}", _ms(b["median_s"]), _ms(b["p95_s"]),
+            _ms(b["fetch_median_s"]), f"{b['wan_bytes_per_fetch']:,.0f}",
+            s["errors"] + b["errors"],
+        ])
+    main = table(["alternative", "seq. median ms", "seq. p95 ms", "WAN bytes/fetch",
+                  "burst median ms", "burst p95 ms", "fetch in burst median ms",
+                  "WAN bytes/fetch (bursts)", "errors"], rows)
+    ratios = table(["ratio (same run)", "value"],
+                   [[k, _fmt(v)] for k, v in r.get("ratios", {}).items()])
+    return f"{head}\n\n{main}\n\n{ratios}"
+
+
+def loopbackTables(r: dict[str, Any]) -> str:
+    p = r["params"]
+    head = (f"{p['tool']}, {p['connections']} connections, {p['duration_s']} s x "
+            f"{p['rounds']} rounds (median req/s), {p['page_bytes']:,}-byte page. CPU "
+            "µs per request per process: utime+stime from /proc over the measured "
+            "runs / requests completed (wrk's own CPU not included).")
+    rows = []
+    for a in r["alternatives"]:
+        cpu = ", ".join(f"{n} {_fmt(v, 0)}" for n, v in a["cpu_us_per_request"].items())
+        rows.append([a["name"], f"{a['rps_median']:,.0f}",
+                     _fmt(a["cpu_us_per_request_total"], 0), cpu, a["errors"]])
+    text = head + "\n\n" + table(
+        ["alternative", "req/s", "CPU µs/req (all processes)", "CPU µs/req by process",
+         "errors"], rows)
+    for note in r.get("notes", []):
+        text += f"\n\n{note}"
+    return text
+
+
+def bulkTables(r: dict[str, Any]) -> str:
+    size = r["params"]["bytes"]
+    head = (f"{size / 1024**2:,.0f} MiB each way through one stream; client curl "
+            "(download GET, upload PUT). MB = 10^6 bytes. Peak RSS = VmHWM.")
+    rows = []
+    for a in r["alternatives"]:
+        for direction in ("download", "upload"):
+            d = a[direction]
+            cpu = ", ".join(f"{n} {v:.1f}" for n, v in d["cpu_s"].items())
+            rss = ", ".join(f"{n} {v:.0f}" for n, v in d["peak_rss_mb"].items())
+            rows.append([a["name"], direction, _fmt(d["mb_per_s"]), _fmt(d["seconds"]),
+                         cpu, rss, d["error"] or 0])
+    return head + "\n\n" + table(
+        ["alternative", "direction", "MB/s", "seconds", "CPU s by process",
+         "peak RSS MB by process", "error"], rows)
+
+
+def concurrencyTables(r: dict[str, Any]) -> str:
+    s = r["streams"]
+    rows = [[
+        f"{s['streams']:,} streams on one TLS link", s["errors"],
+        f"dialer {s['rss_kb']['dialer_open'] / 1024:.0f}, acceptor "
+        f"{s['rss_kb']['acceptor_open'] / 1024:.0f}",
+        f"dialer {s['bytes_per_stream']['dialer']:,.0f}, acceptor "
+        f"{s['bytes_per_stream']['acceptor']:,.0f}",
+        f"all open in {s['seconds_to_open_all']:.2f} s, done in "
+        f"{s['seconds_total']:.2f} s",
+    ]]
+    c = r["connections"]
+    if "skipped" in c:
+        rows.append(["client connections at the edge", "–", "–", "–",
+                     f"skipped: {c['skipped']}"])
+    else:
+        rows.append([
+            f"{c['connections']:,} client connections at the edge (wrk, 1 s origin "
+            "delay)", c["errors"],
+            ", ".join(f"{n} {v / 1024:.0f}" for n, v in c["peak_rss_kb"].items()),
+            f"edge {c['edge_bytes_per_connection']:,.0f}",
+            f"{c['requests']:,} requests in {c['seconds']:.0f} s, "
+            f"~{c['mean_in_flight']:,.0f} in flight on average",
+        ])
+    return table(["test", "errors", "RSS MB at peak", "bytes per stream/connection",
+                  "notes"], rows)
+
+
+def codecTables(r: dict[str, Any]) -> str:
+    if r.get("output"):
+        return ("Output of `python -m bench.codec` (owned by the codec benchmark; "
+                "see its own section of docs/benchmarks.md):\n\n```\n"
+                + r["output"].strip() + "\n```")
+    return "(no output)"
+
+
+FORMATTERS = {
+    "wan": ("1. WAN page fetch", wanTables),
+    "loopback": ("2. Loopback throughput and CPU cost", loopbackTables),
+    "bulk": ("3. Bulk transfer", bulkTables),
+    "concurrency": ("4. Concurrency", concurrencyTables),
+    "codec": ("5. Codec", codecTables),
+}
+
+
+def scenarioText(r: dict[str, Any]) -> str:
+    """
+    @return: the Markdown text of one scenario's results (or why it did not
+        run).
+    """
+    title, formatter = FORMATTERS[r["scenario"]]
+    if r.get("failed"):
+        return f"### {title}\n\nFAILED: {r['failed']}"
+    if r.get("skipped"):
+        return f"### {title}\n\nSkipped: {r['skipped']}"
+    return f"### {title}\n\n{formatter(r)}"
+
+
+def profileText(profile: dict[str, Any], top: int = 10) -> str:
+    """
+    @return: the hot spots of each profiled role.
+    """
+    parts = []
+    for role, data in profile.items():
+        if not isinstance(data, dict) or "skipped" in data:
+            parts.append(f"{role}: {data.get('skipped') if isinstance(data, dict) else data}")
+            continue
+        rows = [[f"{share * 100:.1f}%", f"`{name}`"] for name, share in data["self"][:top]]
+        parts.append(f"**{role}** ({data['samples']} samples), own time:\n\n"
+                     + table(["share", "function"], rows))
+        rows = [[f"{share * 100:.1f}%", f"`{name}`"]
+                for name, share in data["inclusive"][:top]]
+        parts.append(f"**{role}**, including callees:\n\n"
+                     + table(["share", "function"], rows))
+    return "\n\n".join(parts)
+
+
+def machineText(machine: dict[str, Any]) -> str:
+    return (f"{machine.get('nproc')} cores ({machine.get('cpu')}), "
+            f"{machine.get('memory_mb')} MB RAM, Python {machine.get('python')}, "
+            f"Twisted {machine.get('twisted')}, nginx {machine.get('nginx')}, "
+            f"{machine.get('platform')}")
+
+
+def writeJson(path: Path, data: dict[str, Any]) -> None:
+    """
+    Write C{data} as JSON (creating the directory).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+
+
+def replaceSection(text: str, name: str, body: str) -> str:
+    """
+    @return: C{text} with the section C{name} set to C{body}: replaced
+        between its markers when present, appended after everything else
+        otherwise. Nothing outside the markers changes.
+    @raise ValueError: when the markers are malformed (one without the
+        other, or end before start).
+    """
+    start, end = markers(name)
+    block = f"{start}\n{body.strip()}\n{end}"
+    i, j = text.find(start), text.find(end)
+    if i == -1 and j == -1:
+        if not text.strip():
+            return block + "\n"
+        return text.rstrip("\n") + "\n\n" + block + "\n"
+    if i == -1 or j == -1 or j < i:
+        raise ValueError(f"malformed markers for section {name!r}")
+    return text[:i] + block + text[j + len(end):]
+
+
+def updateDocs(path: Path, sections: Sequence[tuple[str, str]]) -> None:
+    """
+    Set each C{(name, body)} section of C{path}, re-reading the file right
+    before the edit and replacing it atomically (rename), so that a
+    concurrent editor's other sections are kept.
+    """
+    for name, body in sections:
+        text = path.read_text() if path.exists() else ""
+        new = replaceSection(text, name, body)
+        fd, tmp = tempfile.mkstemp(prefix=".bench-", dir=str(path.parent))
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(new)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
