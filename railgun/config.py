@@ -88,7 +88,12 @@ class LinkTuning:
         """
         @return: keyword arguments for L{railgun.link.protocol.LinkProtocol}.
         """
+        from railgun.delta.codec import codecs
+
         return dict(
+            # Announced in HELLO; the origin role only uses a codec the
+            # edge announced.
+            codecs=codecs.deltaNames() + codecs.fullNames(),
             settings=self.settings(),
             pingInterval=self.pingInterval,
             pingTimeout=self.pingTimeout,

@@ -208,8 +208,10 @@ class Deployment:
         token: bytes = TOKEN,
         edgeToken: bytes | None = None,
         linkTuning: LinkTuning | None = None,
+        edgeCredentials: Any = None,
+        tlsDeployment: Any = None,
     ) -> Any:
-        deployment = generateDeployment("localhost")
+        deployment = tlsDeployment or generateDeployment("localhost")
         self.tlsDeployment = deployment
         if originURL is None:
             site, self.pages = originSite(bigSize)
@@ -242,7 +244,7 @@ class Deployment:
                 **(edgeOptions or {}),
             ),
             reactor,
-            credentials=credentialsFromDeployment(deployment, "edge"),
+            credentials=edgeCredentials or credentialsFromDeployment(deployment, "edge"),
         )
         self.edge.startService()
         self.services.append(self.edge)

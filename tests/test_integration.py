@@ -401,3 +401,77 @@ class _PatternBody:
 
     def stopProducing(self):
         self.offset = self.length
+
+
+class SiblingTests(_Base):
+    """
+    A URL the edge has never served uses a sibling URL's version as base.
+    """
+
+    @inlineCallbacks
+    def test_siblingBase(self):
+        """
+        After /changing?a was served, the first fetch of /changing?b names
+        that version as its base, the origin role finds it and sends a
+        delta: the body is right and few bytes crossed.
+        """
+        yield self.d.fetch("/changing?a")
+        response, body = yield self.d.fetch("/changing?b")
+        self.assertEqual(body, changingPage(2))
+        diagnostic = self.diagnostic(response)
+        self.assertTrue(diagnostic.flags & Flag.BASE_SENT)
+        self.assertTrue(diagnostic.flags & Flag.DELTA)
+        self.assertLess(diagnostic.ratio, 5.0)
+        self.assertEqual(self.d.edge.stats.total.bodies["sibling-base"], 1)
+
+
+class SlowClientTests(_Base):
+    """
+    A client that stops reading slows its own stream only.
+    """
+
+    startOptions = {"bigSize": 32 * 1024 * 1024}
+    timeout = 90
+
+    @inlineCallbacks
+    def test_slowClientDoesNotDelayFastOne(self):
+        """
+        While one client has stopped reading a 32 MiB response (its stream
+        stalls on flow control, sharing the link with everything else),
+        another client downloads the same 32 MiB and makes small requests
+        over the same links, all complete.
+        """
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+        from twisted.internet.protocol import Factory, Protocol
+        from twisted.web.http_headers import Headers
+
+        received = []
+
+        class Stalled(Protocol):
+            def connectionMade(self):
+                self.transport.write(
+                    b"GET /big HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n\r\n"
+                )
+
+            def dataReceived(self, data):
+                received.append(len(data))
+                # Read the first bytes, then stop reading altogether.
+                self.transport.pauseProducing()
+
+        slow = yield TCP4ClientEndpoint(reactor, "127.0.0.1", self.d.edgePort).connect(
+            Factory.forProtocol(Stalled)
+        )
+        self.addCleanup(slow.transport.abortConnection)
+        yield deferLater(reactor, 0.5, lambda: None)
+        response = yield self.d.agent.request(
+            b"GET", self.d.url("/big"), Headers({b"host": [HOST.encode()]})
+        )
+        checker = _PatternChecker()
+        response.deliverBody(checker)
+        total = yield checker.done
+        self.assertEqual(total, 32 * 1024 * 1024)
+        for i in range(10):
+            small, body = yield self.d.fetch(f"/echo?i={i}")
+            self.assertEqual(small.code, 200)
+        # The stalled client got a little and is still far from done.
+        self.assertLess(sum(received), 32 * 1024 * 1024)

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from railgun.delta.codec import CodecRegistry, DeltaError
 from railgun.delta.content import chooseEncoding, encodeBody, isDeltaEligible
 from railgun.delta.digest import isValidDigest
+from railgun.delta.siblings import SiblingIndex
 from railgun.edge.links import LinkPool
 from railgun.http.diagnostic import Flag, RailgunDiagnostic, formatDirect, linkRatio
 from railgun.http.headers import addForwarding, stripHopByHop
@@ -82,6 +83,12 @@ class EdgeProxy:
     cache: IVersionStore | None = None
     codecs: CodecRegistry | None = None
     deltaMaxSize: int = 1024 * 1024
+    siblings: SiblingIndex | None = None
+    """
+    URLs recently served per host: a URL the edge holds no version of
+    names a sibling's version as its base (measured to pay: see
+    docs/benchmarks.md).
+    """
 
     def handle(self, request: Any) -> None:
         """
@@ -189,14 +196,24 @@ class _Exchange:
         self.timer: Any = None
         self.done = False
         self.base: tuple[str, bytes] | None = None
-        self.cacheKey = host.encode("utf-8") + b" " + head.path
+        self.hostKey = host.encode("utf-8")
+        self.cacheKey = self.hostKey + b" " + head.path
         request.notifyFinish().addErrback(self._clientGone)
 
-    def gotBase(self, cached: bytes | None) -> None:
+    def gotBase(self, cached: bytes | None, sibling: bool = False) -> None:
         if self.done:
             return
         if cached is not None and isValidDigest(cached[:32]):
             self.base = (cached[:32].decode("ascii"), cached[32:])
+            if sibling:
+                self.proxy.stats.count(self.host, "bodies", "sibling-base")
+        elif not sibling and self.proxy.siblings is not None:
+            other = self.proxy.siblings.pick(self.hostKey, self.head.path)
+            if other is not None:
+                d = self.proxy.cache.get(self.hostKey + b" " + other)
+                d.addCallback(self.gotBase, sibling=True)
+                d.addErrback(lambda f: log.failure("edge cache lookup failed", f))
+                return
         self.start()
 
     def linkHeaders(self) -> list[tuple[bytes, bytes]]:
@@ -416,6 +433,8 @@ class EdgeStreamHandler(StreamProtocol):
             return
         if proxy.cache is not None and exchange.head.method == b"GET":
             proxy.cache.set(exchange.cacheKey, digest + body)
+            if proxy.siblings is not None:
+                proxy.siblings.remember(exchange.hostKey, exchange.head.path)
         request = exchange.request
         if self._mode == SAME:
             exchange.flags |= Flag.SAME

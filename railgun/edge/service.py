@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from railgun.config import EdgeConfig
 from railgun.delta.codec import defaultRegistry
+from railgun.delta.siblings import SiblingIndex
 from railgun.edge.direct import DirectFetcher
 from railgun.edge.http import EdgeHTTPFactory
 from railgun.edge.links import LinkPool
@@ -90,6 +91,7 @@ class EdgeService(MultiService):
             else None,
             codecs=defaultRegistry(),
             deltaMaxSize=config.delta.maxSize,
+            siblings=SiblingIndex() if config.delta.enabled else None,
         )
         self._port: IListeningPort | None = None
         self._waiting: list[Deferred[IListeningPort]] = []

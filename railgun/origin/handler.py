@@ -67,6 +67,9 @@ class OriginContext:
     responseTimeout: float
     stats: Stats = field(factory=Stats)
     store: IVersionStore | None = None
+    """
+    Where versions are kept by digest; L{None} when deltas are off.
+    """
     codecs: CodecRegistry | None = None
     deltaMaxSize: int = 1024 * 1024
     encode: Any = None
@@ -300,11 +303,12 @@ class OriginStreamHandler(StreamProtocol):
         if store is not None:
             store.set(digest.encode("ascii"), body)
         assert context.codecs is not None
+        peerCodecs = self.transport.link.peerCodecs
         kwargs = dict(
             baseDigest=self._base,
             baseBody=baseBody,
-            deltaCodec=context.codecs.chooseDelta(context.codecs.deltaNames()),
-            fullCodec=context.codecs.chooseFull(context.codecs.fullNames()),
+            deltaCodec=context.codecs.chooseDelta(peerCodecs) if store is not None else None,
+            fullCodec=context.codecs.chooseFull(peerCodecs),
             digest=digest,
         )
         if context.encode is not None:

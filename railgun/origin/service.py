@@ -88,8 +88,10 @@ class OriginService(Service):
             clock=self._reactor,
             responseTimeout=config.responseTimeout,
             stats=self.stats,
-            store=self.store,
-            codecs=defaultRegistry() if config.delta.enabled else None,
+            # With deltas off, bodies still cross the link compressed
+            # ("full") but no version is kept or looked up.
+            store=self.store if config.delta.enabled else None,
+            codecs=defaultRegistry(),
             deltaMaxSize=config.delta.maxSize,
             encode=self._encode,
         )
