@@ -25,6 +25,7 @@ from railgun.config import (
     parseOriginMap,
     readToml,
 )
+from railgun.tls import CredentialsError
 
 ROLES = ("edge", "origin", "both")
 
@@ -148,6 +149,14 @@ class Options(usage.Options):
                 )
             self.role = role
             self.built = buildConfigs(role, self.settings)
+            if role in ("edge", "origin"):
+                # Read the certificates now, so a missing or wrong file is a
+                # one-line usage error, not a traceback from makeService.
+                from railgun.tls import loadCredentials
+
+                self.credentials = loadCredentials(self.built[role].certsDir, role)
+        except CredentialsError as e:
+            raise usage.UsageError(str(e)) from e
         except ConfigError as e:
             raise usage.UsageError(str(e)) from e
         except ValueError as e:
@@ -344,11 +353,11 @@ def makeService(options: Options) -> IService:
     if options.role == "origin":
         from railgun.origin.service import OriginService
 
-        return OriginService(built["origin"], reactor)
+        return OriginService(built["origin"], reactor, credentials=options.credentials)
     if options.role == "edge":
         from railgun.edge.service import EdgeService
 
-        return EdgeService(built["edge"], reactor)
+        return EdgeService(built["edge"], reactor, credentials=options.credentials)
     from railgun.both import BothService
 
     return BothService(built, reactor)

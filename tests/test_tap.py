@@ -48,10 +48,29 @@ class OptionsTests(SynchronousTestCase):
     L{Options} builds typed configurations and refuses bad input.
     """
 
+    def setUp(self):
+        from railgun.certs import generateDeployment, writeDeployment
+
+        self.certs = self.mktemp()
+        writeDeployment(generateDeployment("localhost"), self.certs)
+
     def parse(self, *argv):
+        argv = [self.certs if a == "/c" else a for a in argv]
         options = Options()
         options.parseOptions(list(argv))
         return options
+
+    def test_missingCertificates(self):
+        """
+        A --certs directory without the files is a usage error naming the
+        missing file and the command that makes it.
+        """
+        e = self.assertRaises(
+            UsageError, self.parse, "--role", "edge", "--certs", self.mktemp(),
+            "--token", "t", "--link", "a=b",
+        )
+        self.assertIn("ca.pem", str(e))
+        self.assertIn("railgun certs", str(e))
 
     def test_origin(self):
         """
@@ -123,7 +142,10 @@ class OptionsTests(SynchronousTestCase):
         tokenFile = self.mktemp()
         Path(tokenFile).write_text("secret\n")
         for role in ("origin", "edge"):
-            options = self.parse("--config", str(EXAMPLES / f"{role}.toml"), "--token-file", tokenFile)
+            options = self.parse(
+                "--config", str(EXAMPLES / f"{role}.toml"), "--token-file", tokenFile,
+                "--certs", "/c",
+            )
             self.assertEqual(options.role, role)
             self.assertEqual(options.built[role].token, b"secret")
 
@@ -132,7 +154,8 @@ class OptionsTests(SynchronousTestCase):
         A command-line flag wins over the config file.
         """
         options = self.parse(
-            "--config", str(EXAMPLES / "edge.toml"), "--token", "t", "--links-per-origin", "5"
+            "--config", str(EXAMPLES / "edge.toml"), "--token", "t", "--links-per-origin", "5",
+            "--certs", "/c",
         )
         self.assertEqual(options.built["edge"].linksPerOrigin, 5)
 
@@ -152,12 +175,92 @@ def _freePort() -> int:
         return s.getsockname()[1]
 
 
+def _twistd(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", *args]
+
+
 class RealTwistdTests(TestCase):
     """
-    C{twistd -n railgun --role both} in a real process serves a request.
+    C{twistd -n railgun} in real processes serves requests.
     """
 
     timeout = 60
+
+    def spawn(self, argv: list[str], name: str) -> "subprocess.Popen[bytes]":
+        import subprocess
+
+        workdir = Path(self.mktemp())
+        workdir.mkdir(parents=True)
+        log = workdir / f"{name}.log"
+        process = subprocess.Popen(
+            argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=str(workdir),
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        process.logPath = log  # type: ignore[attr-defined]
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        return process
+
+    @inlineCallbacks
+    def waitFor(self, url: bytes, headers=None, deadline: float = 30.0):
+        from twisted.internet.task import deferLater
+        from twisted.web.client import Agent, readBody
+        from twisted.web.http_headers import Headers
+
+        agent = Agent(reactor)
+        end = time.monotonic() + deadline
+        while True:
+            try:
+                response = yield agent.request(b"GET", url, Headers(headers or {}))
+                body = yield readBody(response)
+                if response.code != 503:
+                    return response, body
+            except Exception:
+                if time.monotonic() > end:
+                    raise
+            if time.monotonic() > end:
+                self.fail(f"{url!r} still unavailable after {deadline} s")
+            yield deferLater(reactor, 0.2, lambda: None)
+
+    @inlineCallbacks
+    def test_separateRoles(self):
+        """
+        As the README says: `railgun certs DIR`, an origin role and an edge
+        in separate processes, and a request through the edge returns
+        exactly the origin's body and status, with the Railgun header.
+        """
+        import subprocess
+
+        certs = Path(self.mktemp()).absolute()
+        result = subprocess.run(
+            [sys.executable, "-m", "railgun", "certs", str(certs)],
+            capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        docroot = Path(self.mktemp()).absolute()
+        docroot.mkdir()
+        page = b"<h1>an origin we did not write</h1>\n" * 100
+        (docroot / "index.html").write_bytes(page)
+        originPort, linkPort, httpPort = _freePort(), _freePort(), _freePort()
+        self.spawn([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                    "--directory", str(docroot), str(originPort)], "origin-server")
+        self.spawn(_twistd("railgun", "--role", "origin", "--link-listen",
+                           f"tcp:{linkPort}:interface=127.0.0.1", "--map",
+                           f"www.example.com=http://127.0.0.1:{originPort}",
+                           "--certs", str(certs), "--token", "separate-token"), "origin-role")
+        edge = self.spawn(_twistd("railgun", "--role", "edge", "--http-listen",
+                                  f"tcp:{httpPort}:interface=127.0.0.1", "--link",
+                                  f"www.example.com=127.0.0.1:{linkPort}", "--tls-name",
+                                  "localhost", "--certs", str(certs), "--token",
+                                  "separate-token"), "edge")
+        direct, directBody = yield self.waitFor(f"http://127.0.0.1:{originPort}/index.html".encode())
+        response, body = yield self.waitFor(
+            f"http://127.0.0.1:{httpPort}/index.html".encode(), {b"host": [b"www.example.com"]}
+        )
+        log = edge.logPath.read_text(errors="replace")
+        self.assertEqual(response.code, direct.code, log)
+        self.assertEqual(body, directBody)
+        self.assertEqual(body, page)
+        self.assertTrue(response.headers.getRawHeaders(b"railgun"), log)
 
     @inlineCallbacks
     def test_bothServes(self):
