@@ -63,7 +63,6 @@ class FlagTests(SynchronousTestCase):
                 "LINK_REUSED": 0x08,
                 "BASE_SENT": 0x10,
                 "BASE_FOUND": 0x20,
-                "ORIGIN_RECONNECTED": 0x40,
                 "RETRIED": 0x80,
                 "DELTA": 0x100,
                 "SAME": 0x200,

@@ -27,8 +27,10 @@ class Flag(IntFlag):
     The flag bits of the diagnostic header, written as four hex digits.
 
     Bits 0x01 (map file changed the origin IP), 0x02 (map default IP used)
-    and 0x04 (host name changed) belonged to the original's map file; they
-    are left unused so that the bits below keep the original's values.
+    and 0x04 (host name changed) belonged to the original's map file, and
+    0x40 to its report of a restarted origin connection (treq's pool
+    retries those by itself, unseen); they are left unused so that the bits
+    below keep the original's values.
     """
 
     LINK_REUSED = 0x08
@@ -39,9 +41,6 @@ class Flag(IntFlag):
 
     BASE_FOUND = 0x20
     """The origin role had that base version, so a delta was possible."""
-
-    ORIGIN_RECONNECTED = 0x40
-    """The origin role restarted a broken connection to the origin server."""
 
     RETRIED = 0x80
     """The request was retried on another link after the first one failed."""
