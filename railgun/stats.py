@@ -27,6 +27,7 @@ class Counters:
     fallbacks: Counter[str] = field(factory=Counter)
     storeHits: int = 0
     storeMisses: int = 0
+    siblingBases: int = 0
 
     def ratio(self) -> float:
         """
@@ -53,6 +54,7 @@ class Counters:
             "fallbacks": dict(self.fallbacks),
             "store_hits": self.storeHits,
             "store_misses": self.storeMisses,
+            "sibling_bases": self.siblingBases,
         }
 
 

@@ -422,7 +422,7 @@ class SiblingTests(_Base):
         self.assertTrue(diagnostic.flags & Flag.BASE_SENT)
         self.assertTrue(diagnostic.flags & Flag.DELTA)
         self.assertLess(diagnostic.ratio, 5.0)
-        self.assertEqual(self.d.edge.stats.total.bodies["sibling-base"], 1)
+        self.assertEqual(self.d.edge.stats.total.siblingBases, 1)
 
 
 class SlowClientTests(_Base):

@@ -206,7 +206,7 @@ class _Exchange:
         if cached is not None and isValidDigest(cached[:32]):
             self.base = (cached[:32].decode("ascii"), cached[32:])
             if sibling:
-                self.proxy.stats.count(self.host, "bodies", "sibling-base")
+                self.proxy.stats.record(self.host, siblingBases=1)
         elif not sibling and self.proxy.siblings is not None:
             other = self.proxy.siblings.pick(self.hostKey, self.head.path)
             if other is not None:
@@ -423,13 +423,13 @@ class EdgeStreamHandler(StreamProtocol):
                 base=exchange.base,
                 maxSize=proxy.deltaMaxSize,
             )
-        except VersionMismatch:
+        except (VersionMismatch, DeltaError) as e:
+            # The payload crossed the link for nothing; count it all the same.
+            proxy.stats.record(exchange.host, bodyBytesOnLink=len(payload))
             self._finished = True
-            exchange.refetchInFull("digest-mismatch")
-            return
-        except DeltaError:
-            self._finished = True
-            exchange.refetchInFull("decode-error")
+            exchange.refetchInFull(
+                "digest-mismatch" if isinstance(e, VersionMismatch) else "decode-error"
+            )
             return
         if proxy.cache is not None and exchange.head.method == b"GET":
             proxy.cache.set(exchange.cacheKey, digest + body)
