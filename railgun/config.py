@@ -44,6 +44,11 @@ def _nonNegative(instance: object, attribute: Any, value: float) -> None:
         raise ConfigError(f"{attribute.name} must be >= 0, not {value!r}")
 
 
+def _zstdLevel(instance: object, attribute: Any, value: int) -> None:
+    if not 1 <= value <= 22:
+        raise ConfigError(f"{attribute.name} must be a zstd level from 1 to 22, not {value!r}")
+
+
 @frozen
 class LinkTuning:
     """
@@ -128,10 +133,14 @@ class DeltaConfig:
     @ivar enabled: when false, bodies always cross the link in full.
     @ivar maxSize: largest body (identity bytes) held for a delta; larger
         bodies stream through.
+    @ivar level: zstd level of delta encoding at the origin role (1..22):
+        9 is fast and within ~8% of the best delta; 19 is the best, ~20x
+        slower (docs/benchmarks.md, "Codec").
     """
 
     enabled: bool = True
     maxSize: int = field(default=1 * MiB, validator=_positive)
+    level: int = field(default=9, validator=_zstdLevel)
 
 
 @frozen

@@ -62,6 +62,7 @@ _SCALARS: list[tuple[str, str | None, str, Callable[[str], Any]]] = [
     ("ping-timeout", "link", "ping_timeout", _float),
     ("max-streams", "link", "max_concurrent_streams", int),
     ("delta-max-size", "delta", "max_size", _size),
+    ("delta-level", "delta", "level", int),
     ("store-size", "store", "memory_bytes", _size),
     ("sample-period", "both", "sample_period", _float),
 ]
@@ -97,6 +98,7 @@ class Options(usage.Options):
         ["ping-timeout", None, None, "seconds without PONG before a link is dead [default: 30]"],
         ["max-streams", None, None, "streams a peer may open on one link [default: 1000]"],
         ["delta-max-size", None, None, "largest body kept for deltas [default: 1m]"],
+        ["delta-level", None, None, "origin: zstd level of deltas, 1-22 [default: 9]"],
         ["store-size", None, None, "bytes of versions kept in memory [default: 256m]"],
         ["sample-period", None, None, "both: seconds between editions of the sample origin [default: 5]"],
     ]
@@ -252,7 +254,7 @@ def _linkTuning(settings: dict[str, Any]) -> LinkTuning:
 
 
 def _delta(settings: dict[str, Any]) -> DeltaConfig:
-    keys = {"enabled": "enabled", "max_size": "maxSize"}
+    keys = {"enabled": "enabled", "max_size": "maxSize", "level": "level"}
     return DeltaConfig(**_pick(settings.get("delta", {}), keys, set(keys), "delta"))
 
 

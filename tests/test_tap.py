@@ -81,6 +81,7 @@ class OptionsTests(SynchronousTestCase):
             "--map", "www.example.com=http://127.0.0.1:8000",
             "--map", "*.example.org=https://backend:8443",
             "--link-listen", "tcp:2408", "--response-timeout", "12", "--no-delta",
+            "--delta-level", "19",
         )
         config = options.built["origin"]
         self.assertIsInstance(config, OriginConfig)
@@ -88,6 +89,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(config.linkListen, "tcp:2408")
         self.assertEqual(config.responseTimeout, 12.0)
         self.assertFalse(config.delta.enabled)
+        self.assertEqual(config.delta.level, 19)
         self.assertEqual(config.origins.lookup("x.example.org").port, 8443)
 
     def test_edge(self):
@@ -121,6 +123,7 @@ class OptionsTests(SynchronousTestCase):
             (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b:notaport"], "link address"),
             (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b", "--links-per-origin", "0"], "linksPerOrigin"),
             (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b", "--ping-timeout", "x"], "--ping-timeout"),
+            (["--role", "origin", "--certs", "/c", "--token", "t", "--map", "a=http://b", "--delta-level", "23"], "zstd level"),
             (["--config", "/nonexistent/railgun.toml", "--role", "edge"], "cannot read config file"),
         ]
         for argv, expected in cases:

@@ -91,7 +91,7 @@ class OriginService(Service):
             # With deltas off, bodies still cross the link compressed
             # ("full") but no version is kept or looked up.
             store=self.store if config.delta.enabled else None,
-            codecs=defaultRegistry(),
+            codecs=defaultRegistry(config.delta.level),
             deltaMaxSize=config.delta.maxSize,
             encode=self._encode,
         )
