@@ -114,6 +114,52 @@ class RoundTripTests(SynchronousTestCase):
         self.assertEqual(feedAll(parser, split(wire, cuts)), items)
         self.assertEqual(parser.bufferedBytes(), 0)
 
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(frames, min_size=1, max_size=6), st.lists(st.integers(0, 10**6)))
+    def test_feedRawRandomSplits(self, items: list[object], cuts: list[int]) -> None:
+        """
+        feedRaw gives the same frames as feed, whatever the split, with DATA
+        and HEADERS as (type, streamId, flags, payload) tuples of bytes, and
+        keeps only the incomplete tail buffered.
+        """
+        wire = b"".join(encodeFrame(f) for f in items)  # type: ignore[arg-type]
+        parser = FrameParser(16777215, 16777215)
+        got: list[object] = []
+        fed = 0
+        for chunk in split(wire, cuts):
+            got.extend(parser.feedRaw(chunk))
+            fed += len(chunk)
+            parsed = sum(
+                HEADER_SIZE + len(f[3]) if isinstance(f, tuple)  # type: ignore[arg-type]
+                else len(encodeFrame(f))  # type: ignore[arg-type]
+                for f in got
+            )
+            self.assertEqual(parser.bufferedBytes(), fed - parsed)
+        expected: list[object] = []
+        for frame in items:
+            if isinstance(frame, Data):
+                expected.append((0, frame.streamId, int(frame.endStream), frame.data))
+            elif isinstance(frame, Headers):
+                expected.append((1, frame.streamId, int(frame.endStream), frame.block))
+            else:
+                expected.append(frame)
+        self.assertEqual(got, expected)
+        for frame in got:
+            if isinstance(frame, tuple):
+                self.assertIs(type(frame[3]), bytes)
+
+    def test_feedRawNotBytes(self) -> None:
+        """
+        A bytearray or memoryview chunk is parsed, and its incomplete tail
+        kept, like bytes.
+        """
+        wire = Data(3, b"abc").encode() + Data(5, b"defg").encode()
+        parser = FrameParser(65536)
+        self.assertEqual(parser.feedRaw(memoryview(wire)[:15]), [(0, 3, 0, b"abc")])
+        self.assertEqual(parser.bufferedBytes(), 3)
+        self.assertEqual(parser.feedRaw(bytearray(wire[15:])), [(0, 5, 0, b"defg")])
+        self.assertEqual(parser.bufferedBytes(), 0)
+
     def test_byteByByte(self) -> None:
         """
         Feeding one byte at a time yields the frames exactly when complete.

@@ -368,11 +368,18 @@ class HandshakeTests(SynchronousTestCase):
         """
         Any frame but HELLO first is a PROTOCOL_ERROR.
         """
-        for frame in (Ping(b"12345678"), Window(0, 5), Unknown(0x40, 0, 0, b"")):
+        for frame in (
+            Ping(b"12345678"),
+            Window(0, 5),
+            Unknown(0x40, 0, 0, b""),
+            Data(1, b"x"),
+            Headers(1, b"\x82"),
+        ):
             peer = RawPeer(self)
             peer.send(frame)
             (goAway,) = peer.received()
             self.assertEqual(goAway.code, ErrorCode.PROTOCOL_ERROR)
+            self.assertIn("before HELLO", goAway.reason)
             self.assertTrue(peer.transport.disconnecting)
             self.failureResultOf(peer.link.whenReady(), ProtocolError)
 
@@ -1057,6 +1064,27 @@ class LimitTests(SynchronousTestCase):
             [Reset(1, ErrorCode.PROTOCOL_ERROR), Reset(3, ErrorCode.PROTOCOL_ERROR)],
         )
         self.assertEqual(peer.protocols, [])
+
+    def test_requestIdAnywhere(self) -> None:
+        """
+        The request id is taken from the first :request-id wherever it is,
+        and every :request-id is removed from the headers handed up.
+        """
+        peer = RawPeer(self)
+        peer.hello()
+        peer.send(
+            peer.headers(1, [(b":path", b"/a"), (b":request-id", b"ff")]),
+            Headers(
+                3,
+                peer.encoder.encode(
+                    [(b":path", b"/b"), (b":request-id", b"abc"), (b":request-id", b"d")]
+                ),
+            ),
+        )
+        self.assertEqual(
+            [(p.transport.requestId, p.headers[0][0]) for p in peer.protocols],
+            [("0123abcd", [(b":path", b"/a")]), ("abc", [(b":path", b"/b")])],
+        )
 
     def test_rapidReset(self) -> None:
         """

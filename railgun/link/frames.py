@@ -120,6 +120,25 @@ def encodeDataHeader(streamId: int, length: int, endStream: bool) -> bytes:
     )
 
 
+def encodeHeadersHeader(streamId: int, length: int, endStream: bool) -> bytes:
+    """
+    Encode only the header of a HEADERS frame, for a block whose size was
+    already checked against the peer's limits (so unchecked here).
+
+    @param streamId: the stream (>0).
+    @param length: the block length.
+    @param endStream: set the END_STREAM flag.
+    @return: the 9 header bytes.
+    """
+    return _header.pack(
+        length >> 16,
+        length & 0xFFFF,
+        TYPE_HEADERS,
+        FLAG_END_STREAM if endStream else 0,
+        streamId,
+    )
+
+
 def _positiveStream(instance: object, attribute: object, value: int) -> None:
     if not 0 < value <= MAX_STREAM_ID:
         raise ValueError(f"stream id must be 1..{MAX_STREAM_ID}, not {value}")
@@ -347,6 +366,9 @@ class Unknown:
 
 
 Frame = Data | Headers | Window | Reset | Ping | Pong | GoAway | Hello | Unknown
+# A DATA or HEADERS frame as L{FrameParser.feedRaw} returns it:
+# (type, streamId, flags, payload).
+RawFrame = tuple[int, int, int, bytes]
 
 
 def encodeFrame(frame: Frame) -> bytes:
@@ -493,32 +515,81 @@ class FrameParser:
         @raise ProtocolError: on malformed input; the parser then stays
             failed and raises the same error on every later call.
         """
+        frames: list[Frame] = []
+        for item in self.feedRaw(data):
+            if isinstance(item, tuple):
+                frameType, streamId, flags, payload = item
+                cls = Data if frameType == TYPE_DATA else Headers
+                frames.append(cls(streamId, payload, bool(flags & FLAG_END_STREAM)))
+            else:
+                frames.append(item)
+        return frames
+
+    def feedRaw(self, data: bytes) -> list[RawFrame | Frame]:
+        """
+        Like L{feed}, but DATA and HEADERS frames, the hot path of a link,
+        come as plain C{(type, streamId, flags, payload)} tuples instead of
+        frame objects; every other frame is parsed and checked as by
+        L{feed}.
+
+        The bytes are parsed where they are when nothing is buffered, so a
+        payload is copied once (sliced out of C{data}); only an incomplete
+        frame at the end is kept, and completed from the next call.
+
+        @param data: the next bytes from the peer, split anywhere.
+        @return: the complete frames, in order.
+        @raise ProtocolError: as L{feed}.
+        """
         if self._failed is not None:
             raise self._failed
         buf = self._buffer
-        buf += data
-        frames: list[Frame] = []
+        if buf:
+            buf += data
+            source: bytes | bytearray = buf
+        elif data.__class__ is bytes:
+            source = data
+        else:
+            source = bytes(data)
+        frames: list[RawFrame | Frame] = []
+        append = frames.append
         pos = 0
-        end = len(buf)
-        view = memoryview(buf)
+        end = len(source)
+        unpack = _header.unpack_from
+        isBytes = source.__class__ is bytes
+        view = None if isBytes else memoryview(source)
         try:
             while end - pos >= HEADER_SIZE:
-                high, low, frameType, flags, streamId = _header.unpack_from(buf, pos)
+                high, low, frameType, flags, streamId = unpack(source, pos)
                 length = (high << 16) | low
                 streamId &= _STREAM_MASK
-                self._checkHeader(frameType, streamId, length)
+                if frameType > TYPE_HEADERS or not streamId or length > self.maxFrameSize:
+                    self._checkHeader(frameType, streamId, length)
+                elif frameType == TYPE_HEADERS and length > self.maxHeaderBlock:
+                    self._checkHeader(frameType, streamId, length)
                 start = pos + HEADER_SIZE
                 if end - start < length:
                     break
                 pos = start + length
-                payload = bytes(view[start:pos])
-                frames.append(_parsePayload(frameType, flags, streamId, payload))
+                payload: bytes
+                if view is None:
+                    payload = source[start:pos]  # type: ignore[assignment]
+                else:
+                    payload = bytes(view[start:pos])
+                if frameType <= TYPE_HEADERS:
+                    append((frameType, streamId, flags, payload))
+                else:
+                    append(_parsePayload(frameType, flags, streamId, payload))
         except ProtocolError as e:
             self._failed = e
             raise
         finally:
-            view.release()
-            del buf[:pos]
+            if view is not None:
+                view.release()
+            if isBytes:
+                if pos < end:
+                    buf += source[pos:] if pos else source
+            else:
+                del buf[:pos]
         return frames
 
     def _checkHeader(self, frameType: int, streamId: int, length: int) -> None:

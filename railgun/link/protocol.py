@@ -17,10 +17,10 @@ import hmac
 from collections import deque
 from collections.abc import Callable, Iterable
 from enum import Enum, auto
+from operator import itemgetter
 from struct import Struct
 from typing import Any
 
-import hpack
 from attrs import define
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
@@ -55,7 +55,7 @@ from .frames import (
     MAX_STREAM_ID,
     MAX_WINDOW,
     PROTOCOL_VERSION,
-    TYPE_HEADERS,
+    TYPE_DATA,
     Data,
     FrameParser,
     GoAway,
@@ -68,7 +68,7 @@ from .frames import (
     Unknown,
     Window,
     encodeDataHeader,
-    frameHeader,
+    encodeHeadersHeader,
     truncateReason,
 )
 from .headerblock import (
@@ -84,6 +84,11 @@ REQUEST_ID_HEADER = b":request-id"
 MAX_HEADERS_PER_STREAM = 16
 _HEX = b"0123456789abcdefABCDEF"
 _pingOpaque = Struct("!Q")
+_headerName = itemgetter(0)
+# One shared reason for every clean stream end, as Twisted shares
+# twisted.internet.protocol.connectionDone: building a Failure per stream
+# costs more than the rest of the stream's teardown.
+_STREAM_DONE = Failure(ConnectionDone("stream ended cleanly"))
 
 
 @implementer(IHalfCloseableProtocol)
@@ -623,7 +628,7 @@ class LinkStream:
             and self._readLostDelivered
             and not self._lost
         ):
-            self._lose(Failure(ConnectionDone("stream ended cleanly")))
+            self._lose(_STREAM_DONE)
 
     def _lose(self, reason: Failure) -> None:
         """
@@ -761,7 +766,7 @@ class LinkProtocol(Protocol):
 
         self._state = _LinkState.HANDSHAKE
         self._parser = FrameParser(settings.maxFrameSize, settings.maxHeaderBlock)
-        self._encoder = HeaderBlockEncoder()
+        self._encoder = HeaderBlockEncoder(neverIndexed=(REQUEST_ID_HEADER,))
         self._decoder = HeaderBlockDecoder(maxHeaderListSize)
         self._handlers: dict[type, Callable[[Any], None]] = {
             Data: self._onData,
@@ -892,10 +897,9 @@ class LinkProtocol(Protocol):
         if streamId > MAX_STREAM_ID:
             raise LinkUnavailable("stream ids exhausted")
         requestId = self._requestIds.next()
-        # Never indexed: a fresh id per request would churn the dynamic table.
-        block: list[Any] = [
-            hpack.NeverIndexedHeaderTuple(REQUEST_ID_HEADER, requestId.encode("ascii"))
-        ]
+        # The encoder never indexes it: a fresh id per request would churn
+        # the dynamic table.
+        block: list[Any] = [(REQUEST_ID_HEADER, requestId.encode("ascii"))]
         block.extend(headers)
         self._checkHeaderSize(block)
         self._nextStreamId += 2
@@ -990,16 +994,25 @@ class LinkProtocol(Protocol):
             return
         self.counters.received += len(data)
         try:
-            frames = self._parser.feed(data)
+            frames = self._parser.feedRaw(data)
         except ProtocolError as e:
             self._protocolError(e)
             return
         handlers = self._handlers
         stats = self.stats
+        ready = _LinkState.READY
         for frame in frames:
             state = self._state
-            if state is not _LinkState.READY:
+            if state is not ready:
                 if state is not _LinkState.HANDSHAKE:
+                    return
+                if frame.__class__ is tuple:
+                    kind = "DATA" if frame[0] == TYPE_DATA else "HEADERS"  # type: ignore[index]
+                    self._protocolError(
+                        ProtocolError(
+                            ErrorCode.PROTOCOL_ERROR, f"{kind} frame before HELLO"
+                        )
+                    )
                     return
                 if frame.__class__ is not Hello and frame.__class__ is not GoAway:
                     self._protocolError(
@@ -1011,7 +1024,16 @@ class LinkProtocol(Protocol):
                     return
             stats.framesReceived += 1
             try:
-                handlers[frame.__class__](frame)
+                if frame.__class__ is tuple:
+                    frameType, streamId, flags, payload = frame  # type: ignore[misc]
+                    if frameType == TYPE_DATA:
+                        self._receiveData(streamId, payload, flags & FLAG_END_STREAM)
+                    else:
+                        self._receiveHeaders(
+                            streamId, payload, flags & FLAG_END_STREAM
+                        )
+                else:
+                    handlers[frame.__class__](frame)
             except ProtocolError as e:
                 self._protocolError(e)
                 return
@@ -1180,7 +1202,10 @@ class LinkProtocol(Protocol):
             )
 
     def _onData(self, frame: Data) -> None:
-        size = len(frame.data)
+        self._receiveData(frame.streamId, frame.data, frame.endStream)
+
+    def _receiveData(self, streamId: int, data: bytes, endStream: int) -> None:
+        size = len(data)
         if size > self._recvWindow:
             raise ProtocolError(
                 ErrorCode.FLOW_CONTROL_ERROR,
@@ -1188,9 +1213,9 @@ class LinkProtocol(Protocol):
             )
         self._recvWindow -= size
         self._connDebt += size
-        stream = self._streams.get(frame.streamId)
+        stream = self._streams.get(streamId)
         if stream is None:
-            self._checkClosedStream(frame.streamId, "DATA")
+            self._checkClosedStream(streamId, "DATA")
             # Dropped, but credited, or the connection window would leak.
             self._creditChanged()
             return
@@ -1200,22 +1225,26 @@ class LinkProtocol(Protocol):
             stream.reset(ErrorCode.FLOW_CONTROL_ERROR)
         else:
             stream._recvWindow -= size
-            stream._dataArrived(frame.data)
-            if frame.endStream:
+            stream._dataArrived(data)
+            if endStream:
                 stream._remoteEndArrived()
-        self._creditChanged()
+        if self._connDebt:
+            self._creditChanged()
 
     def _onHeaders(self, frame: Headers) -> None:
+        self._receiveHeaders(frame.streamId, frame.block, frame.endStream)
+
+    def _receiveHeaders(self, streamId: int, block: bytes, endStream: int) -> None:
         # Always decode first: the HPACK state must follow every block, even
         # one for a stream we drop or refuse.
-        headers = self._decoder.decode(frame.block)
-        streamId = frame.streamId
+        headers = self._decoder.decode(block)
+        endStream = bool(endStream)
         stream = self._streams.get(streamId)
         if stream is not None:
             if stream._remoteEnded:
                 stream.reset(ErrorCode.STREAM_CLOSED)
             else:
-                stream._headersArrived(headers, frame.endStream)
+                stream._headersArrived(headers, endStream)
             return
         if not self._isPeerStreamId(streamId):
             self._checkClosedStream(streamId, "HEADERS")
@@ -1224,7 +1253,7 @@ class LinkProtocol(Protocol):
             # A late frame on a stream that is already closed.
             return
         self._highestPeerStreamId = streamId
-        self._acceptStream(streamId, headers, frame.endStream)
+        self._acceptStream(streamId, headers, endStream)
 
     def _refuse(self, streamId: int, code: ErrorCode, why: str) -> None:
         self.stats.streamsRefused += 1
@@ -1244,14 +1273,24 @@ class LinkProtocol(Protocol):
         if self._peerOpenCount >= self.localSettings.maxConcurrentStreams:
             self._refuse(streamId, ErrorCode.REFUSED_STREAM, "too many streams")
             return
-        requestId = None
-        rest = []
-        for header in headers:
-            if header[0] == REQUEST_ID_HEADER:
-                if requestId is None:
-                    requestId = header[1]
-            else:
-                rest.append(header)
+        # Our peer sends the id first and once: check that at C speed, and
+        # fall back to a full scan for any other order.
+        if (
+            headers
+            and headers[0][0] == REQUEST_ID_HEADER
+            and REQUEST_ID_HEADER not in map(_headerName, headers[1:])
+        ):
+            requestId = headers[0][1]
+            rest = headers[1:]
+        else:
+            requestId = None
+            rest = []
+            for header in headers:
+                if header[0] == REQUEST_ID_HEADER:
+                    if requestId is None:
+                        requestId = header[1]
+                else:
+                    rest.append(header)
         if not requestId or len(requestId) > 64 or requestId.strip(_HEX):
             self._refuse(
                 streamId, ErrorCode.PROTOCOL_ERROR, "missing or bad :request-id"
@@ -1518,7 +1557,7 @@ class LinkProtocol(Protocol):
             return
         if self._control:
             self.stats.framesSent += len(self._control)
-            self.counters.sent += sum(len(chunk) for chunk in self._control)
+            self.counters.sent += sum(map(len, self._control))
             transport.writeSequence(self._control)
             self._control = []
             self._controlBytes = 0
@@ -1637,14 +1676,7 @@ class LinkProtocol(Protocol):
             if stream._lost or item is None:
                 continue
             block = encoder.encode(item.headers)
-            out.append(
-                frameHeader(
-                    TYPE_HEADERS,
-                    FLAG_END_STREAM if item.endStream else 0,
-                    stream.streamId,
-                    len(block),
-                )
-            )
+            out.append(encodeHeadersHeader(stream.streamId, len(block), item.endStream))
             out.append(block)
             frames += 1
             if item.endStream:
@@ -1671,12 +1703,7 @@ class LinkProtocol(Protocol):
                 queue.popleft()
                 block = encoder.encode(head.headers)
                 out.append(
-                    frameHeader(
-                        TYPE_HEADERS,
-                        FLAG_END_STREAM if head.endStream else 0,
-                        stream.streamId,
-                        len(block),
-                    )
+                    encodeHeadersHeader(stream.streamId, len(block), head.endStream)
                 )
                 out.append(block)
                 frames += 1
@@ -1712,7 +1739,7 @@ class LinkProtocol(Protocol):
 
         if out:
             self.stats.framesSent += frames
-            self.counters.sent += sum(len(chunk) for chunk in out)
+            self.counters.sent += sum(map(len, out))
             transport.writeSequence(out)
         if budget <= 0 and ready:
             self._scheduleFlush()
