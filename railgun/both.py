@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from railgun.certs import generateDeployment
-from railgun.config import EdgeConfig, OriginConfig, parseLinkMap, parseOriginMap
+from railgun.tap import RoleSettings
 from railgun.tls import credentialsFromDeployment
 
 log = Logger()
@@ -31,7 +31,7 @@ class BothService(MultiService):
     @ivar origin: the L{railgun.origin.service.OriginService}, once started.
     """
 
-    def __init__(self, built: dict[str, Any], reactor: Any) -> None:
+    def __init__(self, built: RoleSettings, reactor: Any) -> None:
         super().__init__()
         self._built = built
         self._reactor = reactor
@@ -50,36 +50,34 @@ class BothService(MultiService):
         from railgun.origin.service import OriginService
 
         built = self._built
-        common = dict(built["common"])
-        if not common["token"]:
-            common["token"] = secrets.token_hex(32).encode("ascii")
-        common.pop("certsDir", None)
+        token = built.common["token"] or secrets.token_hex(32).encode("ascii")
         deployment = generateDeployment("localhost")
-        entries = list(built["originMap"])
+        entries = list(built.originMap)
         if not entries:
             from railgun.sample import sampleSite
 
-            period = float(built["both"].get("sample_period", 5.0))
             self._samplePort = await serverFromString(
                 self._reactor, "tcp:0:interface=127.0.0.1"
-            ).listen(sampleSite(self._reactor, period))
-            port = self._samplePort.getHost().port
+            ).listen(sampleSite(self._reactor, built.samplePeriod))
+            port = self._samplePort.getHost().port  # type: ignore[union-attr]
             entries = [f"*=http://127.0.0.1:{port}"]
             log.info("sample origin serving on 127.0.0.1:{port}", port=port)
-        originValues = dict(built["origin"])
-        originValues.setdefault("linkListen", "tcp:0:interface=127.0.0.1")
+        linkListen = built.origin.get("linkListen", "tcp:0:interface=127.0.0.1")
         self.origin = OriginService(
-            OriginConfig(origins=parseOriginMap(entries), **common, **originValues),
+            built.originConfig(entries, token=token, certsDir=None, linkListen=linkListen),
             self._reactor,
             credentials=credentialsFromDeployment(deployment, "origin"),
         )
         self.origin.setServiceParent(self)
-        linkPort = (await self.origin.whenListening()).getHost().port
-        edgeValues = dict(built["edge"])
-        edgeValues.setdefault("tlsName", "localhost")  # the name in the on-the-fly certificate
-        links = built["linkEntries"] or [f"*=127.0.0.1:{linkPort}"]
+        linkPort = (await self.origin.whenListening()).getHost().port  # type: ignore[attr-defined]
         self.edge = EdgeService(
-            EdgeConfig(links=parseLinkMap(links), **common, **edgeValues),
+            built.edgeConfig(
+                built.linkEntries or [f"*=127.0.0.1:{linkPort}"],
+                token=token,
+                certsDir=None,
+                # the name in the certificate made above
+                tlsName=built.edge.get("tlsName") or "localhost",
+            ),
             self._reactor,
             credentials=credentialsFromDeployment(deployment, "edge"),
         )

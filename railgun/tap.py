@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from attrs import frozen
 from twisted.application.service import IService
 from twisted.python import usage
 
@@ -156,7 +157,7 @@ class Options(usage.Options):
                 # one-line usage error, not a traceback from makeService.
                 from railgun.tls import loadCredentials
 
-                self.credentials = loadCredentials(self.built[role].certsDir, role)
+                self.credentials = loadCredentials(self.settings["certs"], role)
         except CredentialsError as e:
             raise usage.UsageError(str(e)) from e
         except ConfigError as e:
@@ -269,80 +270,115 @@ def _store(settings: dict[str, Any]) -> StoreConfig:
 _TOP = {"role", "token", "token_file", "certs", "connect_timeout", "response_timeout",
         "origin", "edge", "link", "delta", "store", "both"}
 
+_ORIGIN_KEYS = {
+    "link_listen": "linkListen",
+    "max_connections_per_origin": "maxConnectionsPerOrigin",
+    "verify_origin_tls": "verifyOriginTLS",
+    "connect_timeout": "connectTimeout",
+    "response_timeout": "responseTimeout",
+}
+_EDGE_KEYS = {
+    "http_listen": "httpListen",
+    "links_per_origin": "linksPerOrigin",
+    "tls_name": "tlsName",
+    "max_header_bytes": "maxHeaderBytes",
+    "max_body_bytes": "maxBodyBytes",
+    "connect_timeout": "connectTimeout",
+    "response_timeout": "responseTimeout",
+}
 
-def buildConfigs(role: str, settings: dict[str, Any]) -> dict[str, Any]:
+
+@frozen
+class RoleSettings:
     """
-    Build the typed configuration of C{role} from merged settings.
+    Validated settings of the roles to run, from which their configuration
+    objects are built (for C{both}, only once the ports are known).
 
-    @return: C{{"origin": OriginConfig, "edge": EdgeConfig, ...}} for the
-        roles that run (C{both} builds what it can now and the rest at start).
+    @ivar common: keyword values shared by both roles' configurations.
+    @ivar origin: the origin role's own keyword values.
+    @ivar originMap: its C{HOST=ORIGIN_URL} entries.
+    @ivar edge: the edge's own keyword values.
+    @ivar linkEntries: its C{HOST=ADDRESS} entries.
+    @ivar samplePeriod: C{both}: seconds between sample origin editions.
+    """
+
+    role: str
+    common: dict[str, Any]
+    origin: dict[str, Any]
+    originMap: list[str]
+    edge: dict[str, Any]
+    linkEntries: list[str]
+    samplePeriod: float = 5.0
+
+    def originConfig(self, entries: list[str] | None = None, **overrides: Any) -> OriginConfig:
+        """
+        @param entries: the origin map (default: the configured one).
+        """
+        values = {**self.common, **self.origin, **overrides}
+        return OriginConfig(origins=parseOriginMap(entries or self.originMap), **values)
+
+    def edgeConfig(self, entries: list[str] | None = None, **overrides: Any) -> EdgeConfig:
+        """
+        @param entries: the link map (default: the configured one).
+        """
+        values = {**self.common, **self.edge, **overrides}
+        return EdgeConfig(links=parseLinkMap(entries or self.linkEntries), **values)
+
+
+def _roleSection(
+    settings: dict[str, Any], name: str, keys: dict[str, str], maps: set[str]
+) -> dict[str, Any]:
+    section = dict(settings.get(name, {}))
+    values = _pick(section, keys, set(keys) | maps, name)
+    # Timeouts set at the top level apply to the role unless it sets its own.
+    for key in ("connect_timeout", "response_timeout"):
+        if key in settings and key not in section:
+            values[keys[key]] = settings[key]
+    return values
+
+
+def buildConfigs(role: str, settings: dict[str, Any]) -> RoleSettings:
+    """
+    Check the merged settings of C{role} and keep what its configuration
+    objects are built from.
+
     @raise ConfigError: for anything missing or malformed.
     """
     unknown = set(settings) - _TOP
     if unknown:
         raise ConfigError(f"unknown top-level key(s): {', '.join(sorted(unknown))}")
-    common = dict(
-        token=_token(settings) if role != "both" else (
-            _token(settings) if settings.get("token") or settings.get("token_file") else b""
-        ),
+    hasToken = any(settings.get(k) for k in ("token", "token_file")) or "RAILGUN_TOKEN" in os.environ
+    common: dict[str, Any] = dict(
+        # --role both makes a random token when none is given.
+        token=_token(settings) if role != "both" or hasToken else b"",
         certsDir=settings.get("certs"),
         delta=_delta(settings),
         store=_store(settings),
         link=_linkTuning(settings),
     )
-    result: dict[str, Any] = {}
-    timeouts = {k: settings[k] for k in ("connect_timeout", "response_timeout") if k in settings}
-    if role in ("origin", "both"):
-        section = dict(settings.get("origin", {}))
-        originKeys = {
-            "link_listen": "linkListen",
-            "max_connections_per_origin": "maxConnectionsPerOrigin",
-            "verify_origin_tls": "verifyOriginTLS",
-        }
-        values = _pick(section, originKeys, set(originKeys) | {"map", "connect_timeout", "response_timeout"}, "origin")
-        for key, attr in (("connect_timeout", "connectTimeout"), ("response_timeout", "responseTimeout")):
-            if key in section:
-                values[attr] = section[key]
-            elif key in timeouts:
-                values[attr] = timeouts[key]
-        entries = _entries(section.get("map"), "origin.map")
-        if role == "origin" and not entries:
-            raise ConfigError("the origin role needs at least one --map HOST=ORIGIN_URL")
-        if role == "origin" and common["certsDir"] is None:
-            raise ConfigError("the origin role needs --certs DIR (make one with `railgun certs DIR`)")
-        result["originMap"] = entries
-        result["origin"] = values
-    if role in ("edge", "both"):
-        section = dict(settings.get("edge", {}))
-        edgeKeys = {
-            "http_listen": "httpListen",
-            "links_per_origin": "linksPerOrigin",
-            "tls_name": "tlsName",
-            "max_header_bytes": "maxHeaderBytes",
-            "max_body_bytes": "maxBodyBytes",
-        }
-        values = _pick(section, edgeKeys, set(edgeKeys) | {"links", "fallback", "connect_timeout", "response_timeout"}, "edge")
-        for key, attr in (("connect_timeout", "connectTimeout"), ("response_timeout", "responseTimeout")):
-            if key in section:
-                values[attr] = section[key]
-            elif key in timeouts:
-                values[attr] = timeouts[key]
-        links = _entries(section.get("links"), "edge.links")
-        if role == "edge" and not links:
-            raise ConfigError("the edge role needs at least one --link HOST=ADDRESS[:PORT]")
-        if role == "edge" and common["certsDir"] is None:
-            raise ConfigError("the edge role needs --certs DIR (make one with `railgun certs DIR`)")
-        fallback = _entries(section.get("fallback"), "edge.fallback")
-        values["fallback"] = parseOriginMap(fallback) if fallback else None
-        result["linkEntries"] = links
-        result["edge"] = values
-    result["common"] = common
-    result["both"] = dict(settings.get("both", {}))
+    origin = _roleSection(settings, "origin", _ORIGIN_KEYS, {"map"})
+    edge = _roleSection(settings, "edge", _EDGE_KEYS, {"links", "fallback"})
+    originMap = _entries(settings.get("origin", {}).get("map"), "origin.map")
+    linkEntries = _entries(settings.get("edge", {}).get("links"), "edge.links")
+    fallback = _entries(settings.get("edge", {}).get("fallback"), "edge.fallback")
+    edge["fallback"] = parseOriginMap(fallback) if fallback else None
+    if role == "origin" and not originMap:
+        raise ConfigError("the origin role needs at least one --map HOST=ORIGIN_URL")
+    if role == "edge" and not linkEntries:
+        raise ConfigError("the edge role needs at least one --link HOST=ADDRESS[:PORT]")
+    if role != "both" and common["certsDir"] is None:
+        raise ConfigError(f"the {role} role needs --certs DIR (make one with `railgun certs DIR`)")
+    both = settings.get("both", {})
+    built = RoleSettings(
+        role, common, origin, originMap, edge, linkEntries,
+        samplePeriod=float(both.get("sample_period", 5.0)),
+    )
+    # Build now what can be built, so that bad values are usage errors.
     if role == "origin":
-        result["origin"] = OriginConfig(origins=parseOriginMap(result.pop("originMap")), **common, **result["origin"])
+        built.originConfig()
     elif role == "edge":
-        result["edge"] = EdgeConfig(links=parseLinkMap(result.pop("linkEntries")), **common, **result["edge"])
-    return result
+        built.edgeConfig()
+    return built
 
 
 def makeService(options: Options) -> IService:
@@ -355,11 +391,11 @@ def makeService(options: Options) -> IService:
     if options.role == "origin":
         from railgun.origin.service import OriginService
 
-        return OriginService(built["origin"], reactor, credentials=options.credentials)
+        return OriginService(built.originConfig(), reactor, credentials=options.credentials)
     if options.role == "edge":
         from railgun.edge.service import EdgeService
 
-        return EdgeService(built["edge"], reactor, credentials=options.credentials)
+        return EdgeService(built.edgeConfig(), reactor, credentials=options.credentials)
     from railgun.both import BothService
 
     return BothService(built, reactor)

@@ -83,7 +83,7 @@ class OptionsTests(SynchronousTestCase):
             "--link-listen", "tcp:2408", "--response-timeout", "12", "--no-delta",
             "--delta-level", "19",
         )
-        config = options.built["origin"]
+        config = options.built.originConfig()
         self.assertIsInstance(config, OriginConfig)
         self.assertEqual(config.token, b"t0k3n")
         self.assertEqual(config.linkListen, "tcp:2408")
@@ -102,7 +102,7 @@ class OptionsTests(SynchronousTestCase):
             "--links-per-origin", "3", "--max-header-bytes", "8k",
             "--fallback", "www.example.com=https://www.example.com",
         )
-        config = options.built["edge"]
+        config = options.built.edgeConfig()
         self.assertIsInstance(config, EdgeConfig)
         self.assertEqual(config.linksPerOrigin, 3)
         self.assertEqual(config.maxHeaderBytes, 8192)
@@ -136,7 +136,7 @@ class OptionsTests(SynchronousTestCase):
         """
         self.patch(os, "environ", {"RAILGUN_TOKEN": "from-env"})
         options = self.parse("--role", "edge", "--certs", "/c", "--link", "a=b")
-        self.assertEqual(options.built["edge"].token, b"from-env")
+        self.assertEqual(options.built.edgeConfig().token, b"from-env")
 
     def test_exampleFiles(self):
         """
@@ -150,7 +150,7 @@ class OptionsTests(SynchronousTestCase):
                 "--certs", "/c",
             )
             self.assertEqual(options.role, role)
-            self.assertEqual(options.built[role].token, b"secret")
+            self.assertEqual((options.built.originConfig() if role == "origin" else options.built.edgeConfig()).token, b"secret")
 
     def test_flagsOverrideFile(self):
         """
@@ -160,7 +160,7 @@ class OptionsTests(SynchronousTestCase):
             "--config", str(EXAMPLES / "edge.toml"), "--token", "t", "--links-per-origin", "5",
             "--certs", "/c",
         )
-        self.assertEqual(options.built["edge"].linksPerOrigin, 5)
+        self.assertEqual(options.built.edgeConfig().linksPerOrigin, 5)
 
     def test_unknownKey(self):
         """

@@ -81,7 +81,7 @@ class DirectFetcher:
             respondPlain(request, error.status, f"railgun: {error.message}", marker)
 
         d.addCallbacks(gotResponse, failed)
-        d.addErrback(log.failure, "direct fetch failed")
+        d.addErrback(lambda f: log.failure("direct fetch failed", f))
 
 
 def _cooperator(clock: IReactorTime) -> Any:
@@ -113,4 +113,4 @@ class _Relay(Protocol):
 
 class _Stop(Protocol):
     def connectionMade(self) -> None:
-        self.transport.stopProducing()
+        self.transport.stopProducing()  # type: ignore[union-attr]

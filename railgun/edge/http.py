@@ -29,6 +29,8 @@ class EdgeRequest(http.Request):
     whole request goes to the proxy.
     """
 
+    channel: EdgeChannel
+
     def handleContentChunk(self, data: bytes) -> None:
         if self.channel._countBody(data):
             super().handleContentChunk(data)
@@ -66,6 +68,7 @@ class EdgeChannel(http.HTTPChannel):
         super().allHeadersReceived()
 
     def _refuse(self, status: int, reason: bytes, message: bytes) -> None:
+        assert self.transport is not None
         log.info("refusing a request from {peer}: {status}", peer=self.transport.getPeer(), status=status)
         self.transport.write(_rawResponse(status, reason, message))
         # Stop parsing: nothing more from this client is read.
@@ -91,15 +94,15 @@ class EdgeHTTPFactory(http.HTTPFactory):
         self._maxHeaderBytes = maxHeaderBytes
         self._maxBodyBytes = maxBodyBytes
 
-    def buildProtocol(self, addr: Any) -> EdgeChannel:
+    def buildProtocol(self, addr: Any) -> EdgeChannel:  # type: ignore[override]
         channel = EdgeChannel()
         channel.factory = self
         channel.requestFactory = EdgeRequest
         channel.totalHeadersSize = self._maxHeaderBytes
         channel.MAX_LENGTH = self._maxHeaderBytes
         channel.maxBodyBytes = self._maxBodyBytes
-        channel.timeOut = self.timeOut
-        channel.callLater = self.reactor.callLater
+        channel.timeOut = self.timeOut  # type: ignore[assignment]
+        channel.callLater = self.reactor.callLater  # type: ignore[method-assign,assignment]
         return channel
 
     def log(self, request: Any) -> None:

@@ -209,7 +209,7 @@ class _Exchange:
                 self.proxy.stats.record(self.host, siblingBases=1)
         elif not sibling and self.proxy.siblings is not None:
             other = self.proxy.siblings.pick(self.hostKey, self.head.path)
-            if other is not None:
+            if other is not None and self.proxy.cache is not None:
                 d = self.proxy.cache.get(self.hostKey + b" " + other)
                 d.addCallback(self.gotBase, sibling=True)
                 d.addErrback(lambda f: log.failure("edge cache lookup failed", f))

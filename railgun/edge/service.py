@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
+from railgun._listening import ListeningPort
 from railgun.config import EdgeConfig
 from railgun.delta.codec import defaultRegistry
 from railgun.delta.siblings import SiblingIndex
@@ -93,8 +94,7 @@ class EdgeService(MultiService):
             deltaMaxSize=config.delta.maxSize,
             siblings=SiblingIndex() if config.delta.enabled else None,
         )
-        self._port: IListeningPort | None = None
-        self._waiting: list[Deferred[IListeningPort]] = []
+        self._listening = ListeningPort("edge serving HTTP")
 
     def startService(self) -> None:
         super().startService()
@@ -104,31 +104,15 @@ class EdgeService(MultiService):
             maxHeaderBytes=self._config.maxHeaderBytes,
             maxBodyBytes=self._config.maxBodyBytes,
         )
-        d = serverFromString(self._reactor, self._config.httpListen).listen(factory)
-        d.addCallbacks(self._listened, self._listenFailed)
-
-    def _listened(self, port: IListeningPort) -> None:
-        self._port = port
-        log.info("edge serving HTTP on {address}", address=port.getHost())
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(port)
-
-    def _listenFailed(self, failure: Any) -> None:
-        log.failure("edge could not listen on {e}", failure, e=self._config.httpListen)
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.errback(failure)
+        self._listening.listen(
+            serverFromString(self._reactor, self._config.httpListen).listen(factory)
+        )
 
     def whenListening(self) -> Deferred[IListeningPort]:
         """
         @return: a Deferred firing with the HTTP listening port once bound.
         """
-        if self._port is not None:
-            return succeed(self._port)
-        d: Deferred[IListeningPort] = Deferred()
-        self._waiting.append(d)
-        return d
+        return self._listening.whenListening()
 
     def whenLinked(self) -> Deferred[Any]:
         """
@@ -143,16 +127,9 @@ class EdgeService(MultiService):
         """
         Stop accepting clients, then drain the links.
         """
-        port, self._port = self._port, None
-        d: Deferred[Any] = succeed(None)
-        if port is not None:
-            d = Deferred.fromCoroutine(_stop(port))
+        d = self._listening.stop()
         d.addCallback(lambda _: MultiService.stopService(self))
         if self._fallbackPool is not None:
             pool = self._fallbackPool
             d.addCallback(lambda _: pool.closeCachedConnections())
         return d
-
-
-async def _stop(port: IListeningPort) -> None:
-    await port.stopListening()

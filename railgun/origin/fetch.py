@@ -112,7 +112,8 @@ def makeOriginClient(
     agent = Agent(
         reactor, contextFactory=policy, connectTimeout=connectTimeout, pool=pool
     )
-    return HTTPClient(_IdentityEncodingAgent(agent), cookiejar=_NoCookies()), pool
+    client = HTTPClient(_IdentityEncodingAgent(agent), cookiejar=_NoCookies())  # type: ignore[arg-type]
+    return client, pool
 
 
 @frozen
@@ -182,16 +183,17 @@ def fetchFromOrigin(
     A response head that does not arrive within C{timeout} seconds cancels
     the request; the Deferred then fails with L{CancelledError}.
     """
-    return client.request(
+    d = client.request(
         method.decode("ascii"),
         target.urlFor(path),
         headers=headers,
         data=body,
         allow_redirects=False,
         unbuffered=True,
-        reactor=clock,
+        reactor=clock,  # type: ignore[arg-type]
         timeout=timeout,
     )
+    return d  # type: ignore[return-value]
 
 
 def responseHeaderList(response: IResponse) -> list[tuple[bytes, bytes]]:

@@ -186,7 +186,7 @@ class OriginStreamHandler(StreamProtocol):
         if self._body is not None:
             self._body.bodyEnded()
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self._gone = True
         self._cancelTimer()
         if self._fetch is not None:
@@ -304,7 +304,7 @@ class OriginStreamHandler(StreamProtocol):
             store.set(digest.encode("ascii"), body)
         assert context.codecs is not None
         peerCodecs = self.transport.link.peerCodecs
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             baseDigest=self._base,
             baseBody=baseBody,
             deltaCodec=context.codecs.chooseDelta(peerCodecs) if store is not None else None,
@@ -478,4 +478,4 @@ class _Discard(Protocol):
     """
 
     def connectionMade(self) -> None:
-        self.transport.stopProducing()
+        self.transport.stopProducing()  # type: ignore[union-attr]

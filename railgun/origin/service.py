@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from railgun._listening import ListeningPort
 from railgun.config import OriginConfig, StoreConfig
 from railgun.delta.codec import ENCODE_IN_THREAD_ABOVE, defaultRegistry
 from railgun.link.factory import LinkServerFactory
@@ -53,9 +54,7 @@ class OriginService(Service):
         self._reactor = reactor
         self._credentials = credentials
         self.stats = Stats()
-        self._port: IListeningPort | None = None
-        self._listening: Deferred[IListeningPort] | None = None
-        self._waiting: list[Deferred[IListeningPort]] = []
+        self._listening = ListeningPort("origin role accepting links")
         self._linkFactory: LinkServerFactory | None = None
         self._pool: Any = None
         self.store: IVersionStore = makeStore(config.store, reactor)
@@ -105,31 +104,13 @@ class OriginService(Service):
             serverOptions(self._credentials), False, self._linkFactory
         )
         endpoint = serverFromString(self._reactor, config.linkListen)
-        self._listening = endpoint.listen(tlsFactory)
-        self._listening.addCallbacks(self._listened, self._listenFailed)
-
-    def _listened(self, port: IListeningPort) -> None:
-        self._port = port
-        log.info("origin role accepting links on {address}", address=port.getHost())
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(port)
-
-    def _listenFailed(self, failure: Any) -> None:
-        log.failure("origin role could not listen on {e}", failure, e=self._config.linkListen)
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.errback(failure)
+        self._listening.listen(endpoint.listen(tlsFactory))
 
     def whenListening(self) -> Deferred[IListeningPort]:
         """
         @return: a Deferred firing with the listening port once bound.
         """
-        if self._port is not None:
-            return succeed(self._port)
-        d: Deferred[IListeningPort] = Deferred()
-        self._waiting.append(d)
-        return d
+        return self._listening.whenListening()
 
     def stopService(self) -> Deferred[Any]:
         """
@@ -137,10 +118,7 @@ class OriginService(Service):
         finish), then close the origin connection pool.
         """
         super().stopService()
-        steps: list[Deferred[Any]] = []
-        if self._port is not None:
-            steps.append(Deferred.fromCoroutine(_stopListening(self._port)))
-            self._port = None
+        steps: list[Deferred[Any]] = [self._listening.stop()]
         if self._linkFactory is not None:
             steps.append(self._linkFactory.goAwayAll())
         d = DeferredList(steps, consumeErrors=True)
@@ -151,10 +129,6 @@ class OriginService(Service):
             pool = self._pool
             d.addCallback(lambda _: pool.closeCachedConnections())
         return d
-
-
-async def _stopListening(port: IListeningPort) -> None:
-    await port.stopListening()
 
 
 def makeStore(config: StoreConfig, reactor: Any) -> IVersionStore:

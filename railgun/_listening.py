@@ -1,0 +1,72 @@
+"""
+The listening port of a role's service, kept for callers that wait for it
+(C{whenListening}) and for stopping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
+
+
+class ListeningPort:
+    """
+    One service's listening port, once its C{listen} has succeeded.
+
+    @ivar port: the port, or L{None} before it is bound and after stop.
+    """
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self.port: IListeningPort | None = None
+        self._waiting: list[Deferred[IListeningPort]] = []
+
+    def listen(self, listening: Deferred[IListeningPort]) -> None:
+        """
+        Watch an endpoint's C{listen()} result.
+        """
+        listening.addCallbacks(self._listened, self._failed)
+
+    def _listened(self, port: IListeningPort) -> None:
+        self.port = port
+        log.info("{what} on {address}", what=self._what, address=port.getHost())
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(port)
+
+    def _failed(self, failure: Failure) -> None:
+        log.failure("{what}: cannot listen", failure, what=self._what)
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(failure)
+
+    def whenListening(self) -> Deferred[IListeningPort]:
+        """
+        @return: a Deferred firing with the port once bound.
+        """
+        if self.port is not None:
+            return succeed(self.port)
+        d: Deferred[IListeningPort] = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def stop(self) -> Deferred[Any]:
+        """
+        Stop listening (connections already accepted stay open).
+        """
+        port, self.port = self.port, None
+        if port is None:
+            return succeed(None)
+        return Deferred.fromCoroutine(_stop(port))
+
+
+async def _stop(port: IListeningPort) -> None:
+    result = port.stopListening()
+    if result is not None:
+        await result
