@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from twisted.application.service import IServiceMaker
 from twisted.internet import reactor
@@ -189,7 +190,7 @@ class RealTwistdTests(TestCase):
 
     timeout = 60
 
-    def spawn(self, argv: list[str], name: str) -> "subprocess.Popen[bytes]":
+    def spawn(self, argv: list[str], name: str) -> Any:
         import subprocess
 
         workdir = Path(self.mktemp())

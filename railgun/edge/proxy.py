@@ -196,6 +196,7 @@ class _Exchange:
         self.timer: Any = None
         self.done = False
         self.base: tuple[str, bytes] | None = None
+        self.sender: _BodySender | None = None
         self.hostKey = host.encode("utf-8")
         self.cacheKey = self.hostKey + b" " + head.path
         request.notifyFinish().addErrback(self._clientGone)
@@ -262,7 +263,8 @@ class _Exchange:
         self.link = link
         self.timer = self.proxy.clock.callLater(self.proxy.responseTimeout, self._timedOut)
         if self.bodyLength:
-            _BodySender(self.request.content, self.stream).start()
+            self.sender = _BodySender(self.request.content, self.stream)
+            self.sender.start()
 
     def _noLink(self, reason: str) -> None:
         fallback = self.proxy.fallback.lookup(self.host) if self.proxy.fallback else None
@@ -283,6 +285,15 @@ class _Exchange:
         respondPlain(self.request, 504, "railgun: the origin role did not answer in time")
         self.done = True
 
+    def stopSending(self) -> None:
+        """
+        The exchange is over (answered, failed, or the client left): stop
+        reading the request body, whose file twisted.web closes at finish.
+        """
+        if self.sender is not None:
+            self.sender.stopProducing()
+            self.sender = None
+
     def cancelTimer(self) -> None:
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
@@ -290,6 +301,7 @@ class _Exchange:
 
     def _clientGone(self, failure: Failure) -> None:
         self.cancelTimer()
+        self.stopSending()
         self.done = True
         if self.stream is not None:
             self.stream.reset(ErrorCode.CANCEL)
@@ -299,6 +311,7 @@ class _Exchange:
         The stream ended without a complete response.
         """
         self.cancelTimer()
+        self.stopSending()
         if self.done:
             return
         if headersSent:
@@ -452,6 +465,13 @@ class EdgeStreamHandler(StreamProtocol):
         if coding is not None:
             served = encodeBody(body, coding)
             request.responseHeaders.setRawHeaders(b"content-encoding", [coding])
+            # Another representation: a strong validator of the identity
+            # body must not vouch for these bytes (RFC 9110 8.8.3).
+            etags = request.responseHeaders.getRawHeaders(b"etag")
+            if etags:
+                request.responseHeaders.setRawHeaders(
+                    b"etag", [e if e.startswith(b"W/") else b"W/" + e for e in etags]
+                )
             vary = request.responseHeaders.getRawHeaders(b"vary", [])
             if not any(b"accept-encoding" in v.lower() or v.strip() == b"*" for v in vary):
                 request.responseHeaders.addRawHeader(b"vary", b"Accept-Encoding")
@@ -494,6 +514,7 @@ class EdgeStreamHandler(StreamProtocol):
             return
         self._finished = True
         exchange.done = True
+        exchange.stopSending()
         stats = exchange.proxy.stats
         stats.record(
             exchange.host,
@@ -575,7 +596,12 @@ class _BodySender:
             self._stream.write(chunk)
 
     def stopProducing(self) -> None:
-        self._done = True
+        if not self._done:
+            # The body will never be finished: end the stream (an origin
+            # may answer before reading the whole body; HTTP/2 does this too).
+            self._done = True
+            self._stream.unregisterProducer()
+            self._stream.reset(ErrorCode.CANCEL)
 
 
 __all__ = ["EdgeProxy", "EdgeStreamHandler", "linkRatio"]

@@ -10,6 +10,7 @@ from http.cookiejar import CookieJar
 from typing import Any
 
 from attrs import frozen
+from hyperlink import EncodedURL
 from treq.client import HTTPClient
 from twisted.internet import error as ierror
 from twisted.internet.defer import CancelledError, Deferred
@@ -166,6 +167,32 @@ def originRequestHeaders(headers: list[tuple[bytes, bytes]]) -> Headers:
     return result
 
 
+class ExactURL(EncodedURL):
+    """
+    A URL that treq sends exactly as given.
+
+    treq's C{request()} passes every URL through hyperlink
+    (C{EncodedURL.from_text(...).to_uri()}), which percent-encodes
+    characters clients do send raw (C{{}|^`"<>[]\\}) and drops an empty
+    C{?}; a proxy must forward the request target unchanged. treq takes an
+    L{EncodedURL} as it is and only asks it C{to_uri().to_text()}, which
+    this one answers with its exact text (and no parsing per request).
+    """
+
+    def __init__(self, url: bytes) -> None:  # no URL.__init__: nothing to parse
+        # Bytes a client left unencoded outside ASCII would make treq's
+        # .encode("ascii") fail: percent-encode those alone.
+        self._exactText = "".join(
+            chr(b) if b < 0x80 else f"%{b:02X}" for b in url
+        ) if any(b >= 0x80 for b in url) else url.decode("ascii")
+
+    def to_uri(self) -> ExactURL:  # type: ignore[override]
+        return self
+
+    def to_text(self, with_password: bool = False) -> str:
+        return self._exactText
+
+
 def fetchFromOrigin(
     client: HTTPClient,
     clock: IReactorTime,
@@ -185,7 +212,7 @@ def fetchFromOrigin(
     """
     d = client.request(
         method.decode("ascii"),
-        target.urlFor(path),
+        ExactURL(target.urlFor(path)),
         headers=headers,
         data=body,
         allow_redirects=False,
