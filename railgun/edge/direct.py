@@ -13,9 +13,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import FileBodyProducer, PotentialDataLoss, ResponseDone
+from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.iweb import IResponse
 
+from railgun.edge.body import BodyProducer
 from railgun.http.diagnostic import formatDirect
 from railgun.http.messages import RequestHead, responseHasBody
 from railgun.http.routing import OriginTarget
@@ -42,13 +43,12 @@ class DirectFetcher:
 
     def serve(self, request: Any, head: RequestHead, reason: str) -> None:
         """
-        Fetch C{head} (body in C{request.content}) and relay the answer.
+        Fetch C{head} (the body streaming from C{request.body}) and relay
+        the answer.
         """
         from railgun.edge.proxy import respondPlain
 
-        body = None
-        if head.headers and any(n == b"content-length" for n, _ in head.headers):
-            body = FileBodyProducer(request.content, cooperator=_cooperator(self._clock))
+        body = BodyProducer(request.body) if request.body is not None else None
         headers = originRequestHeaders(head.headers)
         headers.setRawHeaders(b"host", [head.authority])
         d = fetchFromOrigin(
@@ -82,12 +82,6 @@ class DirectFetcher:
 
         d.addCallbacks(gotResponse, failed)
         d.addErrback(lambda f: log.failure("direct fetch failed", f))
-
-
-def _cooperator(clock: IReactorTime) -> Any:
-    from twisted.internet.task import Cooperator
-
-    return Cooperator(scheduler=lambda x: clock.callLater(0, x))
 
 
 class _Relay(Protocol):

@@ -1,15 +1,18 @@
 """
 The edge's HTTP/1.1 server: twisted.web's L{HTTPChannel} and L{Request},
 with the limits a proxy needs (431 for oversized request heads, 413 for
-oversized bodies) and every complete request handed to the edge proxy.
+oversized bodies), and request bodies streamed to the proxy as they arrive.
 """
 
 from __future__ import annotations
 
+from io import BytesIO
 from typing import Any
 
 from twisted.logger import Logger
 from twisted.web import http
+
+from railgun.edge.body import RequestBody
 
 log = Logger()
 
@@ -24,16 +27,54 @@ def _rawResponse(status: int, reason: bytes, message: bytes) -> bytes:
 
 class EdgeRequest(http.Request):
     """
-    One client request; its body is collected by twisted.web (in memory up
-    to 100 kB, in a temporary file beyond, so memory stays bounded), then the
-    whole request goes to the proxy.
+    One client request. A request with a body goes to the proxy as soon as
+    its head has arrived, and its body is relayed as it arrives
+    (L{RequestBody}); one without goes when complete, as twisted.web does.
+
+    @ivar body: the body being received, or L{None} when there is none.
     """
 
     channel: EdgeChannel
+    body: RequestBody | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        # Nothing is collected here: bodies stream (see RequestBody).
+        self.content = BytesIO()
+        if length != 0:
+            transport = self.channel.transport
+            assert transport is not None
+            self.body = RequestBody(
+                length, transport.pauseProducing, transport.resumeProducing  # type: ignore[attr-defined]
+            )
+
+    def startStreaming(self, command: bytes, path: bytes, version: bytes) -> None:
+        """
+        The head of a request with a body has arrived: hand it to the proxy
+        now; the body follows.
+        """
+        self.method, self.uri, self.clientproto = command, path, version
+        self.channel.factory.proxy.handle(self)
 
     def handleContentChunk(self, data: bytes) -> None:
-        if self.channel._countBody(data):
-            super().handleContentChunk(data)
+        if self.channel._countBody(data) and self.body is not None:
+            self.body.dataReceived(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.body is not None:
+            # Already being served; this only says the body is complete.
+            self.body.finished()
+            return
+        super().requestReceived(command, path, version)
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting and self.body is not None and not self.body.complete:
+            # Answered before the client finished sending its body (an
+            # error, or an origin that does not read it): what is left of
+            # the body will not be read, so this connection cannot carry
+            # another request.
+            self.channel.persistent = False
+            self.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        super().write(data)
 
     def process(self) -> None:
         self.channel.factory.proxy.handle(self)
@@ -66,10 +107,18 @@ class EdgeChannel(http.HTTPChannel):
             self._refuse(413, b"Content Too Large", b"request body too large\n")
             return
         super().allHeadersReceived()
+        request = self.requests[-1]
+        if request.body is not None:
+            request.startStreaming(self._command, self._path, self._version)
 
     def _refuse(self, status: int, reason: bytes, message: bytes) -> None:
         assert self.transport is not None
         log.info("refusing a request from {peer}: {status}", peer=self.transport.getPeer(), status=status)
+        if any(request.startedWriting for request in self.requests):
+            # A response is already on its way (a streamed request): no
+            # room for another; closing is the only signal left.
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+            return
         self.transport.write(_rawResponse(status, reason, message))
         # Stop parsing: nothing more from this client is read.
         self.dataReceived = self.lineReceived = lambda *a: None  # type: ignore[method-assign]

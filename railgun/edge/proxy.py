@@ -43,8 +43,6 @@ RAILGUN_VERSION = "0100"
 #: before any response arrived (RFC 9110 9.2.2).
 IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])
 
-#: size of the reads from a buffered request body onto the stream.
-BODY_CHUNK = 64 * 1024
 
 
 def respondPlain(request: Any, status: int, message: str, railgun: bytes | None = None) -> None:
@@ -132,9 +130,9 @@ class EdgeProxy:
         ]
         headers = stripControl(stripHopByHop(headers))
         headers = [(n, v) for n, v in headers if n not in (b"host", b"content-length")]
-        length = _bodyLength(request)
-        if length:
-            headers.append((b"content-length", b"%d" % length))
+        body = request.body
+        if body is not None and body.length is not None:
+            headers.append((b"content-length", b"%d" % body.length))
         peer = request.getClientAddress()
         headers = addForwarding(
             headers,
@@ -165,16 +163,6 @@ def _originForm(target: bytes) -> bytes:
     return target
 
 
-def _bodyLength(request: Any) -> int:
-    content = request.content
-    if content is None:
-        return 0
-    content.seek(0, 2)
-    length = content.tell()
-    content.seek(0, 0)
-    return length
-
-
 class _Exchange:
     """
     One client request travelling to the origin role and back: opens the
@@ -189,14 +177,13 @@ class _Exchange:
         self.pool = pool
         self.head = head
         self.flags = Flag(0)
-        self.bodyLength = _bodyLength(request)
+        self.body = request.body
         self.attempts = 0
         self.stream: Any = None
         self.link: LinkProtocol | None = None
         self.timer: Any = None
         self.done = False
         self.base: tuple[str, bytes] | None = None
-        self.sender: _BodySender | None = None
         self.hostKey = host.encode("utf-8")
         self.cacheKey = self.hostKey + b" " + head.path
         request.notifyFinish().addErrback(self._clientGone)
@@ -252,7 +239,7 @@ class _Exchange:
         handler = EdgeStreamHandler(self)
         try:
             self.stream = link.openStream(
-                handler, self.linkHeaders(), endStream=self.bodyLength == 0
+                handler, self.linkHeaders(), endStream=self.body is None
             )
         except LinkUnavailable:
             if self.attempts < 3:
@@ -262,15 +249,13 @@ class _Exchange:
             return
         self.link = link
         self.timer = self.proxy.clock.callLater(self.proxy.responseTimeout, self._timedOut)
-        if self.bodyLength:
-            self.sender = _BodySender(self.request.content, self.stream)
-            self.sender.start()
+        if self.body is not None:
+            self.body.attach(self.stream, self.stream.loseConnection)
 
     def _noLink(self, reason: str) -> None:
         fallback = self.proxy.fallback.lookup(self.host) if self.proxy.fallback else None
         if fallback is not None:
             self.proxy.stats.count(self.host, "fallbacks", "direct")
-            self.request.content.seek(0, 0)
             fallback.serve(self.request, self.head, reason)
             return
         self.proxy.stats.record(self.host, errors=1)
@@ -288,11 +273,17 @@ class _Exchange:
     def stopSending(self) -> None:
         """
         The exchange is over (answered, failed, or the client left): stop
-        reading the request body, whose file twisted.web closes at finish.
+        relaying the request body; if it was not all sent, end the stream
+        (an origin may answer before reading a whole body, as HTTP/2 allows).
         """
-        if self.sender is not None:
-            self.sender.stopProducing()
-            self.sender = None
+        body = self.body
+        if body is None:
+            return
+        self.body = None
+        unfinished = not body.complete or body.forwarded < (body.length or 0)
+        body.detach()
+        if unfinished and self.stream is not None:
+            self.stream.reset(ErrorCode.CANCEL)
 
     def cancelTimer(self) -> None:
         if self.timer is not None and self.timer.active():
@@ -311,19 +302,22 @@ class _Exchange:
         The stream ended without a complete response.
         """
         self.cancelTimer()
-        self.stopSending()
         if self.done:
             return
         if headersSent:
             # The client has a partial response: closing the connection
             # without the final chunk (or short of Content-Length) tells it.
             self.done = True
+            self.stopSending()
             self.request.channel.transport.abortConnection()
             return
+        body = self.body
         if (
             reason.check(StreamRefused, LinkLost)
             and self.head.method in IDEMPOTENT
             and self.attempts < 3
+            # A body partly sent cannot be sent again: it is not kept.
+            and (body is None or body.forwarded == 0)
         ):
             log.info(
                 "retrying {method} {host} on another link: {why}",
@@ -332,10 +326,12 @@ class _Exchange:
                 why=reason.getErrorMessage(),
             )
             self.flags |= Flag.RETRIED
-            self.request.content.seek(0, 0)
+            if body is not None:
+                body.releaseConsumer()
             self.start(exclude=self.link)
             return
         self.done = True
+        self.stopSending()
         self.proxy.stats.record(self.host, errors=1)
         respondPlain(self.request, 502, f"railgun: the link to the origin role failed ({reason.getErrorMessage()})")
 
@@ -562,46 +558,6 @@ def _float(value: bytes | None) -> float:
         return float(value) if value is not None else 0.0
     except ValueError:
         return 0.0
-
-
-class _BodySender:
-    """
-    Send a buffered request body onto a stream as a streaming producer: the
-    stream pauses it when its window or queue is full.
-    """
-
-    def __init__(self, content: Any, stream: Any) -> None:
-        self._content = content
-        self._stream = stream
-        self._paused = False
-        self._done = False
-
-    def start(self) -> None:
-        self._content.seek(0, 0)
-        self._stream.registerProducer(self, True)
-        self.resumeProducing()
-
-    def pauseProducing(self) -> None:
-        self._paused = True
-
-    def resumeProducing(self) -> None:
-        self._paused = False
-        while not self._paused and not self._done:
-            chunk = self._content.read(BODY_CHUNK)
-            if not chunk:
-                self._done = True
-                self._stream.unregisterProducer()
-                self._stream.loseConnection()
-                return
-            self._stream.write(chunk)
-
-    def stopProducing(self) -> None:
-        if not self._done:
-            # The body will never be finished: end the stream (an origin
-            # may answer before reading the whole body; HTTP/2 does this too).
-            self._done = True
-            self._stream.unregisterProducer()
-            self._stream.reset(ErrorCode.CANCEL)
 
 
 __all__ = ["EdgeProxy", "EdgeStreamHandler", "linkRatio"]
