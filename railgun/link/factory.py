@@ -20,29 +20,24 @@ from .frames import Settings
 from .protocol import LinkProtocol, LinkStream
 
 
-class LinkServerFactory(Factory):
+class _LinkFactory(Factory):
     """
-    Build the accepting side of links and keep track of the live ones.
+    Build links of one side and keep track of the live ones.
 
     @ivar links: the links whose transport is not gone yet.
     """
+
+    isDialer: bool
 
     def __init__(
         self,
         *,
         token: bytes,
         clock: IReactorTime,
-        streamFactory: Callable[[LinkStream], Any],
-        settings: Settings = Settings(),  # noqa: B008 (frozen: immutable)
-        **linkOptions: Any,
+        streamFactory: Callable[[LinkStream], Any] | None,
+        settings: Settings,
+        linkOptions: dict[str, Any],
     ) -> None:
-        """
-        @param token: the shared secret every dialer must present.
-        @param clock: the reactor's time source.
-        @param streamFactory: builds the protocol of each stream a peer opens.
-        @param settings: our link settings.
-        @param linkOptions: further keyword arguments of L{LinkProtocol}.
-        """
         self._token = token
         self._clock = clock
         self._streamFactory = streamFactory
@@ -52,7 +47,7 @@ class LinkServerFactory(Factory):
 
     def buildProtocol(self, addr: IAddress | None) -> LinkProtocol:
         link = LinkProtocol(
-            isDialer=False,
+            isDialer=self.isDialer,
             token=self._token,
             clock=self._clock,
             settings=self._settings,
@@ -77,12 +72,41 @@ class LinkServerFactory(Factory):
         return d.addCallback(lambda _: None)
 
 
-class LinkClientFactory(Factory):
+class LinkServerFactory(_LinkFactory):
+    """
+    Build the accepting side of links.
+    """
+
+    isDialer = False
+
+    def __init__(
+        self,
+        *,
+        token: bytes,
+        clock: IReactorTime,
+        streamFactory: Callable[[LinkStream], Any],
+        settings: Settings = Settings(),  # noqa: B008 (frozen: immutable)
+        **linkOptions: Any,
+    ) -> None:
+        """
+        @param token: the shared secret every dialer must present.
+        @param clock: the reactor's time source.
+        @param streamFactory: builds the protocol of each stream a peer opens.
+        @param settings: our link settings.
+        @param linkOptions: further keyword arguments of L{LinkProtocol}.
+        """
+        super().__init__(
+            token=token, clock=clock, streamFactory=streamFactory,
+            settings=settings, linkOptions=linkOptions,
+        )
+
+
+class LinkClientFactory(_LinkFactory):
     """
     Build the dialing side of links.
-
-    @ivar links: the links whose transport is not gone yet.
     """
+
+    isDialer = True
 
     def __init__(
         self,
@@ -101,23 +125,7 @@ class LinkClientFactory(Factory):
             side opens toward us; C{None} refuses them.
         @param linkOptions: further keyword arguments of L{LinkProtocol}.
         """
-        self._token = token
-        self._clock = clock
-        self._settings = settings
-        self._streamFactory = streamFactory
-        self._linkOptions = linkOptions
-        self.links: set[LinkProtocol] = set()
-
-    def buildProtocol(self, addr: IAddress | None) -> LinkProtocol:
-        link = LinkProtocol(
-            isDialer=True,
-            token=self._token,
-            clock=self._clock,
-            settings=self._settings,
-            streamFactory=self._streamFactory,
-            **self._linkOptions,
+        super().__init__(
+            token=token, clock=clock, streamFactory=streamFactory,
+            settings=settings, linkOptions=linkOptions,
         )
-        link.factory = self
-        self.links.add(link)
-        link.whenClosed().addCallback(lambda _: self.links.discard(link))
-        return link
