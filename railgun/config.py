@@ -39,6 +39,11 @@ def _positive(instance: object, attribute: Any, value: float) -> None:
         raise ConfigError(f"{attribute.name} must be > 0, not {value!r}")
 
 
+def _positiveInt(instance: object, attribute: Any, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{attribute.name} must be a whole number > 0, not {value!r}")
+
+
 def _nonNegative(instance: object, attribute: Any, value: float) -> None:
     if value < 0:
         raise ConfigError(f"{attribute.name} must be >= 0, not {value!r}")
@@ -70,11 +75,11 @@ class LinkTuning:
     pingTimeout: float = field(default=30.0, validator=_positive)
     helloTimeout: float = field(default=10.0, validator=_positive)
     drainTimeout: float = field(default=30.0, validator=_nonNegative)
-    maxConcurrentStreams: int = field(default=1000, validator=_positive)
-    streamWindow: int = field(default=1 * MiB, validator=_positive)
-    connectionWindow: int = field(default=16 * MiB, validator=_positive)
-    maxFrameSize: int = field(default=64 * KiB, validator=_positive)
-    maxBufferedBytes: int = field(default=32 * MiB, validator=_positive)
+    maxConcurrentStreams: int = field(default=1000, validator=_positiveInt)
+    streamWindow: int = field(default=1 * MiB, validator=_positiveInt)
+    connectionWindow: int = field(default=16 * MiB, validator=_positiveInt)
+    maxFrameSize: int = field(default=64 * KiB, validator=_positiveInt)
+    maxBufferedBytes: int = field(default=32 * MiB, validator=_positiveInt)
 
     def settings(self):  # -> railgun.link.frames.Settings
         """
@@ -119,7 +124,7 @@ class StoreConfig:
     @ivar ttl: seconds a version is kept.
     """
 
-    memoryBytes: int = field(default=256 * MiB, validator=_positive)
+    memoryBytes: int = field(default=256 * MiB, validator=_positiveInt)
     memcached: tuple[str, ...] = ()
     ttl: float = field(default=600.0, validator=_positive)
     timeout: float = field(default=0.5, validator=_positive)
@@ -139,7 +144,7 @@ class DeltaConfig:
     """
 
     enabled: bool = True
-    maxSize: int = field(default=1 * MiB, validator=_positive)
+    maxSize: int = field(default=1 * MiB, validator=_positiveInt)
     level: int = field(default=9, validator=_zstdLevel)
 
 
@@ -156,7 +161,7 @@ class OriginConfig:
     linkListen: str = f"tcp:{DEFAULT_LINK_PORT}:interface=127.0.0.1"
     connectTimeout: float = field(default=5.0, validator=_positive)
     responseTimeout: float = field(default=30.0, validator=_positive)
-    maxConnectionsPerOrigin: int = field(default=64, validator=_positive)
+    maxConnectionsPerOrigin: int = field(default=64, validator=_positiveInt)
     verifyOriginTLS: bool = True
     delta: DeltaConfig = DeltaConfig()
     store: StoreConfig = StoreConfig()
@@ -174,11 +179,11 @@ class EdgeConfig:
     token: bytes
     certsDir: str | None = None
     httpListen: str = "tcp:8080:interface=127.0.0.1"
-    linksPerOrigin: int = field(default=2, validator=_positive)
+    linksPerOrigin: int = field(default=2, validator=_positiveInt)
     tlsName: str | None = None
     fallback: HostMap | None = None
-    maxHeaderBytes: int = field(default=16 * KiB, validator=_positive)
-    maxBodyBytes: int = field(default=2 * GiB, validator=_positive)
+    maxHeaderBytes: int = field(default=16 * KiB, validator=_positiveInt)
+    maxBodyBytes: int = field(default=2 * GiB, validator=_positiveInt)
     responseTimeout: float = field(default=60.0, validator=_positive)
     connectTimeout: float = field(default=5.0, validator=_positive)
     delta: DeltaConfig = DeltaConfig()

@@ -86,7 +86,11 @@ class EdgeService(MultiService):
             fallback=fallback,
             # The edge keeps the latest version of each URL it served.
             cache=MemoryVersionStore(
-                maxBytes=config.store.memoryBytes, ttl=config.store.ttl, clock=reactor
+                maxBytes=config.store.memoryBytes,
+                # digest (32) + the largest version body
+                maxItemBytes=config.delta.maxSize + 64,
+                ttl=config.store.ttl,
+                clock=reactor,
             )
             if config.delta.enabled
             else None,

@@ -57,7 +57,7 @@ class OriginService(Service):
         self._listening = ListeningPort("origin role accepting links")
         self._linkFactory: LinkServerFactory | None = None
         self._pool: Any = None
-        self.store: IVersionStore = makeStore(config.store, reactor)
+        self.store: IVersionStore = makeStore(config.store, config.delta.maxSize, reactor)
 
     def _encode(self, body: bytes, **kwargs: Any) -> Deferred[EncodedVersion]:
         # zstandard releases the GIL: a large encode runs in the reactor's
@@ -131,15 +131,21 @@ class OriginService(Service):
         return d
 
 
-def makeStore(config: StoreConfig, reactor: Any) -> IVersionStore:
+def makeStore(config: StoreConfig, maxVersion: int, reactor: Any) -> IVersionStore:
     """
     The origin role's version store: memcached when servers are
     configured (shared by several origin roles), else process memory.
+
+    @param maxVersion: the largest version body (C{delta.max_size}); the
+        store takes items that large, plus room for a key prefix.
     """
     if config.memcached:
         from railgun.stores.memcached import MemcachedVersionStore
 
         return MemcachedVersionStore(
-            reactor, list(config.memcached), timeout=config.timeout, ttl=int(config.ttl)
+            reactor, list(config.memcached), timeout=config.timeout, ttl=int(config.ttl),
+            maxItemBytes=maxVersion + 64,
         )
-    return MemoryVersionStore(maxBytes=config.memoryBytes, ttl=config.ttl, clock=reactor)
+    return MemoryVersionStore(
+        maxBytes=config.memoryBytes, maxItemBytes=maxVersion + 64, ttl=config.ttl, clock=reactor
+    )
