@@ -1023,11 +1023,6 @@ class NginxConformanceTests(_ConformanceMixin, TestCase):
         """
         yield self.check(rawGet(b"/echo-uri?"))
 
-    test_emptyQueryKept.todo = (  # type: ignore[attr-defined]
-        "twisted.web.client.Agent builds the request line with "
-        "URI.originForm (urlunparse), which drops an empty '?'; the origin "
-        "role sends the target through that Agent"
-    )
 
     @inlineCallbacks
     def test_statusCodes(self) -> Any:

@@ -13,16 +13,19 @@ from attrs import frozen
 from hyperlink import EncodedURL
 from treq.client import HTTPClient
 from twisted.internet import error as ierror
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
+from twisted.web._newclient import _ensureValidURI
 from twisted.web.client import (
+    URI,
     Agent,
     BrowserLikePolicyForHTTPS,
     HTTPConnectionPool,
     ResponseFailed,
     ResponseNeverReceived,
 )
+from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
@@ -69,6 +72,48 @@ class _IdentityEncodingAgent:
         return self._agent.request(method, uri, headers, bodyProducer)
 
 
+class ExactTargetAgent(Agent):
+    """
+    An L{Agent} that sends the request target exactly as given and reuses
+    one endpoint per origin.
+
+    Twisted's C{Agent.request} rebuilds the target with C{urlunparse},
+    which drops an empty query (C{/path?} becomes C{/path}), and builds a
+    new endpoint (with IDNA encoding of the host) for every request. A proxy
+    must forward the target unchanged, and its origins are few and fixed.
+    This override changes only those two steps; connection pooling, TLS
+    and the HTTP/1.1 exchange are Agent's own.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._endpoints: dict[tuple[bytes, bytes, int], Any] = {}
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,
+    ) -> Deferred[IResponse]:
+        uri = _ensureValidURI(uri.strip())
+        parsedURI = URI.fromBytes(uri)
+        key = (parsedURI.scheme, parsedURI.host, parsedURI.port)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            try:
+                endpoint = self._endpoints[key] = self._getEndpoint(parsedURI)
+            except SchemeNotSupported:
+                return fail()
+        # The target is everything after the authority, as it came.
+        rest = uri.split(b"://", 1)[1]
+        slash = rest.find(b"/")
+        target = rest[slash:] if slash >= 0 else b"/"
+        return self._requestWithEndpoint(  # type: ignore[no-any-return]
+            key, endpoint, method, parsedURI, headers, bodyProducer, target
+        )
+
+
 @implementer(IPolicyForHTTPS)
 class _NoVerification:
     """
@@ -110,7 +155,7 @@ def makeOriginClient(
     pool.cachedConnectionTimeout = 120
     pool.retryAutomatically = True
     policy = BrowserLikePolicyForHTTPS() if verifyTLS else _NoVerification()
-    agent = Agent(
+    agent = ExactTargetAgent(
         reactor, contextFactory=policy, connectTimeout=connectTimeout, pool=pool
     )
     client = HTTPClient(_IdentityEncodingAgent(agent), cookiejar=_NoCookies())  # type: ignore[arg-type]
