@@ -67,7 +67,9 @@ class _IdentityEncodingAgent:
         headers: Headers | None = None,
         bodyProducer: IBodyProducer | None = None,
     ) -> Deferred[IResponse]:
-        headers = headers.copy() if headers is not None else Headers()
+        # treq's decoder agent above has already copied the headers: they
+        # are ours to change.
+        headers = headers if headers is not None else Headers()
         headers.setRawHeaders(b"accept-encoding", [b"identity"])
         return self._agent.request(method, uri, headers, bodyProducer)
 
