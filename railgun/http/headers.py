@@ -8,6 +8,7 @@ new list and never mutates its argument.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -135,6 +136,7 @@ def stripHopByHop(headers: Iterable[tuple[bytes, bytes]]) -> HeaderList:
     return [(name, value) for name, value in headers if name.lower() not in drop]
 
 
+@functools.lru_cache(maxsize=4096)  # pure; clients come back again and again
 def _nodeAddress(clientAddress: str) -> tuple[str, str]:
     """
     Parse the client's address for X-Forwarded-For and Forwarded.
