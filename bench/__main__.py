@@ -143,15 +143,24 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
     if docs is None and not args.quick and not args.no_docs:
         docs = REPO_ROOT / "docs" / "benchmarks.md"
     if docs is not None and not args.no_docs:
-        report.updateDocs(docs, docsSections(results, machine, command))
+        complete = "all" in args.scenarios
+        report.updateDocs(docs, docsSections(results, machine, command, complete))
         out.write(f"docs: {docs}\n")
+        if not complete:
+            out.write("docs: only the sections of the scenarios run were replaced; "
+                      "the summary of targets is rewritten by `all` runs only\n")
     return 1 if errors or failed else 0
 
 
 def docsSections(
-    results: list[dict[str, Any]], machine: dict[str, Any], command: str
+    results: list[dict[str, Any]],
+    machine: dict[str, Any],
+    command: str,
+    complete: bool = True,
 ) -> list[tuple[str, str]]:
     """
+    @param complete: whether every scenario ran; a partial run leaves the
+        summary of all targets alone rather than replacing it with its own.
     @return: the C{(marker name, Markdown)} sections this run owns in
         C{docs/benchmarks.md}.
     """
@@ -164,7 +173,7 @@ def docsSections(
         "in the same run, on the same machine, against the same origin process.\n\n"
         "### Targets\n\n" + report.targetsTable(results)
     )
-    sections = [("summary", summary)]
+    sections = [("summary", summary)] if complete else []
     for r in results:
         if r["scenario"] == "codec":
             # The codec engineer's own section carries those tables.
