@@ -17,6 +17,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.static import Data
 
 from railgun.certs import generateDeployment
 from railgun.config import (
@@ -183,6 +184,7 @@ def originSite(bigSize: int = 1 << 20) -> tuple[Site, dict[str, Any]]:
     root.putChild(b"big", pages["big"])
     root.putChild(b"upload", Upload())
     root.putChild(b"hang", Hang())
+    root.putChild(b"static", Data(b"<p>the same page whatever the query</p>\n" * 50, "text/html"))
     site = Site(root)
     site.displayTracebacks = False
     return site, pages

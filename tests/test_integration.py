@@ -424,6 +424,23 @@ class SiblingTests(_Base):
         self.assertLess(diagnostic.ratio, 5.0)
         self.assertEqual(self.d.edge.stats.total.siblingBases, 1)
 
+    @inlineCallbacks
+    def test_siblingSameThenOwnVersion(self):
+        """
+        When the sibling's version is exactly the new page ('same'), the
+        edge stores it under the new URL too: the next fetch of that URL
+        names its own version.
+        """
+        yield self.d.fetch("/static?a")
+        response, body = yield self.d.fetch("/static?b")
+        self.assertTrue(self.diagnostic(response).flags & Flag.SAME)
+        self.assertEqual(self.d.edge.stats.total.siblingBases, 1)
+        response, again = yield self.d.fetch("/static?b")
+        self.assertEqual(again, body)
+        self.assertTrue(self.diagnostic(response).flags & Flag.SAME)
+        # Its own version this time, not a sibling's.
+        self.assertEqual(self.d.edge.stats.total.siblingBases, 1)
+
 
 class SlowClientTests(_Base):
     """

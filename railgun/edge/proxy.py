@@ -184,6 +184,7 @@ class _Exchange:
         self.timer: Any = None
         self.done = False
         self.base: tuple[str, bytes] | None = None
+        self.baseIsSibling = False
         self.hostKey = host.encode("utf-8")
         self.cacheKey = self.hostKey + b" " + head.path
         request.notifyFinish().addErrback(self._clientGone)
@@ -193,6 +194,7 @@ class _Exchange:
             return
         if cached is not None and isValidDigest(cached[:32]):
             self.base = (cached[:32].decode("ascii"), cached[32:])
+            self.baseIsSibling = sibling
             if sibling:
                 self.proxy.stats.record(self.host, siblingBases=1)
         elif not sibling and self.proxy.siblings is not None:
@@ -440,7 +442,10 @@ class EdgeStreamHandler(StreamProtocol):
                 "digest-mismatch" if isinstance(e, VersionMismatch) else "decode-error"
             )
             return
-        if proxy.cache is not None and exchange.head.method == b"GET":
+        ownVersion = self._mode == SAME and not exchange.baseIsSibling
+        if proxy.cache is not None and exchange.head.method == b"GET" and not ownVersion:
+            # (Unless 'same' against this URL's own version: the cache
+            # already holds exactly it.)
             proxy.cache.set(exchange.cacheKey, digest + body)
             if proxy.siblings is not None:
                 proxy.siblings.remember(exchange.hostKey, exchange.head.path)
