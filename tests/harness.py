@@ -212,6 +212,7 @@ class Deployment:
         linkTuning: LinkTuning | None = None,
         edgeCredentials: Any = None,
         tlsDeployment: Any = None,
+        fallbackToOrigin: bool = False,
     ) -> Any:
         deployment = tlsDeployment or generateDeployment("localhost")
         self.tlsDeployment = deployment
@@ -236,6 +237,9 @@ class Deployment:
         self.origin.startService()
         self.services.append(self.origin)
         linkPort = (yield self.origin.whenListening()).getHost().port
+        edgeOptions = dict(edgeOptions or {})
+        if fallbackToOrigin:
+            edgeOptions["fallback"] = parseOriginMap([f"{HOST}={originURL}"])
         self.edge = EdgeService(
             EdgeConfig(
                 links=parseLinkMap([f"{HOST}=127.0.0.1:{linkPort}", f"*.wild.test=127.0.0.1:{linkPort}", f"unmapped.test=127.0.0.1:{linkPort}"]),
@@ -243,7 +247,7 @@ class Deployment:
                 httpListen="tcp:0:interface=127.0.0.1",
                 tlsName="localhost",
                 link=tuning,
-                **(edgeOptions or {}),
+                **edgeOptions,
             ),
             reactor,
             credentials=edgeCredentials or credentialsFromDeployment(deployment, "edge"),

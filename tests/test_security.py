@@ -167,3 +167,38 @@ class RawPeerTests(TestCase):
         self.assertEqual(collector.headers[0][0], (b":status", b"200"))
         self.assertEqual(self.d.origin.stats.total.requests, 1)
         yield link.goAway()
+
+
+class FallbackTests(TestCase):
+    """
+    Where the configuration names a direct fallback, clients are served
+    straight from the origin while no link is up.
+    """
+
+    timeout = 30
+
+    @inlineCallbacks
+    def test_directFallback(self):
+        """
+        With no usable link (the edge's token is refused), a request for a
+        Host with a fallback is fetched from the origin directly, marked
+        'Railgun: direct (...)', body and status intact, request body too.
+        """
+        import io
+
+        from twisted.web.client import FileBodyProducer
+
+        d2 = Deployment()
+        yield d2.start(edgeToken=b"refused", fallbackToOrigin=True)
+        self.addCleanup(d2.stop)
+        yield deferLater(reactor, 0.3, lambda: None)
+        response, body = yield d2.fetch(
+            "/echo?x=1", method=b"POST", body=FileBodyProducer(io.BytesIO(b"payload"))
+        )
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body, b"payload")
+        self.assertEqual(response.headers.getRawHeaders(b"x-uri"), [b"/echo?x=1"])
+        [marker] = response.headers.getRawHeaders(b"railgun")
+        self.assertTrue(marker.startswith(b"direct ("), marker)
+        self.assertEqual(d2.edge.stats.total.fallbacks["direct"], 1)
+        self.assertEqual(d2.origin.stats.total.requests, 0)
