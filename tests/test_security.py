@@ -202,3 +202,54 @@ class FallbackTests(TestCase):
         self.assertTrue(marker.startswith(b"direct ("), marker)
         self.assertEqual(d2.edge.stats.total.fallbacks["direct"], 1)
         self.assertEqual(d2.origin.stats.total.requests, 0)
+
+
+class HTTPSOriginTests(TestCase):
+    """
+    HTTPS origin servers are verified unless the configuration says not to.
+    """
+
+    timeout = 30
+
+    @inlineCallbacks
+    def startHTTPSOrigin(self):
+        from twisted.internet.ssl import CertificateOptions
+
+        from tests.harness import originSite
+
+        # A certificate for "localhost" from a CA nobody trusts.
+        identity = credentialsFromDeployment(generateDeployment("localhost"), "origin").identity
+        options = CertificateOptions(
+            privateKey=identity.privateKey.original, certificate=identity.original
+        )
+        site, _ = originSite()
+        port = yield reactor.listenSSL(0, site, options, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return f"https://localhost:{port.getHost().port}"
+
+    @inlineCallbacks
+    def test_untrustedOriginRefused(self):
+        """
+        An HTTPS origin whose certificate does not verify gets 502.
+        """
+        url = yield self.startHTTPSOrigin()
+        d = Deployment()
+        yield d.start(originURL=url)
+        self.addCleanup(d.stop)
+        yield d.edge.whenLinked()
+        response, body = yield d.fetch("/echo")
+        self.assertEqual(response.code, 502)
+
+    @inlineCallbacks
+    def test_verificationOff(self):
+        """
+        With verify_origin_tls off, the same origin is served over HTTPS.
+        """
+        url = yield self.startHTTPSOrigin()
+        d = Deployment()
+        yield d.start(originURL=url, originOptions={"verifyOriginTLS": False})
+        self.addCleanup(d.stop)
+        yield d.edge.whenLinked()
+        response, body = yield d.fetch("/echo")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body, b"echo")

@@ -13,8 +13,9 @@ from attrs import frozen
 from hyperlink import EncodedURL
 from treq.client import HTTPClient
 from twisted.internet import error as ierror
+from twisted.internet.abstract import isIPAddress
 from twisted.internet.defer import CancelledError, Deferred, fail
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
 from twisted.python.failure import Failure
 from twisted.web._newclient import _ensureValidURI
 from twisted.web.client import (
@@ -124,20 +125,34 @@ class _NoVerification:
     the same machine). Off by default.
     """
 
-    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+    def __init__(self) -> None:
         from twisted.internet.ssl import CertificateOptions
 
-        return _UncheckedCreator(CertificateOptions(verify=False))
+        self._context = CertificateOptions(verify=False).getContext()
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        return _UncheckedCreator(self._context, hostname)
 
 
+@implementer(IOpenSSLClientConnectionCreator)
 class _UncheckedCreator:
-    def __init__(self, options: Any) -> None:
-        self._options = options
+    """
+    A TLS client connection that checks nothing but still names the origin
+    (SNI), for origins that serve several names.
+    """
+
+    def __init__(self, context: Any, hostname: bytes) -> None:
+        self._context = context
+        self._hostname = hostname
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> Any:
         from OpenSSL.SSL import Connection
 
-        return Connection(self._options.getContext(), None)
+        connection = Connection(self._context, None)
+        connection.set_app_data(tlsProtocol)
+        if not isIPAddress(self._hostname.decode("ascii", "replace")):
+            connection.set_tlsext_host_name(self._hostname)
+        return connection
 
 
 def makeOriginClient(
