@@ -10,7 +10,7 @@ from typing import Any
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -139,14 +139,13 @@ class LinkPool(MultiService):
 
     def whenReady(self) -> Deferred[LinkProtocol]:
         """
-        @return: a Deferred firing with a link as soon as one is ready.
+        @return: a Deferred firing with a link as soon as one is ready;
+            cancelling it stops the wait.
         """
-        choice = self.pick()
-        if choice is not None:
-            d: Deferred[LinkProtocol] = Deferred()
-            d.callback(choice[0])
-            return d
-        d = Deferred()
+        for link in self._ready:
+            if link.isReady() and not link.isDraining():
+                return succeed(link)
+        d: Deferred[LinkProtocol] = Deferred(lambda d: self._waiters.remove(d))
         self._waiters.append(d)
         return d
 

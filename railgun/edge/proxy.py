@@ -81,6 +81,10 @@ class EdgeProxy:
     cache: IVersionStore | None = None
     codecs: CodecRegistry | None = None
     deltaMaxSize: int = 1024 * 1024
+    linkWait: float = 5.0
+    """
+    Seconds a retried request waits for a link when none is ready.
+    """
     siblings: SiblingIndex | None = None
     """
     URLs recently served per host: a URL the edge holds no version of
@@ -232,6 +236,11 @@ class _Exchange:
     def start(self, exclude: LinkProtocol | None = None) -> None:
         self.attempts += 1
         choice = self.pool.pick(exclude=exclude)
+        if choice is None and self.attempts > 1:
+            # A retry: the link that failed took others down with it, or
+            # they are reconnecting. Wait for one a little.
+            self._waitForLink()
+            return
         if choice is None:
             self._noLink("no link to the origin role is up")
             return
@@ -253,6 +262,23 @@ class _Exchange:
         self.timer = self.proxy.clock.callLater(self.proxy.responseTimeout, self._timedOut)
         if self.body is not None:
             self.body.attach(self.stream, self.stream.loseConnection)
+
+    def _waitForLink(self) -> None:
+        waiting = self.pool.whenReady()
+        timer = self.proxy.clock.callLater(self.proxy.linkWait, waiting.cancel)
+
+        def ready(link: LinkProtocol) -> None:
+            if timer.active():
+                timer.cancel()
+            if not self.done:
+                self.attempts -= 1  # this attempt never got a link
+                self.start()
+
+        def gaveUp(failure: Failure) -> None:
+            if not self.done:
+                self._noLink("no link to the origin role came up in time")
+
+        waiting.addCallbacks(ready, gaveUp)
 
     def _noLink(self, reason: str) -> None:
         fallback = self.proxy.fallback.lookup(self.host) if self.proxy.fallback else None

@@ -82,6 +82,7 @@ class EdgeService(MultiService):
             pools=config.links.mapValues(poolFor),
             clock=reactor,
             responseTimeout=config.responseTimeout,
+            linkWait=config.connectTimeout,
             stats=self.stats,
             fallback=fallback,
             # The edge keeps the latest version of each URL it served.
