@@ -94,7 +94,9 @@ class EdgeProxy:
 
     def handle(self, request: Any) -> None:
         """
-        Serve one complete client request (its body buffered by twisted.web).
+        Serve one client request: called when its head has arrived (a
+        request with a body, which then streams from C{request.body}) or
+        when it is complete (one without).
         """
         rawHost = request.requestHeaders.getRawHeaders(b"host", [None])[0]
         if rawHost is None:
