@@ -56,7 +56,12 @@ class EdgeRequest(http.Request):
         self.channel.factory.proxy.handle(self)
 
     def handleContentChunk(self, data: bytes) -> None:
-        if self.channel._countBody(data) and self.body is not None:
+        channel = getattr(self, "channel", None)
+        if channel is None:
+            # Answered early and finished: twisted.web has let go of this
+            # request, but body bytes already read still come through.
+            return
+        if channel._countBody(data) and self.body is not None:
             self.body.dataReceived(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:

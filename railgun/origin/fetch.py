@@ -175,8 +175,15 @@ def makeOriginClient(
     agent = ExactTargetAgent(
         reactor, contextFactory=policy, connectTimeout=connectTimeout, pool=pool
     )
-    client = HTTPClient(_IdentityEncodingAgent(agent), cookiejar=_NoCookies())  # type: ignore[arg-type]
-    return client, pool
+    return originClient(agent), pool
+
+
+def originClient(agent: IAgent) -> HTTPClient:
+    """
+    The treq client of the origin role over C{agent}: identity encoding
+    asked for, no cookie jar.
+    """
+    return HTTPClient(_IdentityEncodingAgent(agent), cookiejar=_NoCookies())  # type: ignore[arg-type]
 
 
 @frozen

@@ -1,0 +1,187 @@
+"""
+The origin role's stream handler in memory: two links joined by
+L{twisted.test.iosim}, the origin fetched through treq over treq's own
+L{RequestTraversalAgent} (a real Agent against an in-memory Site), a Clock;
+and the mapping of fetch failures to responses.
+"""
+
+from __future__ import annotations
+
+from treq.testing import RequestTraversalAgent
+from twisted.internet import error as ierror
+from twisted.internet.defer import CancelledError
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.test.iosim import connectedServerAndClient
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import ResponseNeverReceived
+from twisted.web.resource import Resource
+from twisted.web.static import Data
+
+from railgun.config import parseOriginMap
+from railgun.delta.codec import defaultRegistry
+from railgun.http.messages import RequestHead, ResponseHead, splitControl
+from railgun.link.factory import LinkClientFactory, LinkServerFactory
+from railgun.link.protocol import StreamProtocol
+from railgun.origin.fetch import classifyFetchFailure, originClient
+from railgun.origin.handler import OriginContext, OriginStreamHandler
+from railgun.stores.memory import MemoryVersionStore
+
+TOKEN = b"unit-token"
+
+
+class _Collector(StreamProtocol):
+    def __init__(self):
+        self.heads = []
+        self.body = []
+        self.ended = False
+
+    def headersReceived(self, headers, endStream):
+        self.heads.append(headers)
+        self.ended = self.ended or endStream
+
+    def dataReceived(self, data):
+        self.body.append(data)
+
+    def readConnectionLost(self):
+        self.ended = True
+
+
+class _Seen(Resource):
+    isLeaf = True
+
+    def __init__(self):
+        super().__init__()
+        self.requests = []
+
+    def render(self, request):
+        self.requests.append(
+            (request.method, request.uri, request.getHeader(b"host"),
+             request.getHeader(b"accept-encoding"), request.content.read())
+        )
+        request.setHeader(b"content-type", b"text/plain")
+        request.setHeader(b"keep-alive", b"timeout=5")
+        request.setHeader(b"railgun-digest", b"forged")
+        return b"answer for " + request.uri
+
+
+class OriginHandlerTests(SynchronousTestCase):
+    """
+    Requests on a stream become treq fetches; responses come back on it.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        root = Resource()
+        self.seen = _Seen()
+        root.putChild(b"seen", self.seen)
+        root.putChild(b"page", Data(b"<p>hello</p>\n" * 200, "text/html"))
+        self.agent = RequestTraversalAgent(root)
+        self.context = OriginContext(
+            origins=parseOriginMap(["www.example.test=http://origin.internal:8000"]),
+            client=originClient(self.agent),
+            clock=self.clock,
+            responseTimeout=10.0,
+            store=MemoryVersionStore(clock=self.clock),
+            codecs=defaultRegistry(),
+        )
+        server = LinkServerFactory(
+            token=TOKEN, clock=self.clock, pingInterval=0,
+            streamFactory=lambda stream: OriginStreamHandler(self.context),
+        )
+        client = LinkClientFactory(token=TOKEN, clock=self.clock, pingInterval=0)
+        # iosim returns the client (dialing) side first.
+        self.dialer, self.acceptor, self.pump = connectedServerAndClient(
+            lambda: server.buildProtocol(None), lambda: client.buildProtocol(None),
+            clock=self.clock,
+        )
+        self.pump.flush()
+        self.assertTrue(self.dialer.isReady())
+
+    def exchange(self, head, body=None):
+        collector = _Collector()
+        stream = self.dialer.openStream(collector, head.toLinkHeaders(), endStream=body is None)
+        if body is not None:
+            stream.write(body)
+            stream.loseConnection()
+        for _ in range(10):
+            self.pump.flush()
+            self.agent.flush()
+        return collector
+
+    def test_unmappedHost(self):
+        """
+        A Host with no origin is answered 421 by the origin role and no
+        request is made at all.
+        """
+        collector = self.exchange(RequestHead(b"GET", b"http", b"elsewhere.test", b"/seen", []))
+        head = ResponseHead.fromLinkHeaders(collector.heads[0])
+        _, control = splitControl(head.headers)
+        self.assertEqual(head.status, 421)
+        self.assertEqual(control[b"railgun-error"], b"unmapped-host")
+        self.assertEqual(self.seen.requests, [])
+        self.assertTrue(collector.ended)
+
+    def test_requestTranslated(self):
+        """
+        The origin gets the method, the exact target, the client's Host,
+        identity encoding and the body; the response comes back without
+        hop-by-hop or forged railgun-* headers, as a raw body.
+        """
+        collector = self.exchange(
+            RequestHead(b"POST", b"http", b"www.example.test", b"/seen?q=a|b",
+                        [(b"content-length", b"4"), (b"accept-encoding", b"gzip")]),
+            body=b"data",
+        )
+        self.assertEqual(
+            self.seen.requests,
+            [(b"POST", b"/seen?q=a|b", b"www.example.test", b"identity", b"data")],
+        )
+        head = ResponseHead.fromLinkHeaders(collector.heads[0])
+        endToEnd, control = splitControl(head.headers)
+        names = {name for name, _ in endToEnd}
+        self.assertNotIn(b"keep-alive", names)
+        self.assertNotIn(b"connection", names)
+        self.assertEqual(control[b"railgun-body"], b"raw")
+        self.assertNotIn(b"railgun-digest", control)
+        self.assertEqual(b"".join(collector.body), b"answer for /seen?q=a|b")
+
+    def test_versionedResponse(self):
+        """
+        A text page to a GET crosses as a version: compressed whole the
+        first time, 'same' when the edge names it as its base.
+        """
+        request = RequestHead(b"GET", b"http", b"www.example.test", b"/page", [])
+        first = self.exchange(request)
+        _, control = splitControl(ResponseHead.fromLinkHeaders(first.heads[0]).headers)
+        self.assertEqual(control[b"railgun-body"], b"full")
+        digest = control[b"railgun-digest"]
+        again = self.exchange(
+            RequestHead(b"GET", b"http", b"www.example.test", b"/page", [(b"railgun-base", digest)])
+        )
+        _, control = splitControl(ResponseHead.fromLinkHeaders(again.heads[0]).headers)
+        self.assertEqual(control[b"railgun-body"], b"same")
+        self.assertEqual(again.body, [])
+
+
+class FetchFailureTests(SynchronousTestCase):
+    """
+    L{classifyFetchFailure}: dead origins are 502s, slow ones 504s.
+    """
+
+    def test_mapping(self):
+        """
+        Each kind of failure maps to its status and code.
+        """
+        cases = [
+            (ierror.ConnectionRefusedError(), False, 502, "origin-unreachable"),
+            (ierror.DNSLookupError(), False, 502, "origin-dns"),
+            (ierror.TimeoutError(), False, 504, "origin-connect-timeout"),
+            (ResponseNeverReceived([]), False, 502, "origin-failed"),
+            (CancelledError(), False, 504, "origin-timeout"),
+            (ValueError("odd"), True, 504, "origin-timeout"),
+            (ValueError("odd"), False, 502, "origin-error"),
+        ]
+        for exception, timedOut, status, code in cases:
+            result = classifyFetchFailure(Failure(exception), timedOut)
+            self.assertEqual((result.status, result.code), (status, code), exception)
