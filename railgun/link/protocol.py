@@ -39,6 +39,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from railgun._sockets import tuneForVolume
+
 from .counting import ByteCounters
 from .errors import (
     ErrorCode,
@@ -975,6 +977,7 @@ class LinkProtocol(Protocol):
     def connectionMade(self) -> None:
         transport = self.transport
         assert transport is not None
+        tuneForVolume(transport)
         transport.registerProducer(self, True)  # type: ignore[attr-defined]
         if self._helloTimeout > 0:
             self._helloCall = self._clock.callLater(

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 
+from railgun._sockets import tuneForVolume
 from railgun.delta.codec import CodecRegistry
 from railgun.delta.content import (
     ContentDecodingError,
@@ -387,6 +388,7 @@ class OriginStreamHandler(StreamProtocol):
     # Body forwarding (called by _BodyForwarder)
 
     def _bodyStarted(self, transport: Any) -> None:
+        tuneForVolume(transport)
         self._responseTransport = transport
         # While a version is collected, nothing is written to the stream, so
         # the stream cannot pause the origin: the collection is bounded by
