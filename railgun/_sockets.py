@@ -25,12 +25,17 @@ def tuneForVolume(transport: Any) -> None:
     (through a TLS layer or a Twisted proxy producer, if any); transports
     that are not sockets (in-memory ones in tests) are left alone.
     """
+    from twisted.internet.abstract import FileDescriptor
+
     for _ in range(4):
         if transport is None:
             return
-        if hasattr(transport, "bufferSize") and hasattr(transport, "socket"):
+        if isinstance(transport, FileDescriptor):
             transport.bufferSize = TUNED_BUFFER
             return
         # TLSMemoryBIOProtocol wraps .transport; TransportProxyProducer
-        # (an HTTP client response's transport) wraps ._producer.
-        transport = getattr(transport, "transport", None) or getattr(transport, "_producer", None)
+        # (an HTTP client response's transport) wraps ._producer. (Not
+        # hasattr(): protocol wrappers forward unknown attributes.)
+        attributes = getattr(transport, "__dict__", {})
+        inner = attributes.get("transport") or attributes.get("_producer")
+        transport = inner
