@@ -58,14 +58,22 @@ class Counters:
         }
 
 
+#: the name under which hosts beyond L{Stats.maxHosts} are counted.
+OTHER_HOSTS = "(other hosts)"
+
+
 @define
 class Stats:
     """
-    Counters in total and per host. Hosts are only those a role is
-    configured for, so a peer cannot grow this without bound.
+    Counters in total and per host.
+
+    Hosts come from clients (a wildcard or catch-all mapping serves any
+    name), so at most C{maxHosts} get counters of their own; the rest share
+    L{OTHER_HOSTS}.
     """
 
     total: Counters = field(factory=Counters)
+    maxHosts: int = 1000
     _hosts: dict[str, Counters] = field(factory=dict)
 
     def forHost(self, host: str) -> Counters:
@@ -74,7 +82,11 @@ class Stats:
         """
         counters = self._hosts.get(host)
         if counters is None:
-            counters = self._hosts[host] = Counters()
+            if len(self._hosts) >= self.maxHosts:
+                host = OTHER_HOSTS
+                counters = self._hosts.get(host)
+            if counters is None:
+                counters = self._hosts[host] = Counters()
         return counters
 
     def hosts(self) -> dict[str, Counters]:
