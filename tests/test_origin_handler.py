@@ -65,9 +65,9 @@ class _Seen(Resource):
         return b"answer for " + request.uri
 
 
-class OriginHandlerTests(SynchronousTestCase):
+class _HandlerBase(SynchronousTestCase):
     """
-    Requests on a stream become treq fetches; responses come back on it.
+    An origin role's link in memory, its origin an in-memory Site.
     """
 
     def setUp(self):
@@ -108,6 +108,12 @@ class OriginHandlerTests(SynchronousTestCase):
             self.pump.flush()
             self.agent.flush()
         return collector
+
+
+class OriginHandlerTests(_HandlerBase):
+    """
+    Requests on a stream become treq fetches; responses come back on it.
+    """
 
     def test_unmappedHost(self):
         """
@@ -185,3 +191,28 @@ class FetchFailureTests(SynchronousTestCase):
         for exception, timedOut, status, code in cases:
             result = classifyFetchFailure(Failure(exception), timedOut)
             self.assertEqual((result.status, result.code), (status, code), exception)
+
+
+class HeldBudgetTests(_HandlerBase):
+    """
+    The bytes held while collecting versions are bounded over all streams.
+    """
+
+    def test_overBudgetStreamsRaw(self):
+        """
+        With less budget than the page, the page streams raw (whole and
+        correct) instead of being held, and nothing stays counted as held.
+        """
+        self.context.heldBudget = 100
+        collector = self.exchange(RequestHead(b"GET", b"http", b"www.example.test", b"/page", []))
+        _, control = splitControl(ResponseHead.fromLinkHeaders(collector.heads[0]).headers)
+        self.assertEqual(control[b"railgun-body"], b"raw")
+        self.assertEqual(b"".join(collector.body), b"<p>hello</p>\n" * 200)
+        self.assertEqual(self.context.held, 0)
+
+    def test_releasedAfterVersion(self):
+        """
+        After a version was sent, its bytes no longer count as held.
+        """
+        self.exchange(RequestHead(b"GET", b"http", b"www.example.test", b"/page", []))
+        self.assertEqual(self.context.held, 0)

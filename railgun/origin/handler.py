@@ -79,6 +79,13 @@ class OriginContext:
     L{encodeVersion}, in a thread pool for large bodies; L{None} runs it
     inline.
     """
+    heldBudget: int = 256 * 1024 * 1024
+    """
+    Bytes of origin bodies held at once, over all streams, while they are
+    collected as versions (flow control does not bound them: they are not
+    on the link yet); a body that would go past it streams raw instead.
+    """
+    held: int = 0
 
 
 def errorResponseHeaders(status: int, code: str, body: bytes) -> list[tuple[bytes, bytes]]:
@@ -190,6 +197,8 @@ class OriginStreamHandler(StreamProtocol):
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self._gone = True
         self._cancelTimer()
+        self._collected = []
+        self._release()
         if self._fetch is not None:
             # Not "not called": a Deferred waiting on an inner one counts as
             # called, and cancel() forwards to the inner one (the request).
@@ -270,14 +279,16 @@ class OriginStreamHandler(StreamProtocol):
         if self._lengthHint is not None:
             headers = headers + [(b"content-length", b"%d" % self._lengthHint)]
         self._sendHead(self._status, headers, RAW)
-        held, self._collected, self._collectedBytes = self._collected, [], 0
+        held, self._collected = self._collected, []
+        self._release()
         self._context.stats.record(self._host, bodyBytesOnLink=sum(map(len, held)))
         self.transport.writeSequence(held)
 
     async def _sendVersion(self) -> None:
         context = self._context
         body = b"".join(self._collected)
-        self._collected, self._collectedBytes = [], 0
+        self._collected = []
+        self._release()
         headers = self._pendingHeaders
         codings = _header(headers, b"content-encoding")
         if codings and codings.strip().lower() != b"identity":
@@ -331,6 +342,11 @@ class OriginStreamHandler(StreamProtocol):
         context.stats.record(self._host, bodyBytesOnLink=len(encoded.payload))
         if encoded.mode != SAME:
             self._writeAndEnd(encoded.payload)
+
+    def _release(self) -> None:
+        # The collected bytes no longer count against the shared budget.
+        self._context.held -= self._collectedBytes
+        self._collectedBytes = 0
 
     def _writeAndEnd(self, payload: bytes) -> None:
         if payload:
@@ -401,7 +417,11 @@ class OriginStreamHandler(StreamProtocol):
         if self._collecting:
             self._collected.append(data)
             self._collectedBytes += len(data)
-            if self._collectedBytes > self._context.deltaMaxSize:
+            self._context.held += len(data)
+            if (
+                self._collectedBytes > self._context.deltaMaxSize
+                or self._context.held > self._context.heldBudget
+            ):
                 self._stopCollecting()
             return
         self._context.stats.record(self._host, bodyBytesOnLink=len(data))
