@@ -64,6 +64,7 @@ _SCALARS: list[tuple[str, str | None, str, Callable[[str], Any]]] = [
     ("max-streams", "link", "max_concurrent_streams", int),
     ("delta-max-size", "delta", "max_size", _size),
     ("delta-level", "delta", "level", int),
+    ("delta-large-level", "delta", "large_level", int),
     ("store-size", "store", "memory_bytes", _size),
     ("sample-period", "both", "sample_period", _float),
 ]
@@ -100,6 +101,7 @@ class Options(usage.Options):
         ["max-streams", None, None, "streams a peer may open on one link [default: 1000]"],
         ["delta-max-size", None, None, "largest body kept for deltas [default: 1m]"],
         ["delta-level", None, None, "origin: zstd level of deltas, 1-22 [default: 9]"],
+        ["delta-large-level", None, None, "origin: zstd level of deltas of pages over 256 KiB [default: 19]"],
         ["store-size", None, None, "bytes of versions kept in memory [default: 256m]"],
         ["sample-period", None, None, "both: seconds between editions of the sample origin [default: 5]"],
     ]
@@ -255,7 +257,7 @@ def _linkTuning(settings: dict[str, Any]) -> LinkTuning:
 
 
 def _delta(settings: dict[str, Any]) -> DeltaConfig:
-    keys = {"enabled": "enabled", "max_size": "maxSize", "level": "level"}
+    keys = {"enabled": "enabled", "max_size": "maxSize", "level": "level", "large_level": "largeLevel"}
     return DeltaConfig(**_pick(settings.get("delta", {}), keys, set(keys), "delta"))
 
 

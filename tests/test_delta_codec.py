@@ -493,3 +493,31 @@ class DeferEncodeTests(SynchronousTestCase):
         delta = self.successResultOf(d)
         self.assertEqual(len(calls), 1)
         self.assertEqual(ZstdPatchCodec().decode(base, delta, 5100), target)
+
+
+class LargeLevelTests(SynchronousTestCase):
+    """
+    Bases over 256 KiB are encoded at the large level.
+    """
+
+    def test_levelBySize(self):
+        """
+        The level follows the base's size, and can be turned off.
+        """
+        codec = ZstdPatchCodec()
+        self.assertEqual(codec._levelFor(1000), 9)
+        self.assertEqual(codec._levelFor(256 * 1024 + 1), 19)
+        self.assertEqual(ZstdPatchCodec(largeLevel=None)._levelFor(10**6), 9)
+
+    def test_largeRoundTrip(self):
+        """
+        A large base and a lightly edited target round-trip at the large
+        level.
+        """
+        rng = random.Random(7)
+        base = rng.randbytes(300 * 1024)
+        target = base[:1000] + b"edited" + base[1006:]
+        codec = ZstdPatchCodec()
+        delta = codec.encode(base, target)
+        self.assertLess(len(delta), 200)
+        self.assertEqual(codec.decode(base, delta, len(target)), target)

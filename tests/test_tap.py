@@ -82,7 +82,7 @@ class OptionsTests(SynchronousTestCase):
             "--map", "www.example.com=http://127.0.0.1:8000",
             "--map", "*.example.org=https://backend:8443",
             "--link-listen", "tcp:2408", "--response-timeout", "12", "--no-delta",
-            "--delta-level", "19",
+            "--delta-level", "19", "--delta-large-level", "22",
         )
         config = options.built.originConfig()
         self.assertIsInstance(config, OriginConfig)
@@ -91,6 +91,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(config.responseTimeout, 12.0)
         self.assertFalse(config.delta.enabled)
         self.assertEqual(config.delta.level, 19)
+        self.assertEqual(config.delta.largeLevel, 22)
         self.assertEqual(config.origins.lookup("x.example.org").port, 8443)
 
     def test_edge(self):

@@ -90,7 +90,7 @@ class OriginService(Service):
             # With deltas off, bodies still cross the link compressed
             # ("full") but no version is kept or looked up.
             store=self.store if config.delta.enabled else None,
-            codecs=defaultRegistry(config.delta.level),
+            codecs=defaultRegistry(config.delta.level, config.delta.largeLevel),
             deltaMaxSize=config.delta.maxSize,
             encode=self._encode,
         )
