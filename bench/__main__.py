@@ -24,7 +24,13 @@ from typing import Any
 
 from bench import report
 from bench.corpus import DEFAULT_CORPUS
-from bench.harness import REPO_ROOT, HarnessError, machineInfo, raiseFileLimit
+from bench.harness import (
+    REPO_ROOT,
+    HarnessError,
+    machineInfo,
+    raiseFileLimit,
+    runInReactor,
+)
 
 SCENARIOS = ("wan", "loopback", "bulk", "concurrency", "codec")
 
@@ -192,20 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         _parser().error(f"unknown scenario(s): {', '.join(unknown)}")
     raiseFileLimit()
-    from twisted.internet import reactor
-    from twisted.internet.defer import Deferred
-
-    code: list[int] = []
-
-    def start() -> None:
-        d = Deferred.fromCoroutine(run(reactor, args))
-        d.addCallback(code.append)
-        d.addErrback(lambda f: (code.append(2), f.printTraceback(file=sys.stderr)))
-        d.addBoth(lambda _: reactor.stop())
-
-    reactor.callWhenRunning(start)
-    reactor.run()
-    return code[0] if code else 2
+    return runInReactor(run, args)
 
 
 if __name__ == "__main__":

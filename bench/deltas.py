@@ -42,11 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from attrs import frozen
-from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.web.resource import Resource
 
 from bench.corpus import DEFAULT_CORPUS, CorpusMissing, loadCorpus
+from bench.harness import runInReactor
 
 #: body modes as the roles count them.
 MODES = ("same", "delta", "full", "raw")
@@ -831,19 +831,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings(
         "ignore", message="Using readBody with a transport", category=DeprecationWarning
     )
-    from twisted.internet import reactor
-
-    code: list[int] = []
-
-    def start() -> None:
-        d = Deferred.fromCoroutine(run(reactor, args))
-        d.addCallback(code.append)
-        d.addErrback(lambda f: (code.append(2), f.printTraceback(file=sys.stderr)))
-        d.addBoth(lambda _: reactor.stop())
-
-    reactor.callWhenRunning(start)
-    reactor.run()
-    return code[0] if code else 2
+    return runInReactor(run, args)
 
 
 if __name__ == "__main__":

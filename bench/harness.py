@@ -575,3 +575,25 @@ def target(
     margin = (limit - value) if op == "<=" else (value - limit)
     return {"name": name, "value": value, "limit": limit, "op": op, "met": met,
             "by": margin / limit if limit else None}
+
+
+def runInReactor(run: Any, args: Any) -> int:
+    """
+    Run C{run(reactor, args)} (a coroutine function returning an exit code)
+    in the global reactor, for a benchmark's C{main}.
+
+    @return: its exit code, or 2 if it raised (the traceback goes to stderr).
+    """
+    from twisted.internet import reactor
+
+    code: list[int] = []
+
+    def start() -> None:
+        d = Deferred.fromCoroutine(run(reactor, args))
+        d.addCallback(code.append)
+        d.addErrback(lambda f: (code.append(2), f.printTraceback(file=sys.stderr)))
+        d.addBoth(lambda _: reactor.stop())  # type: ignore[attr-defined]
+
+    reactor.callWhenRunning(start)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    return code[0] if code else 2
