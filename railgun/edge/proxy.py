@@ -288,12 +288,22 @@ class _Exchange:
             self.proxy.stats.count(self.host, "fallbacks", "direct")
             fallback.serve(self.request, self.head, reason)
             return
+        log.info("request for {host}: {reason}", host=self.host, reason=reason)
         self.proxy.stats.record(self.host, errors=1)
         respondPlain(self.request, 503, f"railgun: {reason}", formatDirect(reason))
         self.done = True
 
+    def _requestId(self) -> str:
+        return self.stream.requestId if self.stream is not None else "-"
+
     def _timedOut(self) -> None:
         self.timer = None
+        log.info(
+            "request {rid} {method} {host}: no response head from the origin role "
+            "within {timeout} s",
+            rid=self._requestId(), method=self.head.method, host=self.host,
+            timeout=self.proxy.responseTimeout,
+        )
         if self.stream is not None:
             self.stream.reset(ErrorCode.CANCEL)
         self.proxy.stats.record(self.host, errors=1)
@@ -350,7 +360,8 @@ class _Exchange:
             and (body is None or body.forwarded == 0)
         ):
             log.info(
-                "retrying {method} {host} on another link: {why}",
+                "request {rid} {method} {host}: retrying on another link: {why}",
+                rid=self._requestId(),
                 method=self.head.method,
                 host=self.host,
                 why=reason.getErrorMessage(),
@@ -362,6 +373,11 @@ class _Exchange:
             return
         self.done = True
         self.stopSending()
+        log.info(
+            "request {rid} {method} {host}: link failed ({why})",
+            rid=self._requestId(), method=self.head.method, host=self.host,
+            why=reason.getErrorMessage(),
+        )
         self.proxy.stats.record(self.host, errors=1)
         respondPlain(self.request, 502, f"railgun: the link to the origin role failed ({reason.getErrorMessage()})")
 
