@@ -10,12 +10,10 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from railgun.http.diagnostic import (
-    DIAGNOSTIC_HEADER,
     Flag,
     RailgunDiagnostic,
     formatDirect,
     linkRatio,
-    withDiagnostic,
 )
 from railgun.http.headers import validHeaderValue
 
@@ -258,30 +256,3 @@ class LinkRatioTests(SynchronousTestCase):
         """
         self.assertRaises(ValueError, linkRatio, -1, 10)
         self.assertRaises(ValueError, linkRatio, 1, -10)
-
-
-class WithDiagnosticTests(SynchronousTestCase):
-    """
-    Tests for L{withDiagnostic}.
-    """
-
-    def test_replaces(self) -> None:
-        """
-        Any railgun header the origin sent, in any case, is replaced by one
-        at the end.
-        """
-        headers = [
-            (b"railgun", b"forged"),
-            (b"a", b"1"),
-            (b"Railgun", b"forged too"),
-            (b"railgun-base", b"not mine"),
-        ]
-        self.assertEqual(
-            withDiagnostic(headers, b"direct (x)"),
-            [
-                (b"a", b"1"),
-                (b"railgun-base", b"not mine"),
-                (DIAGNOSTIC_HEADER, b"direct (x)"),
-            ],
-        )
-        self.assertEqual(headers[0], (b"railgun", b"forged"))

@@ -21,6 +21,7 @@ from railgun.http.diagnostic import formatDirect
 from railgun.http.messages import RequestHead, responseHasBody
 from railgun.http.routing import OriginTarget
 from railgun.origin.fetch import (
+    DiscardBody,
     classifyFetchFailure,
     fetchFromOrigin,
     originRequestHeaders,
@@ -59,7 +60,7 @@ class DirectFetcher:
 
         def gotResponse(response: IResponse) -> None:
             if request._disconnected:
-                response.deliverBody(_Stop())
+                response.deliverBody(DiscardBody())
                 return
             request.setResponseCode(response.code)
             hasBody = responseHasBody(head.method, response.code)
@@ -72,7 +73,7 @@ class DirectFetcher:
             request.responseHeaders.setRawHeaders(b"railgun", [marker])
             if not hasBody:
                 request.finish()
-                response.deliverBody(_Stop())
+                response.deliverBody(DiscardBody())
                 return
             response.deliverBody(_Relay(request))
 
@@ -103,8 +104,3 @@ class _Relay(Protocol):
             request.finish()
         else:
             request.channel.transport.abortConnection()
-
-
-class _Stop(Protocol):
-    def connectionMade(self) -> None:
-        self.transport.stopProducing()  # type: ignore[union-attr]

@@ -19,7 +19,7 @@ from railgun.delta.digest import isValidDigest
 from railgun.delta.siblings import SiblingIndex
 from railgun.edge.links import LinkPool
 from railgun.http.diagnostic import Flag, RailgunDiagnostic, formatDirect, linkRatio
-from railgun.http.headers import addForwarding, stripHopByHop
+from railgun.http.headers import addForwarding, fromRawHeaders, stripHopByHop
 from railgun.http.messages import (
     BadMessage,
     RequestHead,
@@ -129,12 +129,7 @@ class EdgeProxy:
         d.addErrback(lambda f: log.failure("edge cache lookup failed", f))
 
     def _requestHead(self, request: Any, rawHost: bytes) -> RequestHead:
-        headers = [
-            (name.lower(), value)
-            for name, values in request.requestHeaders.getAllRawHeaders()
-            for value in values
-        ]
-        headers = stripControl(stripHopByHop(headers))
+        headers = stripControl(stripHopByHop(fromRawHeaders(request.requestHeaders.getAllRawHeaders())))
         headers = [(n, v) for n, v in headers if n not in (b"host", b"content-length")]
         body = request.body
         if body is not None and body.length is not None:
@@ -521,7 +516,7 @@ class EdgeStreamHandler(StreamProtocol):
             if not any(b"accept-encoding" in v.lower() or v.strip() == b"*" for v in vary):
                 request.responseHeaders.addRawHeader(b"vary", b"Accept-Encoding")
         request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(served)])
-        ratio = 100.0 * len(payload) / len(body) if body else 0.0
+        ratio = linkRatio(len(payload), len(body))
         request.responseHeaders.setRawHeaders(b"railgun", [self._diagnostic(ratio)])
         proxy.stats.count(exchange.host, "bodies", self._mode)
         self._served = len(body)
@@ -609,4 +604,4 @@ def _float(value: bytes | None) -> float:
         return 0.0
 
 
-__all__ = ["EdgeProxy", "EdgeStreamHandler", "linkRatio"]
+__all__ = ["EdgeProxy", "EdgeStreamHandler"]

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
 from enum import IntFlag
 
 from attrs import frozen
-
-from railgun.http.headers import HeaderList
 
 DIAGNOSTIC_HEADER = b"railgun"
 """
@@ -177,16 +174,3 @@ def linkRatio(linkBodyBytes: int, servedBodyBytes: int) -> float:
     if servedBodyBytes == 0:
         return 0.0
     return 100.0 * linkBodyBytes / servedBodyBytes
-
-
-def withDiagnostic(headers: Iterable[tuple[bytes, bytes]], value: bytes) -> HeaderList:
-    """
-    Set the diagnostic header of a response, replacing any the origin server
-    sent, so a client only ever sees the edge's own.
-
-    @param headers: the response headers (lowercase names).
-    @param value: from L{RailgunDiagnostic.format} or L{formatDirect}.
-    @return: a new list with one C{railgun} header, at the end.
-    """
-    kept = [(n, v) for n, v in headers if n.lower() != DIAGNOSTIC_HEADER]
-    return kept + [(DIAGNOSTIC_HEADER, value)]

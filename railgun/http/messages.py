@@ -21,12 +21,7 @@ from collections.abc import Iterable
 
 from attrs import field, frozen
 
-from railgun.http.headers import (
-    _FIELD_VALUE,
-    HeaderList,
-    validHeaderName,
-    validHeaderValue,
-)
+from railgun.http.headers import HeaderList, validHeaderName, validHeaderValue
 
 CONTROL_PREFIX = b"railgun-"
 """
@@ -110,7 +105,6 @@ def _checkEntry(entry: object) -> tuple[bytes, bytes]:
 # One match each for the common case (every request and response goes
 # through here twice); the checks below only explain a failure.
 _LOWER_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z").match
-_VALUE = _FIELD_VALUE.match
 
 
 def _checkRegular(headers: HeaderList) -> None:
@@ -125,7 +119,7 @@ def _checkRegular(headers: HeaderList) -> None:
             and isinstance(entry[0], bytes)
             and isinstance(entry[1], bytes)
             and _LOWER_TOKEN(entry[0])
-            and _VALUE(entry[1])
+            and validHeaderValue(entry[1])
         ):
             continue
         _explainRegular(entry)

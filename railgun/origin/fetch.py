@@ -16,6 +16,7 @@ from twisted.internet import error as ierror
 from twisted.internet.abstract import isIPAddress
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web._newclient import _ensureValidURI
 from twisted.web.client import (
@@ -31,6 +32,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
+from railgun.http.headers import fromRawHeaders, stripHopByHop
+from railgun.http.messages import stripControl
 from railgun.http.routing import OriginTarget
 
 
@@ -299,13 +302,20 @@ def responseHeaderList(response: IResponse) -> list[tuple[bytes, bytes]]:
     C{Content-Encoding} that treq's C{ContentDecoderAgent} sets on every
     response that had none.
     """
-    from railgun.http.headers import stripHopByHop
-    from railgun.http.messages import stripControl
-
     headers = [
-        (name.lower(), value)
-        for name, values in response.headers.getAllRawHeaders()
-        for value in values
-        if value or name.lower() != b"content-encoding"
+        (name, value)
+        for name, value in fromRawHeaders(response.headers.getAllRawHeaders())
+        if value or name != b"content-encoding"
     ]
     return stripControl(stripHopByHop(headers))
+
+
+class DiscardBody(Protocol):
+    """
+    Drop a response body nobody wants (its stream or client is gone, or it
+    has none) without reading it: stopping the transport frees the origin
+    connection.
+    """
+
+    def connectionMade(self) -> None:
+        self.transport.stopProducing()  # type: ignore[union-attr]

@@ -5,6 +5,7 @@ origin server its Host maps to, and the response streamed back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from attrs import define, field
@@ -38,6 +39,7 @@ from railgun.link.errors import ErrorCode
 from railgun.link.protocol import StreamProtocol
 from railgun.origin.body import StreamBodyProducer
 from railgun.origin.fetch import (
+    DiscardBody,
     FetchError,
     classifyFetchFailure,
     fetchFromOrigin,
@@ -212,7 +214,7 @@ class OriginStreamHandler(StreamProtocol):
     def _gotResponse(self, response: IResponse) -> None:
         self._fetch = None
         if self._gone:
-            response.deliverBody(_Discard())
+            response.deliverBody(DiscardBody())
             return
         assert self._head is not None
         self._originSeconds = self._context.clock.seconds() - self._started
@@ -222,7 +224,7 @@ class OriginStreamHandler(StreamProtocol):
         if not hasBody:
             self._cancelTimer()
             self._sendHead(response.code, headers, RAW, endStream=True)
-            response.deliverBody(_Discard())
+            response.deliverBody(DiscardBody())
             return
         # The edge learns the length from the response itself; an origin
         # body we decoded (gzip) no longer has its announced length.
@@ -257,7 +259,7 @@ class OriginStreamHandler(StreamProtocol):
         mode: str,
         *,
         endStream: bool = False,
-        extra: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
+        extra: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         control = [
             (b"railgun-body", mode.encode("ascii")),
@@ -491,13 +493,3 @@ class _BodyForwarder(Protocol):
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self._handler._bodyDone(reason)
-
-
-class _Discard(Protocol):
-    """
-    Drop a response body nobody wants (its stream is gone, or it has none)
-    without reading it: stopping the transport frees the origin connection.
-    """
-
-    def connectionMade(self) -> None:
-        self.transport.stopProducing()  # type: ignore[union-attr]
