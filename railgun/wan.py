@@ -58,6 +58,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 __all__ = [
+    "Bottleneck",
     "Direction",
     "Release",
     "WanCounters",
@@ -141,6 +142,11 @@ class WanProfile:
     @ivar granularity: pacing step in seconds: a rate-limited direction moves
         at most about one piece per step (at least one segment), so a fast
         link costs a few timers per millisecond, not one per segment.
+    @ivar sharedBottleneck: whether all connections through one relay share
+        each direction's C{rateBps}, as connections over one real path share
+        its narrowest link; otherwise each connection gets C{rateBps} of its
+        own. Each connection keeps its own handshake and congestion window
+        either way.
     """
 
     rtt: float = field(validator=_nonNegative)
@@ -155,6 +161,7 @@ class WanProfile:
     handshake: bool = True
     highWater: int | None = field(default=None, validator=_atLeastOne)
     granularity: float = field(default=0.001, validator=_positive)
+    sharedBottleneck: bool = False
 
     def __attrs_post_init__(self) -> None:
         for given in (self.upDelay, self.downDelay):
@@ -222,6 +229,76 @@ class WanProfile:
         return max(self.mss, int(self.rateBps * self.granularity / 8))
 
 
+@define
+class Bottleneck:
+    """
+    One direction of a path's narrowest link, shared by every connection
+    that crosses it: a timeline of the intervals it is busy transmitting.
+
+    A connection asks for the earliest time, at or after the time its own
+    order and congestion window allow, when the link is free for as long as
+    its piece takes to transmit; the link is then busy for that interval.
+    Pieces are small (about one millisecond each, see
+    L{WanProfile.granularity}), so connections sending at once interleave,
+    as packets from several flows do in a router's queue, and a piece
+    reserved for a later slow-start round does not hold up another
+    connection's piece now.
+
+    No I/O: the times are plain numbers.
+    """
+
+    #: Disjoint busy intervals C{[start, end)}, in order.
+    _busy: list[tuple[float, float]] = field(factory=list)
+
+    def reserve(self, earliest: float, duration: float) -> float:
+        """
+        Book the link for C{duration} seconds, starting as soon as it is
+        free at or after C{earliest}.
+
+        @return: when the transmission starts.
+        """
+        busy = self._busy
+        start = earliest
+        index = 0
+        # Skip what ends before we could start; then take the first gap
+        # long enough.
+        while index < len(busy) and busy[index][1] <= start + _EPSILON:
+            index += 1
+        while index < len(busy) and busy[index][0] < start + duration - _EPSILON:
+            start = max(start, busy[index][1])
+            index += 1
+        # Insert, merging with touching neighbours so the list stays short.
+        low, high = start, start + duration
+        if index > 0 and busy[index - 1][1] >= low - _EPSILON:
+            index -= 1
+            low = busy[index][0]
+            del busy[index]
+        if index < len(busy) and busy[index][0] <= high + _EPSILON:
+            high = busy[index][1]
+            del busy[index]
+        busy.insert(index, (low, high))
+        return start
+
+    def forget(self, before: float) -> None:
+        """
+        Drop the intervals that ended before C{before}: nobody can book a
+        time earlier than now, so they no longer matter.
+        """
+        busy = self._busy
+        drop = 0
+        while drop < len(busy) and busy[drop][1] <= before:
+            drop += 1
+        if drop:
+            del busy[:drop]
+
+    @property
+    def intervals(self) -> int:
+        """
+        How many busy intervals are remembered (for tests: stays small).
+        """
+        return len(self._busy)
+
+
 class Release(NamedTuple):
     """
     A piece of a direction's byte stream and when it reaches the far end.
@@ -259,6 +336,7 @@ class WanPath:
     _idleRestart: float
     _quantum: int | None
     _gate: float
+    _bottleneck: Bottleneck | None = None
     _cwnd: int = 0
     _roundStart: float | None = None
     _roundUsed: int = 0
@@ -269,7 +347,11 @@ class WanPath:
 
     @classmethod
     def forDirection(
-        cls, profile: WanProfile, direction: Direction, openedAt: float
+        cls,
+        profile: WanProfile,
+        direction: Direction,
+        openedAt: float,
+        bottleneck: Bottleneck | None = None,
     ) -> WanPath:
         """
         Build the path of one direction of a connection accepted at
@@ -284,6 +366,9 @@ class WanPath:
         @param profile: the WAN to emulate.
         @param direction: which direction this path carries.
         @param openedAt: when the relay accepted the client's connection.
+        @param bottleneck: the link this direction shares with other
+            connections (see L{WanProfile.sharedBottleneck}); L{None} for a
+            link of its own.
         """
         gate = openedAt
         if profile.handshake:
@@ -300,6 +385,7 @@ class WanPath:
             idleRestart=profile.idleRestart,
             quantum=profile.quantum(),
             gate=gate,
+            bottleneck=bottleneck if profile.rateBps is not None else None,
         )
 
     @property
@@ -319,6 +405,8 @@ class WanPath:
         """
         releases: list[Release] = []
         remaining = size
+        if self._bottleneck is not None:
+            self._bottleneck.forget(now)
         while remaining > 0:
             start = max(now, self._gate)
             if self._linkFree is not None:
@@ -332,7 +420,11 @@ class WanPath:
                 self._roundUsed += piece
             finish = start
             if self._rateBps is not None:
-                finish += piece * 8 / self._rateBps
+                transmit = piece * 8 / self._rateBps
+                if self._bottleneck is not None:
+                    # Other connections' pieces may hold the shared link.
+                    start = self._bottleneck.reserve(start, transmit)
+                finish = start + transmit
             self._linkFree = finish
             at = finish + self._delay
             if releases and releases[-1].at == at:
@@ -666,7 +758,9 @@ class WanRelayProtocol(Protocol):
         def pipe(direction: Direction) -> _Pipe:
             return _Pipe(
                 clock=clock,
-                path=WanPath.forDirection(profile, direction, openedAt),
+                path=WanPath.forDirection(
+                    profile, direction, openedAt, factory.bottleneck(direction)
+                ),
                 direction=direction,
                 highWater=limit,
                 count=self._count,
@@ -886,6 +980,19 @@ class WanRelayFactory(ServerFactory):
         self.counters = WanCounters()
         self.connections = 0
         self._open: set[WanRelayProtocol] = set()
+        self._bottlenecks: dict[Direction, Bottleneck] | None = None
+        if profile.sharedBottleneck:
+            self._bottlenecks = {d: Bottleneck() for d in Direction}
+
+    def bottleneck(self, direction: Direction) -> Bottleneck | None:
+        """
+        @return: the link every connection shares in C{direction}, or L{None}
+            when each connection has its own (see
+            L{WanProfile.sharedBottleneck}).
+        """
+        if self._bottlenecks is None:
+            return None
+        return self._bottlenecks[direction]
 
     @property
     def openConnections(self) -> int:
@@ -1056,6 +1163,12 @@ def _argumentParser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--idle-restart", type=typed(parseDuration), default=1.0, help="default 1s"
     )
+    parser.add_argument(
+        "--shared-bottleneck",
+        action="store_true",
+        help="all connections share --rate each way (one path), "
+        "instead of --rate each",
+    )
     return parser
 
 
@@ -1074,6 +1187,7 @@ def _profileFromArguments(args: argparse.Namespace) -> WanProfile:
         upDelay=args.up_delay,
         downDelay=args.down_delay,
         handshake=not args.no_handshake,
+        sharedBottleneck=args.shared_bottleneck,
     )
 
 

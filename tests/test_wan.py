@@ -23,6 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from railgun.wan import (
+    Bottleneck,
     Direction,
     Release,
     WanPath,
@@ -363,6 +364,109 @@ class WanPathTests(SynchronousTestCase):
         self.assertAlmostEqual(path.end(5.0), 5.05)
 
 
+class BottleneckTests(SynchronousTestCase):
+    """
+    Tests for L{Bottleneck}, a shared link's busy timeline.
+    """
+
+    def test_freeLinkStartsAtOnce(self) -> None:
+        """
+        On an idle link a transmission starts when asked.
+        """
+        link = Bottleneck()
+        self.assertEqual(link.reserve(1.0, 0.01), 1.0)
+
+    def test_busyLinkSerializes(self) -> None:
+        """
+        A transmission asked for while the link is busy starts when the
+        link frees up.
+        """
+        link = Bottleneck()
+        link.reserve(1.0, 0.01)
+        self.assertAlmostEqual(link.reserve(1.005, 0.01), 1.01)
+        self.assertAlmostEqual(link.reserve(1.0, 0.01), 1.02)
+
+    def test_gapBeforeLaterBookingIsUsed(self) -> None:
+        """
+        A booking for a later time (a later slow-start round) leaves the
+        link free until then: a short piece fits before it, a long one
+        waits until after it.
+        """
+        link = Bottleneck()
+        link.reserve(1.1, 0.01)
+        self.assertEqual(link.reserve(1.0, 0.05), 1.0)
+        self.assertAlmostEqual(link.reserve(1.05, 0.06), 1.11)
+        self.assertAlmostEqual(link.reserve(1.05, 0.04), 1.05)
+
+    def test_forgetAndMergeKeepItShort(self) -> None:
+        """
+        Back-to-back bookings merge into one interval, and intervals that
+        ended are forgotten.
+        """
+        link = Bottleneck()
+        for i in range(100):
+            link.reserve(i * 0.001, 0.001)
+        self.assertEqual(link.intervals, 1)
+        link.reserve(5.0, 0.001)
+        self.assertEqual(link.intervals, 2)
+        link.forget(1.0)
+        self.assertEqual(link.intervals, 1)
+
+    @given(
+        st.lists(
+            st.tuples(
+                st.floats(min_value=0, max_value=1), st.floats(min_value=1e-4, max_value=0.1)
+            ),
+            min_size=1,
+            max_size=40,
+        )
+    )
+    @settings(max_examples=200, deadline=None)
+    def test_bookingsNeverOverlap(self, asks: list[tuple[float, float]]) -> None:
+        """
+        Whatever is asked, no two transmissions overlap and none starts
+        before it was asked for.
+        """
+        link = Bottleneck()
+        booked = []
+        for earliest, duration in asks:
+            start = link.reserve(earliest, duration)
+            self.assertGreaterEqual(start, earliest)
+            booked.append((start, start + duration))
+        booked.sort()
+        for (_, end), (start, _) in zip(booked, booked[1:], strict=False):
+            self.assertLessEqual(end, start + 1e-6)
+
+    def test_pathsShareTheRate(self) -> None:
+        """
+        Two connections' paths over one bottleneck share its rate: together
+        they take as long as their bytes at the rate, where separate links
+        would each have taken half that.
+        """
+        profile = WanProfile(
+            rtt=0.02, rateBps=8e6, slowStart=False, handshake=False, sharedBottleneck=True
+        )
+        link = Bottleneck()
+        first = WanPath.forDirection(profile, Direction.DOWN, 0.0, link)
+        second = WanPath.forDirection(profile, Direction.DOWN, 0.0, link)
+        a = first.schedule(0.0, 10_000)
+        b = second.schedule(0.0, 10_000)
+        self.assertAlmostEqual(max(_times(a + b)), 20_000 / 1e6 + 0.01)
+        alone = WanPath.forDirection(profile, Direction.DOWN, 0.0)
+        self.assertAlmostEqual(max(_times(alone.schedule(0.0, 10_000))), 10_000 / 1e6 + 0.01)
+
+    def test_noBottleneckWithoutRate(self) -> None:
+        """
+        Without a rate limit there is nothing to share: the path ignores the
+        bottleneck.
+        """
+        profile = WanProfile(rtt=0.02, slowStart=False, handshake=False)
+        link = Bottleneck()
+        path = WanPath.forDirection(profile, Direction.DOWN, 0.0, link)
+        path.schedule(0.0, 10_000)
+        self.assertEqual(link.intervals, 0)
+
+
 class _Transport(StringTransport):
     """
     A L{StringTransport} that records a half-close, as TCP transports allow.
@@ -474,6 +578,31 @@ class WanRelayTests(SynchronousTestCase):
         self.assertTrue(data.startswith(r.target.value()))
         r.reactor.advance(0.002)
         self.assertEqual(r.target.value(), data)
+
+    def test_sharedBottleneckAcrossConnections(self) -> None:
+        """
+        With C{sharedBottleneck}, two connections through one relay share
+        the rate: the second one's bytes wait behind the first one's.
+        Without it, each gets the full rate.
+        """
+        for shared, expectedSeconds in ((True, 0.02), (False, 0.01)):
+            profile = WanProfile(
+                rtt=0.02, rateBps=8e6, slowStart=False, handshake=False,
+                sharedBottleneck=shared,
+            )
+            r = _Relay(profile)
+            other = r.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5001))
+            otherClient = _Transport()
+            other.makeConnection(otherClient)
+            otherTarget = _Transport()
+            r.reactor.tcpClients[1][2].buildProtocol(None).makeConnection(otherTarget)
+            r.relay.dataReceived(b"a" * 10_000)
+            other.dataReceived(b"b" * 10_000)
+            r.reactor.advance(0.01 + expectedSeconds - 0.0015)
+            self.assertLess(len(otherTarget.value()), 10_000, shared)
+            r.reactor.advance(0.0015)
+            self.assertEqual(otherTarget.value(), b"b" * 10_000, shared)
+            self.assertEqual(r.target.value(), b"a" * 10_000, shared)
 
     def test_slowStartThroughRelay(self) -> None:
         """
@@ -755,6 +884,14 @@ class CommandLineTests(SynchronousTestCase):
         self.assertEqual(
             _profileFromArguments(args),
             WanProfile(rtt=0.1, rateBps=20e6, slowStart=False),
+        )
+        shared = _argumentParser().parse_args(
+            ["--listen", "9000", "--to", "127.0.0.1:8443", "--rtt", "100ms"]
+            + ["--rate", "20mbit", "--shared-bottleneck"]
+        )
+        self.assertEqual(
+            _profileFromArguments(shared),
+            WanProfile(rtt=0.1, rateBps=20e6, sharedBottleneck=True),
         )
 
 
