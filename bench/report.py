@@ -74,8 +74,10 @@ def targetsTable(results: Sequence[dict[str, Any]]) -> str:
 
 def wanTables(r: dict[str, Any]) -> str:
     p = r["params"]
+    shared = ("shared by all of an alternative's connections, as on one real path"
+              if p.get("shared_bottleneck") else "for each connection")
     head = (f"RTT {p['rtt_s'] * 1000:.0f} ms, {p['rate_bps'] / 1e6:.0f} Mbit/s "
-            f"(railgun.wan). Sequential: {p['fetches_per_alternative']} fetches per "
+            f"{shared} (railgun.wan). Sequential: {p['fetches_per_alternative']} fetches per "
             f"alternative, one every {p['interval_s']} s, over "
             f"{len(p['sequences'])} sequences ({', '.join(p['sequences'])}; "
             f"{p['source']}), versions 1..{p['versions_per_sequence']}. Bursts: "
@@ -95,7 +97,22 @@ def wanTables(r: dict[str, Any]) -> str:
                   "WAN bytes/fetch (bursts)", "errors"], rows)
     ratios = table(["ratio (same run)", "value"],
                    [[k, _fmt(v)] for k, v in r.get("ratios", {}).items()])
-    return f"{head}\n\n{main}\n\n{ratios}"
+    perSequence = r.get("per_sequence")
+    if not perSequence:
+        return f"{head}\n\n{main}\n\n{ratios}"
+    names = [a["name"] for a in r["alternatives"]]
+    seqRows = []
+    for s in perSequence:
+        m = s["median_s"]
+        keep, rail = m.get("direct-keepalive"), m.get("railgun")
+        seqRows.append([s["sequence"], f"{s['identity_bytes']:,}", f"{s['gzip_bytes']:,}"]
+                       + [_ms(m.get(n)) for n in names]
+                       + [_fmt(rail / keep if rail and keep else None)])
+    bySequence = table(["sequence", "page bytes", "gzip bytes"]
+                       + [f"{n} median ms" for n in names]
+                       + ["railgun / keep-alive"], seqRows)
+    return (f"{head}\n\n{main}\n\n{ratios}\n\nSequential fetches by sequence "
+            f"(median of {p['versions_per_sequence']} fetches each):\n\n{bySequence}")
 
 
 def loopbackTables(r: dict[str, Any]) -> str:
