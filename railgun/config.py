@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from attrs import field, frozen
+from attrs.validators import optional
 
 from railgun.http.routing import (
     HostMap,
@@ -142,14 +143,15 @@ class DeltaConfig:
         9 is fast and within ~8% of the best delta; 19 is the best, ~20x
         slower (docs/benchmarks.md, "Codec").
     @ivar largeLevel: the level for pages whose base is over 256 KiB,
-        where level 9 loses most (19 by default: within 3% of the best
-        delta, ~95 ms per 740 KB page, off the reactor thread).
+        where level 9 loses most against the best delta; L{None} (the
+        default) for C{level}. 19 saves ~500 bytes per 740 KB page but adds
+        ~100 ms to its fetch (docs/benchmarks.md, "1. WAN page fetch").
     """
 
     enabled: bool = True
     maxSize: int = field(default=1 * MiB, validator=_positiveInt)
     level: int = field(default=9, validator=_zstdLevel)
-    largeLevel: int = field(default=19, validator=_zstdLevel)
+    largeLevel: int | None = field(default=None, validator=optional(_zstdLevel))
 
 
 @frozen

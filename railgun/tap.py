@@ -101,7 +101,7 @@ class Options(usage.Options):
         ["max-streams", None, None, "streams a peer may open on one link [default: 1000]"],
         ["delta-max-size", None, None, "largest body kept for deltas [default: 1m]"],
         ["delta-level", None, None, "origin: zstd level of deltas, 1-22 [default: 9]"],
-        ["delta-large-level", None, None, "origin: zstd level of deltas of pages over 256 KiB [default: 19]"],
+        ["delta-large-level", None, None, "origin: zstd level of deltas of pages over 256 KiB [default: the delta level]"],
         ["store-size", None, None, "bytes of versions kept in memory [default: 256m]"],
         ["sample-period", None, None, "both: seconds between editions of the sample origin [default: 5]"],
     ]

@@ -502,12 +502,15 @@ class LargeLevelTests(SynchronousTestCase):
 
     def test_levelBySize(self):
         """
-        The level follows the base's size, and can be turned off.
+        By default every base gets the one level; with a large level set,
+        bases over 256 KiB get it.
         """
         codec = ZstdPatchCodec()
         self.assertEqual(codec._levelFor(1000), 9)
-        self.assertEqual(codec._levelFor(256 * 1024 + 1), 19)
-        self.assertEqual(ZstdPatchCodec(largeLevel=None)._levelFor(10**6), 9)
+        self.assertEqual(codec._levelFor(256 * 1024 + 1), 9)
+        large = ZstdPatchCodec(largeLevel=19)
+        self.assertEqual(large._levelFor(256 * 1024), 9)
+        self.assertEqual(large._levelFor(256 * 1024 + 1), 19)
 
     def test_largeRoundTrip(self):
         """

@@ -265,7 +265,7 @@ class ZstdPatchCodec:
     _level: int = 9
     _searchLog: int | None = 6
     _cacheBytes: int = 32 * 1024 * 1024
-    _largeLevel: int | None = 19
+    _largeLevel: int | None = None
     _largeAbove: int = 256 * 1024
     name: str = field(default="zstd-patch", init=False)
     _cache: _CompressorCache = field(init=False)
@@ -278,12 +278,12 @@ class ZstdPatchCodec:
 
     def _levelFor(self, baseSize: int) -> int:
         """
-        The level for a base of C{baseSize} bytes: C{_largeLevel} above
-        C{_largeAbove}. Large pages are where the fast level loses most
+        The level for a base of C{baseSize} bytes: C{_largeLevel}, when set,
+        above C{_largeAbove}. Large pages are where the fast level loses most
         against the best delta (15-37% on the corpus' 600-740 KB pages,
-        against 0-7% below 256 KB), and they are encoded in a thread pool
-        anyway (L{ENCODE_IN_THREAD_ABOVE}); chosen by the base, so that a
-        cached compressor always matches.
+        against 0-7% below 256 KB), but at level 19 they cost ~100 ms each,
+        which a fetch waits for; not the default. Chosen by the base, so
+        that a cached compressor always matches.
         """
         if self._largeLevel is not None and baseSize > self._largeAbove:
             return self._largeLevel
@@ -544,17 +544,18 @@ class CodecRegistry:
         return None
 
 
-def defaultRegistry(deltaLevel: int = 9, largeLevel: int | None = 19) -> CodecRegistry:
+def defaultRegistry(deltaLevel: int = 9, largeLevel: int | None = None) -> CodecRegistry:
     """
     The codecs the project uses, with the levels chosen by measurement.
 
     @param deltaLevel: the zstd level deltas are encoded at (9 by default:
         within ~8% of the best offline delta at ~200 MB/s; 19 reaches it at
         ~10 MB/s). Any level decodes with any other.
-    @param largeLevel: the level for bases over 256 KiB (19 by default:
-        within 3% of the best delta on the corpus' large pages, where 9 is
-        15-37% above it, at ~95 ms instead of ~8 ms per 740 KB page, in the
-        thread pool); L{None} uses C{deltaLevel} for all.
+    @param largeLevel: the level for bases over 256 KiB; L{None} (the
+        default) uses C{deltaLevel} for all. 19 comes within 3% of the best
+        delta on the corpus' large pages, where 9 is 15-37% above it, but
+        costs ~95 ms instead of ~8 ms per 740 KB page: about 500 bytes saved
+        for 100 ms added to the fetch (docs/benchmarks.md).
     """
     registry = CodecRegistry()
     registry.registerDelta(ZstdPatchCodec(deltaLevel, largeLevel=largeLevel))
