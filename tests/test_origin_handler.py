@@ -169,6 +169,30 @@ class OriginHandlerTests(_HandlerBase):
         self.assertEqual(control[b"railgun-body"], b"same")
         self.assertEqual(again.body, [])
 
+    def test_fullEncodingReused(self):
+        """
+        A page sent whole again, unchanged, reuses its first compression:
+        the same payload and headers, the codec run once.
+        """
+        from railgun.delta.codec import ZstdFullCodec
+
+        calls = []
+        compress = ZstdFullCodec.compress
+
+        def counting(codec, body):
+            calls.append(len(body))
+            return compress(codec, body)
+
+        self.patch(ZstdFullCodec, "compress", counting)
+        self.acceptor.peerCodecs = ("zstd-patch", "zstd")  # as if announced
+        request = RequestHead(b"GET", b"http", b"www.example.test", b"/page", [])
+        first, second = self.exchange(request), self.exchange(request)
+        self.assertEqual(first.heads, second.heads)
+        self.assertEqual(first.body, second.body)
+        _, control = splitControl(ResponseHead.fromLinkHeaders(first.heads[0]).headers)
+        self.assertEqual((control[b"railgun-body"], control[b"railgun-codec"]), (b"full", b"zstd"))
+        self.assertEqual(calls, [len(b"<p>hello</p>\n" * 200)])
+
 
 class FetchFailureTests(SynchronousTestCase):
     """

@@ -15,7 +15,11 @@ from treq.client import HTTPClient
 from twisted.internet import error as ierror
 from twisted.internet.abstract import isIPAddress
 from twisted.internet.defer import CancelledError, Deferred, fail
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web._newclient import _ensureValidURI
@@ -32,6 +36,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
+from railgun._sockets import tuneForVolume
 from railgun.http.headers import fromRawHeaders, stripHopByHop
 from railgun.http.messages import stripControl
 from railgun.http.routing import OriginTarget
@@ -91,9 +96,13 @@ class ExactTargetAgent(Agent):
     and the HTTP/1.1 exchange are Agent's own.
     """
 
+    #: origins remembered (their parsed URI, pool key and endpoint); they
+    #: come from the configuration, this only bounds a misuse.
+    MAX_ORIGINS = 1024
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._endpoints: dict[tuple[bytes, bytes, int], Any] = {}
+        self._origins: dict[bytes, tuple[tuple[bytes, bytes, int], Any, URI]] = {}
 
     def request(
         self,
@@ -103,21 +112,56 @@ class ExactTargetAgent(Agent):
         bodyProducer: IBodyProducer | None = None,
     ) -> Deferred[IResponse]:
         uri = _ensureValidURI(uri.strip())
-        parsedURI = URI.fromBytes(uri)
-        key = (parsedURI.scheme, parsedURI.host, parsedURI.port)
-        endpoint = self._endpoints.get(key)
-        if endpoint is None:
+        # scheme://authority is parsed once per origin (urlparse costs more
+        # than the rest of this method); the target is everything after the
+        # authority, as it came.
+        scheme = uri.find(b"://")
+        if scheme < 0:
+            return fail(SchemeNotSupported(f"no scheme in {uri[:200]!r}"))
+        slash = uri.find(b"/", scheme + 3)
+        origin, target = (uri[:slash], uri[slash:]) if slash >= 0 else (uri, b"/")
+        known = self._origins.get(origin)
+        if known is None:
+            parsed = URI.fromBytes(origin)
             try:
-                endpoint = self._endpoints[key] = self._getEndpoint(parsedURI)
+                endpoint = _TunedEndpoint(self._getEndpoint(parsed))
             except SchemeNotSupported:
                 return fail()
-        # The target is everything after the authority, as it came.
-        rest = uri.split(b"://", 1)[1]
-        slash = rest.find(b"/")
-        target = rest[slash:] if slash >= 0 else b"/"
+            if len(self._origins) >= self.MAX_ORIGINS:
+                self._origins.clear()
+            known = self._origins[origin] = (
+                (parsed.scheme, parsed.host, parsed.port), endpoint, parsed
+            )
+        key, endpoint, parsed = known
+        # The URI the Request carries (Response.request.absoluteURI), as
+        # URI.fromBytes(uri) would give it; no fragment reaches here.
+        path, _, query = target.partition(b"?")
+        parsedURI = URI(
+            parsed.scheme, parsed.netloc, parsed.host, parsed.port, path, b"", query, b""
+        )
         return self._requestWithEndpoint(  # type: ignore[no-any-return]
             key, endpoint, method, parsedURI, headers, bodyProducer, target
         )
+
+
+@implementer(IStreamClientEndpoint)
+class _TunedEndpoint:
+    """
+    An endpoint whose connections get L{tuneForVolume}'s buffers once, when
+    they are made, rather than at every response a pooled connection
+    carries.
+    """
+
+    def __init__(self, endpoint: IStreamClientEndpoint) -> None:
+        self._endpoint = endpoint
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:
+        return self._endpoint.connect(protocolFactory).addCallback(_tuned)
+
+
+def _tuned(protocol: Any) -> Any:
+    tuneForVolume(protocol.transport)
+    return protocol
 
 
 @implementer(IPolicyForHTTPS)
@@ -189,6 +233,16 @@ def originClient(agent: IAgent) -> HTTPClient:
     return HTTPClient(_IdentityEncodingAgent(agent), cookiejar=_NoCookies())  # type: ignore[arg-type]
 
 
+def _asciiURL(url: bytes) -> bytes:
+    """
+    C{url} with bytes outside ASCII percent-encoded (a client may send them
+    raw; the Agent refuses them), everything else unchanged.
+    """
+    if url.isascii():
+        return url
+    return b"".join(bytes((b,)) if b < 0x80 else b"%%%02X" % b for b in url)
+
+
 @frozen
 class FetchError:
     """
@@ -254,9 +308,7 @@ class ExactURL(EncodedURL):
     def __init__(self, url: bytes) -> None:  # no URL.__init__: nothing to parse
         # Bytes a client left unencoded outside ASCII would make treq's
         # .encode("ascii") fail: percent-encode those alone.
-        self._exactText = "".join(
-            chr(b) if b < 0x80 else f"%{b:02X}" for b in url
-        ) if any(b >= 0x80 for b in url) else url.decode("ascii")
+        self._exactText = _asciiURL(url).decode("ascii")
 
     def to_uri(self) -> ExactURL:  # type: ignore[override]
         return self

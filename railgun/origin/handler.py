@@ -5,6 +5,7 @@ origin server its Host maps to, and the response streamed back.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,6 @@ from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 
-from railgun._sockets import tuneForVolume
 from railgun.delta.codec import CodecRegistry
 from railgun.delta.content import (
     ContentDecodingError,
@@ -48,9 +48,59 @@ from railgun.origin.fetch import (
 )
 from railgun.stats import Stats
 from railgun.stores.interfaces import IVersionStore
-from railgun.versions import RAW, SAME, EncodedVersion, encodeVersion
+from railgun.versions import FULL, RAW, SAME, EncodedVersion, encodeVersion
 
 log = Logger()
+
+
+@define
+class FullEncodings:
+    """
+    The latest C{full} encodings the origin role sent, by body digest and
+    codec, bounded in count and bytes.
+
+    Compressing a 10 KB page costs more than everything else the origin role
+    does for it; a page sent again unchanged (to an edge without deltas, or
+    without the base) reuses its encoding. A version's digest names its
+    body, so the encoding is the same.
+
+    @ivar maxItems: encodings kept at most.
+    @ivar maxBytes: payload bytes kept at most; a larger payload is not kept.
+    """
+
+    maxItems: int = 64
+    maxBytes: int = 4 * 1024 * 1024
+    _items: OrderedDict[tuple[str, str], EncodedVersion] = field(factory=OrderedDict, init=False)
+    _bytes: int = field(default=0, init=False)
+
+    def get(self, digest: str, codec: str) -> EncodedVersion | None:
+        """
+        @return: the kept C{full} encoding of the body named C{digest} made
+            with the whole-body codec C{codec}, or L{None}.
+        """
+        encoded = self._items.get((digest, codec))
+        if encoded is not None:
+            self._items.move_to_end((digest, codec))
+        return encoded
+
+    def put(self, encoded: EncodedVersion, codec: str) -> None:
+        """
+        Keep C{encoded} (a C{full} encoding made with no base, the
+        whole-body codec offered being C{codec}), dropping the least
+        recently used ones past the bounds.
+        """
+        size = len(encoded.payload)
+        if size > self.maxBytes or encoded.mode != FULL or encoded.baseFound:
+            return
+        key = (encoded.digest, codec)
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.payload)
+        self._items[key] = encoded
+        self._bytes += size
+        while len(self._items) > self.maxItems or self._bytes > self.maxBytes:
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= len(dropped.payload)
 
 
 @define
@@ -88,6 +138,37 @@ class OriginContext:
     on the link yet); a body that would go past it streams raw instead.
     """
     held: int = 0
+    fullEncodings: FullEncodings = field(factory=lambda: FullEncodings())
+    """
+    The latest whole-body encodings, reused for a body sent again unchanged.
+    """
+    _chosen: dict[tuple[str, ...], tuple[Any, Any]] = field(factory=dict, init=False)
+
+    def codecsFor(self, peerCodecs: tuple[str, ...]) -> tuple[Any, Any]:
+        """
+        The delta and whole-body codecs to use with a peer that announced
+        C{peerCodecs}: chosen once per announcement (every link announces
+        the same few), not at every response.
+
+        @return: C{(deltaCodec, fullCodec)}, either L{None} when no codec is
+            shared.
+        """
+        chosen = self._chosen.get(peerCodecs)
+        if chosen is None:
+            assert self.codecs is not None
+            if len(self._chosen) >= 64:  # bounded, whatever peers announce
+                self._chosen.clear()
+            chosen = self._chosen[peerCodecs] = (
+                self.codecs.chooseDelta(peerCodecs),
+                self.codecs.chooseFull(peerCodecs),
+            )
+        return chosen
+
+
+#: the railgun-flags values the origin role sends (written once, not per
+#: response).
+_NO_FLAGS = b"%x" % Flag(0)
+_BASE_FOUND = b"%x" % Flag.BASE_FOUND
 
 
 def errorResponseHeaders(status: int, code: str, body: bytes) -> list[tuple[bytes, bytes]]:
@@ -316,29 +397,35 @@ class OriginStreamHandler(StreamProtocol):
                 context.stats.count(self._host, "fallbacks", "base-missing-at-origin")
         if store is not None:
             store.set(digest.encode("ascii"), body)
-        assert context.codecs is not None
-        peerCodecs = self.transport.link.peerCodecs
+        deltaCodec, fullCodec = context.codecsFor(self.transport.link.peerCodecs)
         kwargs: dict[str, Any] = dict(
             baseDigest=self._base,
             baseBody=baseBody,
-            deltaCodec=context.codecs.chooseDelta(peerCodecs) if store is not None else None,
-            fullCodec=context.codecs.chooseFull(peerCodecs),
+            deltaCodec=deltaCodec if store is not None else None,
+            fullCodec=fullCodec,
             digest=digest,
         )
-        if context.encode is not None:
-            encoded: EncodedVersion = await context.encode(body, **kwargs)
-        else:
-            encoded = encodeVersion(body, **kwargs)
+        # Without a base, the encoding depends on the body and the codec
+        # alone: a page served unchanged is compressed once.
+        memo = context.fullEncodings if baseBody is None and fullCodec is not None else None
+        encoded: EncodedVersion | None = None
+        if memo is not None and self._base != digest:
+            encoded = memo.get(digest, fullCodec.name)
+        if encoded is None:
+            if context.encode is not None:
+                encoded = await context.encode(body, **kwargs)
+            else:
+                encoded = encodeVersion(body, **kwargs)
+            assert encoded is not None
+            if memo is not None and encoded.mode == FULL:
+                memo.put(encoded, fullCodec.name)
         if self._gone:
             return
-        flags = Flag(0)
-        if encoded.baseFound:
-            flags |= Flag.BASE_FOUND
         extra = [
             (b"railgun-codec", encoded.codec.encode("ascii")),
             (b"railgun-digest", encoded.digest.encode("ascii")),
             (b"railgun-length", b"%d" % encoded.length),
-            (b"railgun-flags", b"%x" % flags),
+            (b"railgun-flags", _BASE_FOUND if encoded.baseFound else _NO_FLAGS),
         ]
         self._sendHead(self._status, headers, encoded.mode, extra=extra, endStream=encoded.mode == SAME)
         context.stats.record(self._host, bodyBytesOnLink=len(encoded.payload))
@@ -406,7 +493,8 @@ class OriginStreamHandler(StreamProtocol):
     # Body forwarding (called by _BodyForwarder)
 
     def _bodyStarted(self, transport: Any) -> None:
-        tuneForVolume(transport)
+        # (makeOriginClient's agent tunes each origin connection's buffers
+        # once, when it is made.)
         self._responseTransport = transport
         # While a version is collected, nothing is written to the stream, so
         # the stream cannot pause the origin: the collection is bounded by
