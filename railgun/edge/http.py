@@ -6,11 +6,15 @@ oversized bodies), and request bodies streamed to the proxy as they arrive.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from io import BytesIO
 from typing import Any
 
+from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http
+from twisted.web.http_headers import Headers
 
 from railgun.edge.body import RequestBody
 
@@ -36,6 +40,27 @@ class EdgeRequest(http.Request):
 
     channel: EdgeChannel
     body: RequestBody | None = None
+    _onGone: Callable[[Failure], None] | None = None
+
+    def whenGone(self, callback: Callable[[Failure], None]) -> None:
+        """
+        Call C{callback} with the reason if the client's connection is lost
+        before the response is finished: what C{notifyFinish()}'s errback
+        tells, without a L{Deferred} for every request.
+        """
+        self._onGone = callback
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        onGone, self._onGone = self._onGone, None
+        if onGone is not None:
+            onGone(reason)
+
+    def finish(self) -> None:
+        super().finish()
+        # The callback holds whatever serves this request: let it go now
+        # rather than through the cycle collector.
+        self._onGone = None
 
     def gotLength(self, length: int | None) -> None:
         # Nothing is collected here: bodies stream (see RequestBody).
@@ -69,7 +94,12 @@ class EdgeRequest(http.Request):
             # Already being served; this only says the body is complete.
             self.body.finished()
             return
-        super().requestReceived(command, path, version)
+        # twisted.web's version also parses the query string and form
+        # bodies into args, which a proxy forwards untouched: skipped.
+        self.method, self.uri, self.clientproto = command, path, version
+        self.path = path.split(b"?", 1)[0]
+        self.args = {}
+        self.process()
 
     def write(self, data: bytes) -> None:
         if not self.startedWriting and self.body is not None and not self.body.complete:
@@ -95,6 +125,42 @@ class EdgeChannel(http.HTTPChannel):
 
     maxBodyBytes = 2 * 1024**3
     _bodyBytes = 0
+    _peer: IAddress | None = None
+    _host: IAddress | None = None
+    _secure: bool | None = None
+
+    # The addresses and the security of a connection do not change: asked
+    # for by every request (twisted.web's Request.__init__ takes both
+    # addresses, getHost being a system call), they are looked up once.
+
+    def getPeer(self) -> IAddress:
+        if self._peer is None:
+            self._peer = super().getPeer()
+        return self._peer
+
+    def getHost(self) -> IAddress:
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
+
+    def isSecure(self) -> bool:
+        if self._secure is None:
+            self._secure = super().isSecure()
+        return self._secure
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        if not isinstance(headers, Headers):
+            super().writeHeaders(version, code, reason, headers)
+            return
+        # As twisted.web writes them, in one piece rather than as a
+        # sequence of small strings each checked by the transport.
+        parts = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        assert self.transport is not None
+        self.transport.write(b"".join(parts))
 
     def lineReceived(self, line: bytes) -> None:
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:

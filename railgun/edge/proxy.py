@@ -6,6 +6,7 @@ response, with the C{Railgun} diagnostic header.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from attrs import define, field
@@ -18,14 +19,20 @@ from railgun.delta.content import chooseEncoding, encodeBody, isDeltaEligible
 from railgun.delta.digest import isValidDigest
 from railgun.delta.siblings import SiblingIndex
 from railgun.edge.links import LinkPool
-from railgun.http.diagnostic import Flag, RailgunDiagnostic, formatDirect, linkRatio
-from railgun.http.headers import addForwarding, fromRawHeaders, stripHopByHop
+from railgun.http.diagnostic import Flag, formatDiagnostic, formatDirect, linkRatio
+from railgun.http.headers import (
+    HOP_BY_HOP,
+    HeaderList,
+    addForwarding,
+    connectionTokens,
+    stripHopByHop,
+)
 from railgun.http.messages import (
+    CONTROL_PREFIX,
     BadMessage,
     RequestHead,
     ResponseHead,
     splitControl,
-    stripControl,
 )
 from railgun.http.routing import BadHost, HostMap, normalizeHost
 from railgun.link.errors import ErrorCode, LinkLost, LinkUnavailable, StreamRefused
@@ -42,6 +49,41 @@ RAILGUN_VERSION = "0100"
 #: methods that may be sent again on another link if the first one died
 #: before any response arrived (RFC 9110 9.2.2).
 IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])
+
+# The diagnostic flags as plain ints: IntFlag arithmetic costs a few
+# microseconds per request.
+_LINK_REUSED = Flag.LINK_REUSED.value
+_BASE_SENT = Flag.BASE_SENT.value
+_BASE_FOUND = Flag.BASE_FOUND.value
+_RETRIED = Flag.RETRIED.value
+_DELTA = Flag.DELTA.value
+_SAME = Flag.SAME.value
+_COMPRESSED = Flag.COMPRESSED.value
+
+# Request headers the edge does not forward: the hop-by-hop ones, Host (it
+# travels as :authority) and Content-Length (written from the body).
+_NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length"}
+
+# Headers that addForwarding extends rather than appends.
+_FORWARDING = frozenset([b"x-forwarded-for", b"forwarded", b"via"])
+
+_CONTROL_PREFIX_LENGTH = len(CONTROL_PREFIX)
+
+#: how a versioned body crosses the link, by its C{railgun-body} value.
+_VERSION_MODES = {b"same": SAME, b"delta": DELTA, b"full": FULL}
+
+
+@functools.lru_cache(maxsize=4096)  # pure; a client sends request after request
+def _forwardingHeaders(clientAddress: str, host: bytes, proto: str) -> tuple[tuple[bytes, bytes], ...]:
+    """
+    This hop's X-Forwarded-For, Forwarded and Via headers, for a request
+    that has none of them (so that addForwarding would only append them).
+    """
+    return tuple(addForwarding([], clientAddress=clientAddress, host=host, proto=proto))
+
+
+def _logLookupFailure(failure: Failure) -> None:
+    log.failure("edge cache lookup failed", failure)
 
 
 
@@ -126,24 +168,44 @@ class EdgeProxy:
         # The edge names the version it holds for this URL, if any.
         d = self.cache.get(exchange.cacheKey)
         d.addCallback(exchange.gotBase)
-        d.addErrback(lambda f: log.failure("edge cache lookup failed", f))
+        d.addErrback(_logLookupFailure)
 
     def _requestHead(self, request: Any, rawHost: bytes) -> RequestHead:
-        headers = stripControl(stripHopByHop(fromRawHeaders(request.requestHeaders.getAllRawHeaders())))
-        headers = [(n, v) for n, v in headers if n not in (b"host", b"content-length")]
+        """
+        The head to forward: the client's end-to-end headers, lowercase,
+        without link-control ones, then Content-Length, then this hop's
+        forwarding headers.
+        """
+        requestHeaders = request.requestHeaders
+        drop = _NOT_FORWARDED
+        connection = requestHeaders.getRawHeaders(b"connection")
+        if connection:
+            drop = drop | connectionTokens([(b"connection", value) for value in connection])
+        # One pass for what fromRawHeaders, stripHopByHop and stripControl
+        # do in three.
+        headers: HeaderList = []
+        forwarding = False
+        for name, values in requestHeaders.getAllRawHeaders():
+            name = name.lower()
+            if name in drop or name[:_CONTROL_PREFIX_LENGTH] == CONTROL_PREFIX:
+                continue
+            if name in _FORWARDING:
+                forwarding = True
+            for value in values:
+                headers.append((name, value))
         body = request.body
         if body is not None and body.length is not None:
             headers.append((b"content-length", b"%d" % body.length))
-        peer = request.getClientAddress()
-        headers = addForwarding(
-            headers,
-            clientAddress=getattr(peer, "host", "unknown"),
-            host=rawHost,
-            proto="https" if request.isSecure() else "http",
-        )
+        secure = request.isSecure()
+        clientAddress = getattr(request.getClientAddress(), "host", "unknown")
+        proto = "https" if secure else "http"
+        if forwarding:
+            headers = addForwarding(headers, clientAddress=clientAddress, host=rawHost, proto=proto)
+        else:
+            headers += _forwardingHeaders(clientAddress, rawHost, proto)
         return RequestHead(
             method=request.method.upper(),
-            scheme=b"https" if request.isSecure() else b"http",
+            scheme=b"https" if secure else b"http",
             authority=rawHost,
             path=_originForm(request.uri),
             headers=headers,
@@ -177,7 +239,7 @@ class _Exchange:
         self.host = host
         self.pool = pool
         self.head = head
-        self.flags = Flag(0)
+        self.flags = 0  # Flag bits, as an int
         self.body = request.body
         self.attempts = 0
         self.stream: Any = None
@@ -188,7 +250,7 @@ class _Exchange:
         self.baseIsSibling = False
         self.hostKey = host.encode("utf-8")
         self.cacheKey = self.hostKey + b" " + head.path
-        request.notifyFinish().addErrback(self._clientGone)
+        request.whenGone(self._clientGone)
 
     def gotBase(self, cached: bytes | None, sibling: bool = False) -> None:
         if self.done:
@@ -203,7 +265,7 @@ class _Exchange:
             if other is not None and self.proxy.cache is not None:
                 d = self.proxy.cache.get(self.hostKey + b" " + other)
                 d.addCallback(self.gotBase, sibling=True)
-                d.addErrback(lambda f: log.failure("edge cache lookup failed", f))
+                d.addErrback(_logLookupFailure)
                 return
         self.start()
 
@@ -211,9 +273,9 @@ class _Exchange:
         headers = self.head.toLinkHeaders()
         if self.base is not None:
             headers.append((b"railgun-base", self.base[0].encode("ascii")))
-            self.flags |= Flag.BASE_SENT
+            self.flags |= _BASE_SENT
         else:
-            self.flags &= ~Flag.BASE_SENT
+            self.flags &= ~_BASE_SENT
         return headers
 
     def refetchInFull(self, why: str) -> None:
@@ -243,7 +305,7 @@ class _Exchange:
             return
         link, reused = choice
         if reused:
-            self.flags |= Flag.LINK_REUSED
+            self.flags |= _LINK_REUSED
         handler = EdgeStreamHandler(self)
         try:
             self.stream = link.openStream(
@@ -361,7 +423,7 @@ class _Exchange:
                 host=self.host,
                 why=reason.getErrorMessage(),
             )
-            self.flags |= Flag.RETRIED
+            self.flags |= _RETRIED
             if body is not None:
                 body.releaseConsumer()
             self.start(exclude=self.link)
@@ -418,8 +480,8 @@ class EdgeStreamHandler(StreamProtocol):
         self._status = head.status
         self._headers = stripHopByHop(endToEnd)
         self._control = control
-        mode = control.get(b"railgun-body", b"raw").decode("ascii", "replace")
-        if mode in (SAME, DELTA, FULL):
+        mode = _VERSION_MODES.get(control.get(b"railgun-body", b"raw"))
+        if mode is not None:
             # A version: held (bounded) until it is complete and checked.
             self._mode = mode
             if endStream:
@@ -436,15 +498,14 @@ class EdgeStreamHandler(StreamProtocol):
         request.registerProducer(self.transport, True)
 
     def _diagnostic(self, ratio: float) -> bytes:
-        exchange = self._exchange
         originFlags = _int(self._control.get(b"railgun-flags"), 16)
-        return RailgunDiagnostic(
-            requestId=self.transport.requestId,
-            ratio=ratio,
-            originSeconds=_float(self._control.get(b"railgun-origin-time")),
-            flags=exchange.flags | (Flag(originFlags) & Flag.BASE_FOUND),
-            version=RAILGUN_VERSION,
-        ).format()
+        return formatDiagnostic(
+            self.transport.requestId,
+            ratio,
+            _float(self._control.get(b"railgun-origin-time")),
+            self._exchange.flags | (originFlags & _BASE_FOUND),
+            RAILGUN_VERSION,
+        )
 
     def _serveVersion(self) -> None:
         exchange = self._exchange
@@ -490,11 +551,11 @@ class EdgeStreamHandler(StreamProtocol):
                 proxy.siblings.remember(exchange.hostKey, exchange.head.path)
         request = exchange.request
         if self._mode == SAME:
-            exchange.flags |= Flag.SAME
+            exchange.flags |= _SAME
         elif self._mode == DELTA:
-            exchange.flags |= Flag.DELTA
+            exchange.flags |= _DELTA
         elif codecName != "identity":
-            exchange.flags |= Flag.COMPRESSED
+            exchange.flags |= _COMPRESSED
         exchange.cancelTimer()
         self._headersSent = True
         request.setResponseCode(self._status)
@@ -586,6 +647,9 @@ def _clientCoding(request: Any, headers: list[tuple[bytes, bytes]]) -> bytes | N
     The content coding to serve a rebuilt (identity) body in, from the
     client's Accept-Encoding, for text-like bodies only.
     """
+    acceptEncoding = request.requestHeaders.getRawHeaders(b"accept-encoding", [None])[0]
+    if acceptEncoding is None:
+        return None  # identity, whatever the body (the cheap test first)
     contentType = None
     for name, value in headers:
         if name == b"content-encoding":
@@ -594,7 +658,7 @@ def _clientCoding(request: Any, headers: list[tuple[bytes, bytes]]) -> bytes | N
             contentType = value
     if not isDeltaEligible(b"GET", 200, contentType, None, 1):
         return None
-    return chooseEncoding(request.requestHeaders.getRawHeaders(b"accept-encoding", [None])[0])
+    return chooseEncoding(acceptEncoding)
 
 
 def _float(value: bytes | None) -> float:

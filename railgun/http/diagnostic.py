@@ -144,6 +144,40 @@ class RailgunDiagnostic:
         )
 
 
+_NUMBER_TYPES = (int, float)
+
+
+def formatDiagnostic(
+    requestId: str, ratio: float, originSeconds: float, flags: int, version: str
+) -> bytes:
+    """
+    Write a diagnostic header value from its fields: what
+    C{RailgunDiagnostic(...).format()} writes, and the same C{ValueError}
+    for a bad field, without building the object (the edge writes one per
+    response).
+
+    @return: C{<id> <ratio> <origin-seconds> <flags-hex> <version>}.
+    @raise ValueError: for a field L{RailgunDiagnostic} refuses.
+    """
+    if (
+        ratio.__class__ in _NUMBER_TYPES
+        and 0 <= ratio < math.inf
+        and originSeconds.__class__ in _NUMBER_TYPES
+        and 0 <= originSeconds < math.inf
+        and flags.__class__ is int
+        and 0 <= flags <= _MAX_FLAGS
+        and requestId.__class__ is str
+        and _WORD.match(requestId)
+        and version.__class__ is str
+        and _WORD.match(version)
+    ):
+        return b"%s %.2f %.6f %04x %s" % (
+            requestId.encode("ascii"), ratio, originSeconds, flags, version.encode("ascii")
+        )
+    # Something is wrong (or unusual, such as a Flag): the full checks say what.
+    return RailgunDiagnostic(requestId, ratio, originSeconds, flags, version).format()  # type: ignore[arg-type]
+
+
 def formatDirect(reason: str) -> bytes:
     """
     Write the diagnostic for a response fetched without a link.

@@ -5,6 +5,7 @@ role) serves a request, by its normalized host name.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
@@ -107,6 +108,7 @@ def _splitAuthority(text: str, *, allowEmptyPort: bool) -> tuple[str, int | None
     return host, _port(port, text, allowEmpty=allowEmptyPort)
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and every request asks for its Host's
 def normalizeHost(authority: bytes) -> str:
     """
     The host name a request is routed on.
