@@ -194,6 +194,53 @@ class OriginHandlerTests(_HandlerBase):
         self.assertEqual(calls, [len(b"<p>hello</p>\n" * 200)])
 
 
+    def test_unchangedVersionStoredOncePerRefresh(self):
+        """
+        A page served unchanged is written to the store once, not at every
+        request, and again once the refresh interval has passed.
+        """
+        writes = []
+        store = self.context.store
+
+        class Counting:
+            def get(self, key):
+                return store.get(key)
+
+            def set(self, key, value):
+                writes.append(key)
+                return store.set(key, value)
+
+        self.context.store = Counting()
+        request = RequestHead(b"GET", b"http", b"www.example.test", b"/page", [])
+        first = self.exchange(request)
+        _, control = splitControl(ResponseHead.fromLinkHeaders(first.heads[0]).headers)
+        digest = control[b"railgun-digest"]
+        same = RequestHead(
+            b"GET", b"http", b"www.example.test", b"/page", [(b"railgun-base", digest)]
+        )
+        for _ in range(3):
+            self.exchange(same)
+        self.assertEqual(writes, [digest])
+        self.clock.advance(self.context.recentlyStored.refresh)
+        self.exchange(same)
+        self.assertEqual(writes, [digest, digest])
+
+    def test_recentlyStoredBounded(self):
+        """
+        The memo of writes forgets the oldest versions past its bound, and
+        a forgotten version is due again.
+        """
+        from railgun.origin.handler import RecentlyStored
+
+        recent = RecentlyStored(refresh=60.0, maxItems=2)
+        for digest in ("a", "b", "c"):
+            recent.wrote(digest, 0.0)
+        self.assertTrue(recent.due("a", 1.0))
+        self.assertFalse(recent.due("b", 1.0))
+        self.assertFalse(recent.due("c", 59.9))
+        self.assertTrue(recent.due("c", 60.0))
+
+
 class FetchFailureTests(SynchronousTestCase):
     """
     L{classifyFetchFailure}: dead origins are 502s, slow ones 504s.

@@ -104,6 +104,41 @@ class FullEncodings:
 
 
 @define
+class RecentlyStored:
+    """
+    When the origin role last wrote each version to its store, so that a
+    page served unchanged again and again is not written again at every
+    request: with memcached that is the whole body over the network each
+    time. The write is repeated after C{refresh} seconds, well within a
+    memcached TTL, so a version in steady use stays stored.
+
+    @ivar refresh: seconds after which a version is written again.
+    @ivar maxItems: versions remembered at most (oldest forgotten first;
+        forgetting one only costs a write).
+    """
+
+    refresh: float = 60.0
+    maxItems: int = 4096
+    _written: OrderedDict[str, float] = field(factory=OrderedDict, init=False)
+
+    def due(self, digest: str, now: float) -> bool:
+        """
+        @return: whether the version C{digest} should be written at C{now}.
+        """
+        last = self._written.get(digest)
+        return last is None or now - last >= self.refresh
+
+    def wrote(self, digest: str, now: float) -> None:
+        """
+        Remember that C{digest} was written at C{now}.
+        """
+        self._written.pop(digest, None)
+        self._written[digest] = now
+        while len(self._written) > self.maxItems:
+            self._written.popitem(last=False)
+
+
+@define
 class OriginContext:
     """
     What every stream handler of one origin role shares.
@@ -141,6 +176,10 @@ class OriginContext:
     fullEncodings: FullEncodings = field(factory=lambda: FullEncodings())
     """
     The latest whole-body encodings, reused for a body sent again unchanged.
+    """
+    recentlyStored: RecentlyStored = field(factory=lambda: RecentlyStored())
+    """
+    When each version was last written to the store.
     """
     _chosen: dict[tuple[str, ...], tuple[Any, Any]] = field(factory=dict, init=False)
 
@@ -396,7 +435,10 @@ class OriginStreamHandler(StreamProtocol):
                 context.stats.record(self._host, storeMisses=1)
                 context.stats.count(self._host, "fallbacks", "base-missing-at-origin")
         if store is not None:
-            store.set(digest.encode("ascii"), body)
+            now = context.clock.seconds()
+            if context.recentlyStored.due(digest, now):
+                store.set(digest.encode("ascii"), body)
+                context.recentlyStored.wrote(digest, now)
         deltaCodec, fullCodec = context.codecsFor(self.transport.link.peerCodecs)
         kwargs: dict[str, Any] = dict(
             baseDigest=self._base,
