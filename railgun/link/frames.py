@@ -532,9 +532,12 @@ class FrameParser:
         frame objects; every other frame is parsed and checked as by
         L{feed}.
 
-        The bytes are parsed where they are when nothing is buffered, so a
-        payload is copied once (sliced out of C{data}); only an incomplete
-        frame at the end is kept, and completed from the next call.
+        Frames are parsed where they are in C{data}, so a payload is copied
+        once (sliced out of C{data}).  Only an incomplete frame at the end
+        is kept; the next call completes it with just the bytes it lacks
+        and parses the rest of its input in place again (a link delivers
+        up to a socket read at once: appending all of it to the buffer
+        would copy every byte once more).
 
         @param data: the next bytes from the peer, split anywhere.
         @return: the complete frames, in order.
@@ -542,55 +545,93 @@ class FrameParser:
         """
         if self._failed is not None:
             raise self._failed
-        buf = self._buffer
-        if buf:
-            buf += data
-            source: bytes | bytearray = buf
-        elif data.__class__ is bytes:
-            source = data
-        else:
-            source = bytes(data)
+        if data.__class__ is not bytes:
+            data = bytes(data)
         frames: list[RawFrame | Frame] = []
-        append = frames.append
-        pos = 0
-        end = len(source)
-        unpack = _header.unpack_from
-        isBytes = source.__class__ is bytes
-        view = None if isBytes else memoryview(source)
         try:
-            while end - pos >= HEADER_SIZE:
-                high, low, frameType, flags, streamId = unpack(source, pos)
-                length = (high << 16) | low
-                streamId &= _STREAM_MASK
-                if frameType > TYPE_HEADERS or not streamId or length > self.maxFrameSize:
-                    self._checkHeader(frameType, streamId, length)
-                elif frameType == TYPE_HEADERS and length > self.maxHeaderBlock:
-                    self._checkHeader(frameType, streamId, length)
-                start = pos + HEADER_SIZE
-                if end - start < length:
-                    break
-                pos = start + length
-                payload: bytes
-                if view is None:
-                    payload = source[start:pos]  # type: ignore[assignment]
-                else:
-                    payload = bytes(view[start:pos])
-                if frameType <= TYPE_HEADERS:
-                    append((frameType, streamId, flags, payload))
-                else:
-                    append(_parsePayload(frameType, flags, streamId, payload))
+            pos = self._completeBuffered(data, frames) if self._buffer else 0
+            if pos < 0:
+                return frames
+            pos = self._parseFrom(data, pos, frames)
+            if pos < len(data):
+                self._buffer += memoryview(data)[pos:]
         except ProtocolError as e:
             self._failed = e
             raise
-        finally:
-            if view is not None:
-                view.release()
-            if isBytes:
-                if pos < end:
-                    buf += source[pos:] if pos else source
-            else:
-                del buf[:pos]
         return frames
+
+    def _completeBuffered(self, data: bytes, frames: list[RawFrame | Frame]) -> int:
+        """
+        Complete the buffered partial frame from the start of C{data}.
+
+        @return: where the rest of C{data} starts, or -1 when all of it went
+            into the buffer (the frame is still incomplete).
+        """
+        buf = self._buffer
+        taken = 0
+        if len(buf) < HEADER_SIZE:
+            taken = min(HEADER_SIZE - len(buf), len(data))
+            buf += data[:taken]
+            if len(buf) < HEADER_SIZE:
+                return -1
+        high, low, frameType, flags, streamId = _header.unpack_from(buf, 0)
+        length = (high << 16) | low
+        streamId &= _STREAM_MASK
+        self._checkFast(frameType, streamId, length)
+        need = HEADER_SIZE + length - len(buf)
+        if len(data) - taken < need:
+            buf += memoryview(data)[taken:]
+            return -1
+        buf += memoryview(data)[taken : taken + need]
+        payload = bytes(memoryview(buf)[HEADER_SIZE:])
+        buf.clear()
+        if frameType <= TYPE_HEADERS:
+            frames.append((frameType, streamId, flags, payload))
+        else:
+            frames.append(_parsePayload(frameType, flags, streamId, payload))
+        return taken + need
+
+    def _checkFast(self, frameType: int, streamId: int, length: int) -> None:
+        """
+        L{_checkHeader}, skipped for the common valid DATA/HEADERS header.
+        """
+        if frameType > TYPE_HEADERS or not streamId or length > self.maxFrameSize:
+            self._checkHeader(frameType, streamId, length)
+        elif frameType == TYPE_HEADERS and length > self.maxHeaderBlock:
+            self._checkHeader(frameType, streamId, length)
+
+    def _parseFrom(
+        self, source: bytes, pos: int, frames: list[RawFrame | Frame]
+    ) -> int:
+        """
+        Parse the complete frames of C{source} from C{pos}, checking each
+        header (also that of an incomplete frame at the end) before its
+        payload is taken.
+
+        @return: where the first incomplete frame starts.
+        """
+        append = frames.append
+        end = len(source)
+        unpack = _header.unpack_from
+        maxFrameSize = self.maxFrameSize
+        maxHeaderBlock = self.maxHeaderBlock
+        while end - pos >= HEADER_SIZE:
+            high, low, frameType, flags, streamId = unpack(source, pos)
+            length = (high << 16) | low
+            streamId &= _STREAM_MASK
+            if frameType > TYPE_HEADERS or not streamId or length > maxFrameSize:
+                self._checkHeader(frameType, streamId, length)
+            elif frameType == TYPE_HEADERS and length > maxHeaderBlock:
+                self._checkHeader(frameType, streamId, length)
+            start = pos + HEADER_SIZE
+            if end - start < length:
+                break
+            pos = start + length
+            if frameType <= TYPE_HEADERS:
+                append((frameType, streamId, flags, source[start:pos]))
+            else:
+                append(_parsePayload(frameType, flags, streamId, source[start:pos]))
+        return pos
 
     def _checkHeader(self, frameType: int, streamId: int, length: int) -> None:
         """
