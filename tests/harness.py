@@ -176,6 +176,11 @@ class Hang(Resource):
         return NOT_DONE_YET
 
 
+#: A text page large enough (over 128 KiB) for the edge to compress it for
+#: clients in its thread pool.
+LARGE_TEXT = b"".join(changingPage(v) for v in range(5))
+
+
 def originSite(bigSize: int = 1 << 20) -> tuple[Site, dict[str, Any]]:
     root = Resource()
     pages = {"changing": Changing(), "big": Big(bigSize)}
@@ -185,6 +190,7 @@ def originSite(bigSize: int = 1 << 20) -> tuple[Site, dict[str, Any]]:
     root.putChild(b"upload", Upload())
     root.putChild(b"hang", Hang())
     root.putChild(b"static", Data(b"<p>the same page whatever the query</p>\n" * 50, "text/html"))
+    root.putChild(b"largetext", Data(LARGE_TEXT, "text/html"))
     site = Site(root)
     site.displayTracebacks = False
     return site, pages

@@ -18,8 +18,16 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import FileBodyProducer
 from twisted.web.http_headers import Headers
 
+from railgun.delta.content import CLIENT_ENCODE_IN_THREAD_ABOVE
 from railgun.http.diagnostic import Flag, RailgunDiagnostic
-from tests.harness import HOST, Deployment, changingPage, pattern, rawRequest
+from tests.harness import (
+    HOST,
+    LARGE_TEXT,
+    Deployment,
+    changingPage,
+    pattern,
+    rawRequest,
+)
 
 
 class _Base(TestCase):
@@ -257,6 +265,27 @@ class DeltaTests(_Base):
         self.assertEqual(response.headers.getRawHeaders(b"content-encoding"), [b"gzip"])
         self.assertEqual(gzip.decompress(body), changingPage(1))
         self.assertIn(b"Accept-Encoding", b",".join(response.headers.getRawHeaders(b"vary")))
+
+    @inlineCallbacks
+    def test_largeCompressedForClient(self):
+        """
+        A rebuilt body large enough to be compressed in the edge's thread
+        pool reaches the client intact in each coding, first in full, then
+        as 'same'.
+        """
+        import gzip
+
+        import brotli
+
+        decoders = {b"gzip": gzip.decompress, b"br": brotli.decompress}
+        self.assertGreater(len(LARGE_TEXT), CLIENT_ENCODE_IN_THREAD_ABOVE)
+        for coding in (b"gzip", b"br", b"gzip"):
+            response, body = yield self.d.fetch(
+                "/largetext", headers={b"accept-encoding": [coding]}
+            )
+            self.assertEqual(response.headers.getRawHeaders(b"content-encoding"), [coding])
+            self.assertEqual(decoders[coding](body), LARGE_TEXT)
+        self.assertEqual(self.d.edge.stats.total.bodies["same"], 2)
 
 
 class FailureTests(_Base):

@@ -19,9 +19,11 @@ from railgun.delta.codec import (
     deferEncode,
 )
 from railgun.delta.content import (
+    CLIENT_ENCODE_IN_THREAD_ABOVE,
     ContentDecodingError,
     chooseEncoding,
     decodeContentEncoding,
+    deferEncodeBody,
     encodeBody,
     isDeltaEligible,
     isTextLike,
@@ -30,6 +32,7 @@ from railgun.delta.digest import DIGEST_RE, isValidDigest, versionDigest
 from railgun.delta.siblings import SiblingIndex
 
 __all__ = [
+    "CLIENT_ENCODE_IN_THREAD_ABOVE",
     "CodecRegistry",
     "ContentDecodingError",
     "DIGEST_RE",
@@ -46,6 +49,7 @@ __all__ = [
     "codecs",
     "decodeContentEncoding",
     "deferEncode",
+    "deferEncodeBody",
     "defaultRegistry",
     "encodeBody",
     "isDeltaEligible",

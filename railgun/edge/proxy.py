@@ -7,9 +7,11 @@ response, with the C{Railgun} diagnostic header.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from attrs import define, field
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -132,6 +134,12 @@ class EdgeProxy:
     URLs recently served per host: a URL the edge holds no version of
     names a sibling's version as its base (measured to pay: see
     docs/benchmarks.md).
+    """
+    encodeForClient: Callable[[bytes, bytes], Deferred[bytes]] | None = None
+    """
+    Compresses a rebuilt body in a content coding for the client, off the
+    reactor thread when it is large (see L{railgun.edge.service}); L{None}
+    compresses inline.
     """
 
     def handle(self, request: Any) -> None:
@@ -450,6 +458,9 @@ class EdgeStreamHandler(StreamProtocol):
         self._exchange = exchange
         self._headersSent = False
         self._finished = False
+        # A rebuilt body is being compressed for the client in a thread: the
+        # stream is over, the response is not written yet.
+        self._encoding = False
         self._served = 0
         self._linkBytes = 0
         self._mode = RAW
@@ -561,10 +572,43 @@ class EdgeStreamHandler(StreamProtocol):
         request.setResponseCode(self._status)
         for name, value in self._headers:
             request.responseHeaders.addRawHeader(name, value)
-        served = body
         coding = _clientCoding(request, self._headers)
+        if coding is None:
+            self._respond(body, len(payload), None, body)
+        elif proxy.encodeForClient is None:
+            self._respond(body, len(payload), coding, encodeBody(body, coding))
+        else:
+            self._encoding = True
+            d = proxy.encodeForClient(body, coding)
+            d.addCallback(lambda served: self._encoded(body, len(payload), coding, served))
+            d.addErrback(self._encodeFailed)
+
+    def _encoded(self, body: bytes, linkBytes: int, coding: bytes, served: bytes) -> None:
+        self._encoding = False
+        if self._exchange.done:
+            return  # the client went away meanwhile
+        self._respond(body, linkBytes, coding, served)
+
+    def _encodeFailed(self, failure: Failure) -> None:
+        self._encoding = False
+        log.failure("compressing a response for the client", failure)
+        exchange = self._exchange
+        if not exchange.done:
+            self._finished = True
+            exchange.done = True
+            respondPlain(exchange.request, 500, "railgun: could not compress the response")
+
+    def _respond(
+        self, body: bytes, linkBytes: int, coding: bytes | None, served: bytes
+    ) -> None:
+        """
+        Write the response of a rebuilt version: C{served} is C{body} in the
+        client's content C{coding}, or C{body} itself.
+        """
+        exchange = self._exchange
+        proxy = exchange.proxy
+        request = exchange.request
         if coding is not None:
-            served = encodeBody(body, coding)
             request.responseHeaders.setRawHeaders(b"content-encoding", [coding])
             # Another representation: a strong validator of the identity
             # body must not vouch for these bytes (RFC 9110 8.8.3).
@@ -577,11 +621,11 @@ class EdgeStreamHandler(StreamProtocol):
             if not any(b"accept-encoding" in v.lower() or v.strip() == b"*" for v in vary):
                 request.responseHeaders.addRawHeader(b"vary", b"Accept-Encoding")
         request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(served)])
-        ratio = linkRatio(len(payload), len(body))
+        ratio = linkRatio(linkBytes, len(body))
         request.responseHeaders.setRawHeaders(b"railgun", [self._diagnostic(ratio)])
         proxy.stats.count(exchange.host, "bodies", self._mode)
         self._served = len(body)
-        self._linkBytes = len(payload)
+        self._linkBytes = linkBytes
         request.write(served)
         self._finish()
 
@@ -601,7 +645,7 @@ class EdgeStreamHandler(StreamProtocol):
         self._exchange.request.write(data)
 
     def readConnectionLost(self) -> None:
-        if self._finished:
+        if self._finished or self._encoding:
             return
         if self._mode != RAW and not self._headersSent:
             self._serveVersion()
@@ -628,7 +672,7 @@ class EdgeStreamHandler(StreamProtocol):
             request.finish()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        if not self._finished:
+        if not self._finished and not self._encoding:
             request = self._exchange.request
             if self._headersSent and not request._disconnected and not request.finished:
                 request.unregisterProducer()

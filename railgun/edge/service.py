@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from railgun._listening import ListeningPort
 from railgun.config import EdgeConfig
 from railgun.delta.codec import defaultRegistry
+from railgun.delta.content import deferEncodeBody
 from railgun.delta.siblings import SiblingIndex
 from railgun.edge.direct import DirectFetcher
 from railgun.edge.http import EdgeHTTPFactory
@@ -98,6 +99,9 @@ class EdgeService(MultiService):
             codecs=defaultRegistry(),
             deltaMaxSize=config.delta.maxSize,
             siblings=SiblingIndex() if config.delta.enabled else None,
+            encodeForClient=lambda body, coding: deferEncodeBody(
+                reactor, reactor.getThreadPool(), body, coding
+            ),
         )
         self._listening = ListeningPort("edge serving HTTP")
 
