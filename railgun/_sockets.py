@@ -7,8 +7,10 @@ a transport's producer once that much is waiting to be written. For a link
 carrying many streams, or a large body, that is one system call, one
 Python callback and one TLS slice batch per 64 KiB: raising it to 256 KiB
 was measured to lift bulk transfers by 15-30% (docs/benchmarks.md). Client
-connections at the edge keep the default: there are many of them, and the
-write threshold bounds what a slow client can make the edge hold.
+connections at the edge keep the default (there are many of them, and the
+write threshold bounds what a slow client can make the edge hold), except
+one that starts sending a body over 1 MiB or chunked
+(L{railgun.edge.http.LARGE_BODY}): its reads are the upload's.
 """
 
 from __future__ import annotations

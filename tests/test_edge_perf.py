@@ -9,17 +9,19 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 
+from railgun._sockets import TUNED_BUFFER
 from railgun.delta.digest import versionDigest
-from railgun.edge.http import EdgeHTTPFactory
+from railgun.edge.http import LARGE_BODY, EdgeHTTPFactory
 from railgun.edge.proxy import EdgeProxy
 from railgun.http.diagnostic import Flag, RailgunDiagnostic, formatDiagnostic
 from railgun.http.headers import addForwarding, validHeaderValue, validHeaderValues
@@ -329,3 +331,65 @@ class ValidHeaderValuesTests(SynchronousTestCase):
         self.assertFalse(validHeaderValues([b"a\nb", b"c"]))
         self.assertFalse(validHeaderValues([b"a\n"]))
         self.assertTrue(validHeaderValues([b"a", b"", b"b c"]))
+
+
+class _SocketLike(FileDescriptor):
+    """
+    A transport that L{railgun._sockets.tuneForVolume} treats as a socket,
+    over a memory reactor.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(MemoryReactor())
+        self.written = b""
+
+    def writeSomeData(self, data: bytes) -> int:
+        self.written += bytes(data)
+        return len(data)
+
+    def getPeer(self) -> Any:
+        return IPv4Address("TCP", "192.0.2.7", 40000)
+
+    def getHost(self) -> Any:
+        return IPv4Address("TCP", "127.0.0.1", 8080)
+
+
+class LargeUploadTests(SynchronousTestCase):
+    """
+    A connection that starts a large upload reads in large pieces.
+    """
+
+    def _start(self, head: bytes) -> _SocketLike:
+        factory, _ = _edge(Clock())
+        factory = EdgeHTTPFactory(
+            factory.proxy, reactor=Clock(), maxHeaderBytes=16384, maxBodyBytes=1 << 30
+        )
+        channel = factory.buildProtocol(None)
+        transport = _SocketLike()
+        channel.makeConnection(transport)
+        channel.dataReceived(head)
+        return transport
+
+    def test_largeBodyTuned(self) -> None:
+        """
+        A body over 1 MiB, or chunked, raises the connection's read size.
+        """
+        big = self._start(
+            b"PUT /u HTTP/1.1\r\nHost: bench.local\r\nContent-Length: %d\r\n\r\n"
+            % (LARGE_BODY + 1)
+        )
+        self.assertEqual(big.bufferSize, TUNED_BUFFER)
+        chunked = self._start(
+            b"PUT /u HTTP/1.1\r\nHost: bench.local\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        self.assertEqual(chunked.bufferSize, TUNED_BUFFER)
+
+    def test_smallBodyUntouched(self) -> None:
+        """
+        A small body leaves the default read size (many client connections,
+        each bounded by it).
+        """
+        small = self._start(
+            b"PUT /u HTTP/1.1\r\nHost: bench.local\r\nContent-Length: %d\r\n\r\n" % LARGE_BODY
+        )
+        self.assertEqual(small.bufferSize, FileDescriptor.bufferSize)

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.http_headers import Headers
 
+from railgun._sockets import tuneForVolume
 from railgun.edge.body import RequestBody
 
 log = Logger()
@@ -27,6 +28,12 @@ def _rawResponse(status: int, reason: bytes, message: bytes) -> bytes:
         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
         % (status, reason, len(message), message)
     )
+
+
+#: A request body larger than this (or chunked) gets its connection's read
+#: size raised (L{tuneForVolume}): 64 KiB reads cost the edge ~15% more CPU
+#: per uploaded byte than 256 KiB ones.
+LARGE_BODY = 1024 * 1024
 
 
 class EdgeRequest(http.Request):
@@ -71,6 +78,8 @@ class EdgeRequest(http.Request):
             self.body = RequestBody(
                 length, transport.pauseProducing, transport.resumeProducing  # type: ignore[attr-defined]
             )
+            if length is None or length > LARGE_BODY:
+                tuneForVolume(transport)
 
     def startStreaming(self, command: bytes, path: bytes, version: bytes) -> None:
         """
