@@ -11,7 +11,7 @@ from typing import Any
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from railgun.http.routing import LinkAddress
 from railgun.link.factory import LinkClientFactory
 from railgun.link.protocol import LinkProtocol
-from railgun.tls import Credentials, clientOptions
+from railgun.tls import Credentials, clientOptions, wrapLinkClientTLS
 
 log = Logger()
 
@@ -62,7 +62,7 @@ class LinkPool(MultiService):
         backoff = backoffPolicy(initialDelay=0.2, maxDelay=30.0)
         options = clientOptions(credentials, tlsName or address.host)
         for _ in range(size):
-            endpoint = wrapClientTLS(
+            endpoint = wrapLinkClientTLS(
                 options,
                 HostnameEndpoint(reactor, address.host, address.port, timeout=connectTimeout),
             )

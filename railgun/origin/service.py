@@ -12,7 +12,6 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from railgun._listening import ListeningPort
 from railgun.config import OriginConfig, StoreConfig
@@ -23,7 +22,7 @@ from railgun.origin.handler import OriginContext, OriginStreamHandler
 from railgun.stats import Stats
 from railgun.stores.interfaces import IVersionStore
 from railgun.stores.memory import MemoryVersionStore
-from railgun.tls import Credentials, loadCredentials, serverOptions
+from railgun.tls import Credentials, LinkTLSFactory, loadCredentials, serverOptions
 from railgun.versions import EncodedVersion, encodeVersion
 
 log = Logger()
@@ -100,7 +99,7 @@ class OriginService(Service):
             streamFactory=lambda stream: OriginStreamHandler(context),
             **config.link.linkOptions(),
         )
-        tlsFactory = TLSMemoryBIOFactory(
+        tlsFactory = LinkTLSFactory(
             serverOptions(self._credentials), False, self._linkFactory
         )
         endpoint = serverFromString(self._reactor, config.linkListen)
