@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from treq.testing import RequestTraversalAgent
 from twisted.internet import error as ierror
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.test.iosim import connectedServerAndClient
@@ -224,6 +224,27 @@ class OriginHandlerTests(_HandlerBase):
         self.clock.advance(self.context.recentlyStored.refresh)
         self.exchange(same)
         self.assertEqual(writes, [digest, digest])
+
+    def test_failedWriteRetried(self):
+        """
+        A version the store refused is written again at the next request,
+        not a minute later.
+        """
+        writes = []
+
+        class Refusing:
+            def get(self, key):
+                return succeed(None)
+
+            def set(self, key, value):
+                writes.append(key)
+                return succeed(False)
+
+        self.context.store = Refusing()
+        request = RequestHead(b"GET", b"http", b"www.example.test", b"/page", [])
+        self.exchange(request)
+        self.exchange(request)
+        self.assertEqual(len(writes), 2)
 
     def test_recentlyStoredBounded(self):
         """

@@ -137,6 +137,13 @@ class RecentlyStored:
         while len(self._written) > self.maxItems:
             self._written.popitem(last=False)
 
+    def failed(self, digest: str) -> None:
+        """
+        The write of C{digest} did not store it (too large, store down):
+        the next request for it writes again.
+        """
+        self._written.pop(digest, None)
+
 
 @define
 class OriginContext:
@@ -436,9 +443,11 @@ class OriginStreamHandler(StreamProtocol):
                 context.stats.count(self._host, "fallbacks", "base-missing-at-origin")
         if store is not None:
             now = context.clock.seconds()
-            if context.recentlyStored.due(digest, now):
-                store.set(digest.encode("ascii"), body)
-                context.recentlyStored.wrote(digest, now)
+            recent = context.recentlyStored
+            if recent.due(digest, now):
+                recent.wrote(digest, now)
+                writing = store.set(digest.encode("ascii"), body)
+                writing.addCallback(_forgetUnless, recent, digest)
         deltaCodec, fullCodec = context.codecsFor(self.transport.link.peerCodecs)
         kwargs: dict[str, Any] = dict(
             baseDigest=self._base,
@@ -579,6 +588,11 @@ class OriginStreamHandler(StreamProtocol):
                 why=reason.getErrorMessage(),
             )
             self.transport.reset(ErrorCode.INTERNAL_ERROR)
+
+
+def _forgetUnless(stored: bool, recent: RecentlyStored, digest: str) -> None:
+    if not stored:
+        recent.failed(digest)
 
 
 def _withHost(headers: Any, authority: bytes) -> Any:
