@@ -59,11 +59,12 @@ class _Collect(Protocol):
 
 
 def _tlsPair(
-    serverApp: Protocol, clientApp: Protocol
+    serverApp: Protocol, clientApp: Protocol, handshake: bool = True
 ) -> tuple[LinkTLSProtocol, LinkTLSProtocol, iosim.IOPump]:
     """
     Connect two application protocols through L{LinkTLSProtocol}s over an
-    in-memory pump, with the deployment's real credentials.
+    in-memory pump, with the deployment's real credentials; the handshake
+    is run unless C{handshake} is false.
     """
     serverFactory = LinkTLSFactory(
         serverOptions(credentialsFromDeployment(_DEPLOYMENT, "origin")),
@@ -84,7 +85,8 @@ def _tlsPair(
         iosim.makeFakeClient(client),
         greet=False,
     )
-    pump.flush()
+    if handshake:
+        pump.flush()
     return server, client, pump
 
 
@@ -172,25 +174,7 @@ class LinkTLSProtocolTests(SynchronousTestCase):
         bytes written later, as with Twisted's transport.
         """
         serverApp = _Collect()
-        serverFactory = LinkTLSFactory(
-            serverOptions(credentialsFromDeployment(_DEPLOYMENT, "origin")),
-            False,
-            Factory.forProtocol(lambda: serverApp),
-        )
-        clientFactory = LinkTLSFactory(
-            clientOptions(credentialsFromDeployment(_DEPLOYMENT, "edge"), "localhost"),
-            True,
-            Factory.forProtocol(_Collect),
-        )
-        server = serverFactory.buildProtocol(_ADDRESS)
-        client = clientFactory.buildProtocol(_ADDRESS)
-        pump = iosim.connect(
-            server,
-            iosim.makeFakeServer(server),
-            client,
-            iosim.makeFakeClient(client),
-            greet=False,
-        )
+        _, client, pump = _tlsPair(serverApp, _Collect(), handshake=False)
         client.writeSequence([b"first ", b"second "])
         client.write(b"third ")
         pump.flush()

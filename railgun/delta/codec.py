@@ -18,18 +18,20 @@ import gzip
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import zstandard
 from attrs import define, field
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import Attribute, Interface, implementer
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorFromThreads
     from twisted.python.threadpool import ThreadPool
+
+_T = TypeVar("_T")
 
 ENCODE_IN_THREAD_ABOVE = 256 * 1024
 """
@@ -572,6 +574,34 @@ C{codecs.fullNames()}.
 """
 
 
+def offReactorAbove(
+    reactor: IReactorFromThreads,
+    threadpool: ThreadPool,
+    size: int,
+    threshold: int,
+    work: Callable[..., _T],
+    *args: Any,
+) -> Deferred[_T]:
+    """
+    Run C{work(*args)} in C{threadpool} when C{size} (of the input it
+    handles) is over C{threshold}, inline otherwise: a thread hop costs about
+    as much as a small compression, and a large one would hold up every
+    other request on the reactor thread (zlib, brotli and zstandard release
+    the GIL, so the work also uses another core).
+
+    @param reactor: the reactor the result is delivered in.
+    @param threadpool: a started thread pool.
+    @return: a L{Deferred} firing with C{work}'s result or failure (already
+        fired when run inline).
+    """
+    if size <= threshold:
+        try:
+            return succeed(work(*args))
+        except Exception:
+            return fail()
+    return deferToThreadPool(reactor, threadpool, work, *args)
+
+
 def deferEncode(
     reactor: IReactorFromThreads,
     threadpool: ThreadPool,
@@ -594,6 +624,4 @@ def deferEncode(
     @param threshold: size in bytes above which the thread pool is used.
     @return: a L{Deferred} firing with the delta.
     """
-    if len(target) <= threshold:
-        return succeed(codec.encode(base, target))
-    return deferToThreadPool(reactor, threadpool, codec.encode, base, target)
+    return offReactorAbove(reactor, threadpool, len(target), threshold, codec.encode, base, target)

@@ -17,9 +17,8 @@ import zlib
 
 import brotli
 import zstandard
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
-from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 CHUNK = 64 * 1024
@@ -428,6 +427,6 @@ def deferEncodeBody(
     @param threadpool: a started thread pool.
     @return: a L{Deferred} firing with the encoded body.
     """
-    if len(body) <= threshold:
-        return succeed(encodeBody(body, coding))
-    return deferToThreadPool(reactor, threadpool, encodeBody, body, coding)
+    from railgun.delta.codec import offReactorAbove
+
+    return offReactorAbove(reactor, threadpool, len(body), threshold, encodeBody, body, coding)

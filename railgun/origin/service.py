@@ -8,14 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from railgun._listening import ListeningPort
 from railgun.config import OriginConfig, StoreConfig
-from railgun.delta.codec import ENCODE_IN_THREAD_ABOVE, defaultRegistry
+from railgun.delta.codec import ENCODE_IN_THREAD_ABOVE, defaultRegistry, offReactorAbove
 from railgun.link.factory import LinkServerFactory
 from railgun.origin.fetch import makeOriginClient
 from railgun.origin.handler import OriginContext, OriginStreamHandler
@@ -61,12 +61,12 @@ class OriginService(Service):
     def _encode(self, body: bytes, **kwargs: Any) -> Deferred[EncodedVersion]:
         # zstandard releases the GIL: a large encode runs in the reactor's
         # thread pool so it does not stall every other stream.
-        if len(body) <= ENCODE_IN_THREAD_ABOVE:
-            return succeed(encodeVersion(body, **kwargs))
-        from twisted.internet.threads import deferToThreadPool
-
-        return deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), lambda: encodeVersion(body, **kwargs)
+        return offReactorAbove(
+            self._reactor,
+            self._reactor.getThreadPool(),
+            len(body),
+            ENCODE_IN_THREAD_ABOVE,
+            lambda: encodeVersion(body, **kwargs),
         )
 
     def startService(self) -> None:
