@@ -8,7 +8,7 @@ from __future__ import annotations
 import gzip
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from railgun.delta.content import deferEncodeBody, encodeBody
 from railgun.delta.digest import versionDigest
+from railgun.edge.encodings import ClientEncodings
 from railgun.edge.http import EdgeHTTPFactory
 from railgun.edge.proxy import EdgeProxy
 from railgun.http.routing import HostMap
@@ -74,7 +75,7 @@ class DeferEncodeBodyTests(SynchronousTestCase):
         self.assertEqual(pool.calls, [encodeBody])
 
 
-def _edge(encode: Any) -> tuple[Any, _Link, EdgeProxy]:
+def _edge(encode: Any, kept: ClientEncodings | None = None) -> tuple[Any, _Link, EdgeProxy]:
     clock = Clock()
     link = _Link()
     cache = MemoryVersionStore(maxBytes=1 << 20, maxItemBytes=1 << 16, ttl=None, clock=clock)
@@ -85,6 +86,7 @@ def _edge(encode: Any) -> tuple[Any, _Link, EdgeProxy]:
         responseTimeout=30,
         cache=cache,
         encodeForClient=encode,
+        clientEncodings=kept,
     )
     return EdgeHTTPFactory(proxy, reactor=clock, maxHeaderBytes=16384, maxBodyBytes=1 << 20), link, proxy
 
@@ -150,3 +152,72 @@ class EdgeEncodeTests(SynchronousTestCase):
         self.assertNotIn(b"late", self.transport.value())
         self.assertEqual(self.proxy.stats.total.bodies["same"], 0)
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class ClientEncodingsTests(SynchronousTestCase):
+    """
+    Tests for L{ClientEncodings}.
+    """
+
+    def test_getPut(self) -> None:
+        """
+        An encoding is found by digest and coding, and only by both.
+        """
+        kept = ClientEncodings()
+        kept.put(b"d1", b"gzip", b"zipped")
+        self.assertEqual(kept.get(b"d1", b"gzip"), b"zipped")
+        self.assertIsNone(kept.get(b"d1", b"br"))
+        self.assertIsNone(kept.get(b"d2", b"gzip"))
+
+    def test_bounded(self) -> None:
+        """
+        Past its count or byte bounds the least recently used encodings go;
+        one larger than the byte bound is not kept.
+        """
+        kept = ClientEncodings(maxItems=2, maxBytes=10)
+        kept.put(b"a", b"gzip", b"1234")
+        kept.put(b"b", b"gzip", b"1234")
+        kept.get(b"a", b"gzip")
+        kept.put(b"c", b"gzip", b"1234")
+        self.assertIsNone(kept.get(b"b", b"gzip"))
+        self.assertEqual(kept.get(b"a", b"gzip"), b"1234")
+        kept.put(b"d", b"gzip", b"123456")
+        self.assertEqual(kept.size, 10)
+        self.assertIsNone(kept.get(b"c", b"gzip"))
+        self.assertEqual(kept.get(b"a", b"gzip"), b"1234")
+        kept.put(b"e", b"gzip", b"x" * 11)
+        self.assertIsNone(kept.get(b"e", b"gzip"))
+        self.assertLessEqual(kept.size, 10)
+
+
+class EdgeReusesEncodingTests(SynchronousTestCase):
+    """
+    A version served again to clients asking for the same coding is
+    compressed once.
+    """
+
+    def test_compressedOnce(self) -> None:
+        """
+        Two clients asking for the same version in gzip get the same bytes;
+        the encoder ran once.
+        """
+        calls: list[bytes] = []
+
+        def encode(body: bytes, coding: bytes) -> Deferred[bytes]:
+            calls.append(coding)
+            return succeed(encodeBody(body, coding))
+
+        factory, link, _ = _edge(encode, ClientEncodings())
+        bodies = []
+        for i in range(2):
+            channel, transport = _connect(factory)
+            channel.dataReceived(
+                b"GET /page HTTP/1.1\r\nHost: bench.local\r\nAccept-Encoding: gzip\r\n\r\n"
+            )
+            handler, _, _ = link.opened[i]
+            handler.headersReceived(_SAME, True)
+            handler.readConnectionLost()
+            bodies.append(transport.value().partition(b"\r\n\r\n")[2])
+        self.assertEqual(calls, [b"gzip"])
+        self.assertEqual(bodies[0], bodies[1])
+        self.assertEqual(gzip.decompress(bodies[1]), PAGE)

@@ -20,6 +20,7 @@ from railgun.delta.codec import CodecRegistry, DeltaError
 from railgun.delta.content import chooseEncoding, encodeBody, isDeltaEligible
 from railgun.delta.digest import isValidDigest
 from railgun.delta.siblings import SiblingIndex
+from railgun.edge.encodings import ClientEncodings
 from railgun.edge.links import LinkPool
 from railgun.http.diagnostic import Flag, formatDiagnostic, formatDirect, linkRatio
 from railgun.http.headers import (
@@ -134,6 +135,11 @@ class EdgeProxy:
     URLs recently served per host: a URL the edge holds no version of
     names a sibling's version as its base (measured to pay: see
     docs/benchmarks.md).
+    """
+    clientEncodings: ClientEncodings | None = None
+    """
+    Recent bodies compressed for clients, by digest and coding: a page
+    served unchanged is compressed once per version.
     """
     encodeForClient: Callable[[bytes, bytes], Deferred[bytes]] | None = None
     """
@@ -575,16 +581,31 @@ class EdgeStreamHandler(StreamProtocol):
         coding = _clientCoding(request, self._headers)
         if coding is None:
             self._respond(body, len(payload), None, body)
+            return
+        kept = proxy.clientEncodings
+        cached = kept.get(digest, coding) if kept is not None else None
+        if cached is not None:
+            self._respond(body, len(payload), coding, cached)
         elif proxy.encodeForClient is None:
-            self._respond(body, len(payload), coding, encodeBody(body, coding))
+            served = encodeBody(body, coding)
+            if kept is not None:
+                kept.put(digest, coding, served)
+            self._respond(body, len(payload), coding, served)
         else:
             self._encoding = True
             d = proxy.encodeForClient(body, coding)
-            d.addCallback(lambda served: self._encoded(body, len(payload), coding, served))
+            d.addCallback(
+                lambda served: self._encoded(body, len(payload), digest, coding, served)
+            )
             d.addErrback(self._encodeFailed)
 
-    def _encoded(self, body: bytes, linkBytes: int, coding: bytes, served: bytes) -> None:
+    def _encoded(
+        self, body: bytes, linkBytes: int, digest: bytes, coding: bytes, served: bytes
+    ) -> None:
         self._encoding = False
+        kept = self._exchange.proxy.clientEncodings
+        if kept is not None:
+            kept.put(digest, coding, served)
         if self._exchange.done:
             return  # the client went away meanwhile
         self._respond(body, linkBytes, coding, served)

@@ -19,6 +19,7 @@ from railgun.delta.codec import defaultRegistry
 from railgun.delta.content import deferEncodeBody
 from railgun.delta.siblings import SiblingIndex
 from railgun.edge.direct import DirectFetcher
+from railgun.edge.encodings import ClientEncodings
 from railgun.edge.http import EdgeHTTPFactory
 from railgun.edge.links import LinkPool
 from railgun.edge.proxy import EdgeProxy
@@ -99,6 +100,7 @@ class EdgeService(MultiService):
             codecs=defaultRegistry(),
             deltaMaxSize=config.delta.maxSize,
             siblings=SiblingIndex() if config.delta.enabled else None,
+            clientEncodings=ClientEncodings(),
             encodeForClient=lambda body, coding: deferEncodeBody(
                 reactor, reactor.getThreadPool(), body, coding
             ),
