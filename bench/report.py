@@ -129,6 +129,12 @@ def loopbackTables(r: dict[str, Any]) -> str:
     text = head + "\n\n" + table(
         ["alternative", "req/s", "CPU µs/req (all processes)", "CPU µs/req by process",
          "errors"], rows)
+    paired = r.get("railgun_over_revproxy_by_round")
+    if paired:
+        text += ("\n\nrailgun / twisted-revproxy req/s within each round (the "
+                 "alternatives run back to back; the target takes the median, which "
+                 "the machine's drift between rounds does not move): "
+                 + ", ".join(_fmt(x) for x in paired) + ".")
     for note in r.get("notes", []):
         text += f"\n\n{note}"
     return text
