@@ -118,7 +118,9 @@ class _CountingWrites:
 
         def countedSequence(seq: Any) -> None:
             self.calls += 1
-            writeSequence(seq)
+            # iosim's writeSequence joins and calls write: not a second call
+            # from the protocol.
+            write(b"".join(seq))
 
         transport.write = countedWrite
         transport.writeSequence = countedSequence
