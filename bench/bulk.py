@@ -17,6 +17,7 @@ this scenario's).
 from __future__ import annotations
 
 import os
+import statistics
 from typing import Any
 
 from twisted.internet.threads import deferToThread
@@ -42,6 +43,36 @@ QUICK_SIZE = 16 * 1024**2
 _WRITE_OUT = "%{http_code} %{size_download} %{size_upload} %{time_total}"
 
 
+async def _transfer(
+    argv: list[str], direction: str, size: int, children: list[Child]
+) -> tuple[dict[str, Any], str | None]:
+    """
+    Run one curl transfer and measure it.
+
+    @return: the measurement, and what went wrong (or L{None}).
+    """
+    before = {c.name: c.cpuSeconds() for c in children}
+    done = await deferToThread(runTool, argv, 900)
+    after = {c.name: c.cpuSeconds() for c in children}
+    out = done.stdout.decode(errors="replace").split()
+    problem = None
+    if done.returncode != 0 or len(out) != 4:
+        problem = (f"curl exit {done.returncode}: "
+                   f"{done.stderr.decode(errors='replace').strip()[-300:]}")
+        seconds = 0.0
+    else:
+        code, down, up, seconds = int(out[0]), int(out[1]), int(out[2]), float(out[3])
+        moved = down if direction == "download" else up
+        if code != 200 or moved != size:
+            problem = f"status {code}, moved {moved} of {size} bytes"
+    return {
+        "seconds": seconds,
+        "mb_per_s": size / seconds / 1e6 if seconds and not problem else None,
+        "error": problem,
+        "cpu_s": {n: after[n] - before[n] for n in before},
+    }, problem
+
+
 def _readThrough(path: Any) -> None:
     """
     Read C{path} to its end (into the page cache).
@@ -60,12 +91,15 @@ async def runBulk(reactor: Any, quick: bool) -> dict[str, Any]:
         return {"scenario": "bulk", "skipped": "curl is not installed", "errors": 0}
     procs = Processes.create(reactor, "railgun-bench-bulk-")
     try:
-        return await _run(reactor, procs, QUICK_SIZE if quick else FULL_SIZE, curl)
+        return await _run(reactor, procs, QUICK_SIZE if quick else FULL_SIZE, curl,
+                          1 if quick else 3)
     finally:
         await procs.stopAll()
 
 
-async def _run(reactor: Any, procs: Processes, size: int, curl: str) -> dict[str, Any]:
+async def _run(
+    reactor: Any, procs: Processes, size: int, curl: str, rounds: int
+) -> dict[str, Any]:
     deployment = RailgunDeployment.create(procs.workdir)
     httpPort, tlsPort = freePort(), freePort()
     origin = procs.start("origin-server", originServerArgv("--http", str(httpPort)))
@@ -99,52 +133,66 @@ async def _run(reactor: Any, procs: Processes, size: int, curl: str) -> dict[str
          [edge, originRole, origin]),
         ("plain-tls", tlsBase, f"https://localhost:{tlsPort}", [tlsOrigin]),
     ]
-    rows = []
     errors = 0
-    for name, base, url, children in alternatives:
+    # runs[name][direction]: one measurement per round.
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        name: {"download": [], "upload": []} for name, _, _, _ in alternatives
+    }
+    for r in range(rounds):
+        # The machine's speed drifts over seconds to minutes (other tenants):
+        # the alternatives take turns, in alternating order, and each round
+        # gives its own ratio.
+        ordered = alternatives if r % 2 == 0 else list(reversed(alternatives))
+        for name, base, url, children in ordered:
+            for direction, argv in (
+                ("download", [*base, f"{url}/bulk/{size}"]),
+                ("upload", [*base, "-T", str(upload), f"{url}/upload"]),
+            ):
+                run, problem = await _transfer(argv, direction, size, children)
+                if problem:
+                    errors += 1
+                runs[name][direction].append(run)
+                procs.checkAlive()
+    rows = []
+    for name, _, _, children in alternatives:
         row: dict[str, Any] = {"name": name}
-        for direction, argv in (
-            ("download", [*base, f"{url}/bulk/{size}"]),
-            ("upload", [*base, "-T", str(upload), f"{url}/upload"]),
-        ):
-            before = {c.name: c.cpuSeconds() for c in children}
-            done = await deferToThread(runTool, argv, 900)
-            after = {c.name: c.cpuSeconds() for c in children}
-            out = done.stdout.decode(errors="replace").split()
-            problem = None
-            if done.returncode != 0 or len(out) != 4:
-                problem = (f"curl exit {done.returncode}: "
-                           f"{done.stderr.decode(errors='replace').strip()[-300:]}")
-                seconds = moved = 0.0
-            else:
-                code, down, up, seconds = int(out[0]), int(out[1]), int(out[2]), float(out[3])
-                moved = down if direction == "download" else up
-                if code != 200 or moved != size:
-                    problem = f"status {code}, moved {moved} of {size} bytes"
-            if problem:
-                errors += 1
+        for direction in ("download", "upload"):
+            done = runs[name][direction]
+            rates = [run["mb_per_s"] for run in done if run["mb_per_s"]]
+            cpu: dict[str, float] = {}
+            for run in done:
+                for proc, seconds in run["cpu_s"].items():
+                    cpu[proc] = cpu.get(proc, 0.0) + seconds / len(done)
             row[direction] = {
-                "seconds": seconds,
-                "mb_per_s": size / seconds / 1e6 if seconds else None,
-                "error": problem,
-                "cpu_s": {n: after[n] - before[n] for n in before},
+                "seconds": statistics.median(run["seconds"] for run in done),
+                "mb_per_s": statistics.median(rates) if rates else None,
+                "mb_per_s_runs": [run["mb_per_s"] for run in done],
+                "error": next((run["error"] for run in done if run["error"]), None),
+                "cpu_s": cpu,
                 "peak_rss_mb": {c.name: c.peakRssKb() / 1024 for c in children},
             }
-            procs.checkAlive()
         rows.append(row)
     os.unlink(upload)
 
-    byName = {r["name"]: r for r in rows}
+    pairedRatios = {
+        direction: [
+            ours["mb_per_s"] / theirs["mb_per_s"]
+            for ours, theirs in zip(
+                runs["railgun"][direction], runs["plain-tls"][direction], strict=True
+            )
+            if ours["mb_per_s"] and theirs["mb_per_s"]
+        ]
+        for direction in ("download", "upload")
+    }
 
     def share(direction: str) -> float | None:
-        a = byName["railgun"][direction]["mb_per_s"]
-        b = byName["plain-tls"][direction]["mb_per_s"]
-        return a / b if a and b else None
+        ratios = pairedRatios[direction]
+        return statistics.median(ratios) if ratios else None
 
-    peaks = {}
-    for r in rows:
+    peaks: dict[str, float] = {}
+    for row in rows:
         for direction in ("download", "upload"):
-            for proc, mb in r[direction]["peak_rss_mb"].items():
+            for proc, mb in row[direction]["peak_rss_mb"].items():
                 peaks[proc] = max(peaks.get(proc, 0.0), mb)
     targets = [
         target("Bulk download: railgun MB/s / plain TLS MB/s", share("download"),
@@ -163,7 +211,9 @@ async def _run(reactor: Any, procs: Processes, size: int, curl: str) -> dict[str
         "scenario": "bulk",
         "skipped": None,
         "errors": errors,
-        "params": {"bytes": size, "client": "curl", "upload_method": "PUT"},
+        "params": {"bytes": size, "client": "curl", "upload_method": "PUT",
+                   "rounds": rounds},
         "alternatives": rows,
+        "railgun_over_plain_by_round": pairedRatios,
         "targets": targets,
     }

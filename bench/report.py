@@ -142,8 +142,11 @@ def loopbackTables(r: dict[str, Any]) -> str:
 
 def bulkTables(r: dict[str, Any]) -> str:
     size = r["params"]["bytes"]
+    rounds = r["params"].get("rounds", 1)
     head = (f"{size / 1024**2:,.0f} MiB each way through one stream; client curl "
-            "(download GET, upload PUT). MB = 10^6 bytes. Peak RSS = VmHWM.")
+            f"(download GET, upload PUT); {rounds} round(s), the alternatives taking "
+            "turns in alternating order. MB/s and seconds: median over the rounds; "
+            "CPU s: mean per transfer. MB = 10^6 bytes. Peak RSS = VmHWM.")
     rows = []
     for a in r["alternatives"]:
         for direction in ("download", "upload"):
@@ -152,9 +155,16 @@ def bulkTables(r: dict[str, Any]) -> str:
             rss = ", ".join(f"{n} {v:.0f}" for n, v in d["peak_rss_mb"].items())
             rows.append([a["name"], direction, _fmt(d["mb_per_s"]), _fmt(d["seconds"]),
                          cpu, rss, d["error"] or 0])
-    return head + "\n\n" + table(
+    text = head + "\n\n" + table(
         ["alternative", "direction", "MB/s", "seconds", "CPU s by process",
          "peak RSS MB by process", "error"], rows)
+    paired = r.get("railgun_over_plain_by_round")
+    if paired:
+        text += ("\n\nrailgun / plain TLS MB/s within each round (the target takes "
+                 "the median): " + "; ".join(
+                     f"{direction} " + ", ".join(_fmt(x) for x in ratios)
+                     for direction, ratios in paired.items()) + ".")
+    return text
 
 
 def concurrencyTables(r: dict[str, Any]) -> str:
