@@ -110,7 +110,7 @@ class _CountingWrites:
     def __init__(self, protocol: LinkTLSProtocol) -> None:
         self.calls = 0
         transport: Any = protocol.transport
-        write, writeSequence = transport.write, transport.writeSequence
+        write = transport.write
 
         def countedWrite(data: bytes) -> None:
             self.calls += 1
