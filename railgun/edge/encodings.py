@@ -7,9 +7,9 @@ request.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from attrs import define, field
+
+from railgun._lru import SizedLRU
 
 
 @define
@@ -29,37 +29,26 @@ class ClientEncodings:
 
     maxItems: int = 1024
     maxBytes: int = 32 * 1024 * 1024
-    _items: OrderedDict[tuple[bytes, bytes], bytes] = field(factory=OrderedDict, init=False)
-    _bytes: int = field(default=0, init=False)
+    _kept: SizedLRU[tuple[bytes, bytes], bytes] = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._kept = SizedLRU(self.maxItems, self.maxBytes, len)
 
     @property
     def size(self) -> int:
         """
         Encoded bytes kept now.
         """
-        return self._bytes
+        return self._kept.size
 
     def get(self, digest: bytes, coding: bytes) -> bytes | None:
         """
         @return: the body named C{digest} in C{coding}, or L{None}.
         """
-        encoded = self._items.get((digest, coding))
-        if encoded is not None:
-            self._items.move_to_end((digest, coding))
-        return encoded
+        return self._kept.get((digest, coding))
 
     def put(self, digest: bytes, coding: bytes, encoded: bytes) -> None:
         """
         Keep C{encoded}, the body named C{digest} in C{coding}.
         """
-        if len(encoded) > self.maxBytes:
-            return
-        key = (digest, coding)
-        old = self._items.pop(key, None)
-        if old is not None:
-            self._bytes -= len(old)
-        self._items[key] = encoded
-        self._bytes += len(encoded)
-        while len(self._items) > self.maxItems or self._bytes > self.maxBytes:
-            _, dropped = self._items.popitem(last=False)
-            self._bytes -= len(dropped)
+        self._kept.put((digest, coding), encoded)

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 
+from railgun._lru import SizedLRU
 from railgun.delta.codec import CodecRegistry
 from railgun.delta.content import (
     ContentDecodingError,
@@ -70,18 +71,17 @@ class FullEncodings:
 
     maxItems: int = 64
     maxBytes: int = 4 * 1024 * 1024
-    _items: OrderedDict[tuple[str, str], EncodedVersion] = field(factory=OrderedDict, init=False)
-    _bytes: int = field(default=0, init=False)
+    _kept: SizedLRU[tuple[str, str], EncodedVersion] = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._kept = SizedLRU(self.maxItems, self.maxBytes, _payloadSize)
 
     def get(self, digest: str, codec: str) -> EncodedVersion | None:
         """
         @return: the kept C{full} encoding of the body named C{digest} made
             with the whole-body codec C{codec}, or L{None}.
         """
-        encoded = self._items.get((digest, codec))
-        if encoded is not None:
-            self._items.move_to_end((digest, codec))
-        return encoded
+        return self._kept.get((digest, codec))
 
     def put(self, encoded: EncodedVersion, codec: str) -> None:
         """
@@ -89,18 +89,12 @@ class FullEncodings:
         whole-body codec offered being C{codec}), dropping the least
         recently used ones past the bounds.
         """
-        size = len(encoded.payload)
-        if size > self.maxBytes or encoded.mode != FULL or encoded.baseFound:
-            return
-        key = (encoded.digest, codec)
-        old = self._items.pop(key, None)
-        if old is not None:
-            self._bytes -= len(old.payload)
-        self._items[key] = encoded
-        self._bytes += size
-        while len(self._items) > self.maxItems or self._bytes > self.maxBytes:
-            _, dropped = self._items.popitem(last=False)
-            self._bytes -= len(dropped.payload)
+        if encoded.mode == FULL and not encoded.baseFound:
+            self._kept.put((encoded.digest, codec), encoded)
+
+
+def _payloadSize(encoded: EncodedVersion) -> int:
+    return len(encoded.payload)
 
 
 @define

@@ -41,6 +41,7 @@ from twisted.python.failure import Failure
 from uhashring import HashRing
 from zope.interface import implementer
 
+from ._common import checkBytes, refuseOversize
 from ._ratelimit import RateLimitedLog
 from .interfaces import IVersionStore, StoreStats
 
@@ -425,10 +426,6 @@ def _positive(instance: object, attribute: Any, value: float) -> None:
         raise ValueError(f"{attribute.name} must be > 0: {value!r}")
 
 
-def _checkBytes(name: str, value: object) -> None:
-    if not isinstance(value, bytes):
-        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
-
 
 def _checkPrefix(instance: object, attribute: Any, value: bytes) -> None:
     if not isinstance(value, bytes) or not _SAFE_KEY.fullmatch(value):
@@ -603,7 +600,7 @@ class MemcachedVersionStore(MultiService):
         @param key: a store key.
         @return: the server that holds C{key}.
         """
-        _checkBytes("key", key)
+        checkBytes("key", key)
         return self._serverForMemKey(memcachedKey(self._keyPrefix, key)).name
 
     def _serverForMemKey(self, mkey: bytes) -> _Server:
@@ -613,7 +610,7 @@ class MemcachedVersionStore(MultiService):
         """
         Look up C{key}; see L{IVersionStore.get}.
         """
-        _checkBytes("key", key)
+        checkBytes("key", key)
         mkey = memcachedKey(self._keyPrefix, key)
         d = self._run(self._serverForMemKey(mkey), self._getOp, mkey, None)
         return d.addCallback(self._countGet)
@@ -631,17 +628,10 @@ class MemcachedVersionStore(MultiService):
         C{chunkSize}; see L{IVersionStore.set}.  A refused value also
         removes the key's previous value.
         """
-        _checkBytes("key", key)
-        _checkBytes("value", value)
+        checkBytes("key", key)
+        checkBytes("value", value)
         if len(value) > self._maxItemBytes:
-            self.stats.rejected += 1
-            self._warnings.warn(
-                "oversize",
-                "Version store refused a value of {length} bytes (limit "
-                "{limit}); {suppressed} more refused since the last warning",
-                length=len(value),
-                limit=self._maxItemBytes,
-            )
+            refuseOversize(self.stats, self._warnings, len(value), self._maxItemBytes)
             self.delete(key)
             return succeed(False)
         mkey = memcachedKey(self._keyPrefix, key)
@@ -664,7 +654,7 @@ class MemcachedVersionStore(MultiService):
         chunked value is deleted: its chunks cannot be found without it and
         memcached reclaims them.
         """
-        _checkBytes("key", key)
+        checkBytes("key", key)
         mkey = memcachedKey(self._keyPrefix, key)
         return self._run(self._serverForMemKey(mkey), self._deleteOp, mkey, None)
 

@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ._common import checkBytes, refuseOversize
 from ._ratelimit import RateLimitedLog
 from .interfaces import IVersionStore, StoreStats
 
@@ -24,10 +25,6 @@ MiB = 1024 * 1024
 #: exceeding C{maxBytes} by a large factor.
 ITEM_OVERHEAD = 300
 
-
-def _checkBytes(name: str, value: object) -> None:
-    if not isinstance(value, bytes):
-        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
 
 
 @define
@@ -98,7 +95,7 @@ class MemoryVersionStore:
         """
         Look up C{key}; see L{IVersionStore.get}.
         """
-        _checkBytes("key", key)
+        checkBytes("key", key)
         entry = self._items.get(key)
         if entry is not None and self._expired(entry):
             self._remove(key)
@@ -116,19 +113,15 @@ class MemoryVersionStore:
         as needed; see L{IVersionStore.set}.  A refused value also removes
         the key's previous value.
         """
-        _checkBytes("key", key)
-        _checkBytes("value", value)
+        checkBytes("key", key)
+        checkBytes("value", value)
         size = len(key) + len(value) + ITEM_OVERHEAD
         if len(value) > self._maxItemBytes or size > self._maxBytes:
-            self.stats.rejected += 1
-            self._warnings.warn(
-                "oversize",
-                "Version store refused a value of {length} bytes (limit "
-                "{limit}); {suppressed} more refused since the last warning",
-                length=len(value),
-                limit=min(
-                    self._maxItemBytes, self._maxBytes - len(key) - ITEM_OVERHEAD
-                ),
+            refuseOversize(
+                self.stats,
+                self._warnings,
+                len(value),
+                min(self._maxItemBytes, self._maxBytes - len(key) - ITEM_OVERHEAD),
             )
             # Like memcached, drop the old value too: a get after a set never
             # answers with a value older than that set's.
@@ -147,7 +140,7 @@ class MemoryVersionStore:
         """
         Forget C{key}; see L{IVersionStore.delete}.
         """
-        _checkBytes("key", key)
+        checkBytes("key", key)
         self._remove(key)
         return succeed(None)
 
