@@ -21,6 +21,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.threadpool import ThreadPool
 
+from railgun.delta.codec import offReactorAbove
+
 CHUNK = 64 * 1024
 """
 Most input handed to a decompressor at once; with the per-call output caps
@@ -427,6 +429,4 @@ def deferEncodeBody(
     @param threadpool: a started thread pool.
     @return: a L{Deferred} firing with the encoded body.
     """
-    from railgun.delta.codec import offReactorAbove
-
     return offReactorAbove(reactor, threadpool, len(body), threshold, encodeBody, body, coding)
