@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.http_headers import Headers
 
-from railgun._sockets import tuneForVolume
+from railgun._sockets import tuneForVolume, writeEagerly
 from railgun.edge.body import RequestBody
 
 log = Logger()
@@ -156,6 +156,12 @@ class EdgeChannel(http.HTTPChannel):
         if self._secure is None:
             self._secure = super().isSecure()
         return self._secure
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # A response goes out in the write() that completes it, not on the
+        # reactor's next turn (see railgun._sockets).
+        writeEagerly(self.transport)
 
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
         if not isinstance(headers, Headers):

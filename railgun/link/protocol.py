@@ -39,7 +39,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from railgun._sockets import tuneForVolume
+from railgun._sockets import noDelay, tuneForVolume, writeEagerly
 
 from .counting import ByteCounters
 from .errors import (
@@ -978,6 +978,8 @@ class LinkProtocol(Protocol):
         transport = self.transport
         assert transport is not None
         tuneForVolume(transport)
+        noDelay(transport)
+        writeEagerly(transport)
         transport.registerProducer(self, True)  # type: ignore[attr-defined]
         if self._helloTimeout > 0:
             self._helloCall = self._clock.callLater(

@@ -36,7 +36,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
-from railgun._sockets import tuneForVolume
+from railgun._sockets import tuneForVolume, writeEagerly
 from railgun.http.headers import fromRawHeaders, stripHopByHop
 from railgun.http.messages import stripControl
 from railgun.http.routing import OriginTarget
@@ -147,9 +147,9 @@ class ExactTargetAgent(Agent):
 @implementer(IStreamClientEndpoint)
 class _TunedEndpoint:
     """
-    An endpoint whose connections get L{tuneForVolume}'s buffers once, when
-    they are made, rather than at every response a pooled connection
-    carries.
+    An endpoint whose connections get L{tuneForVolume}'s buffers and
+    L{writeEagerly}'s writes once, when they are made, rather than at every
+    response a pooled connection carries.
     """
 
     def __init__(self, endpoint: IStreamClientEndpoint) -> None:
@@ -161,6 +161,7 @@ class _TunedEndpoint:
 
 def _tuned(protocol: Any) -> Any:
     tuneForVolume(protocol.transport)
+    writeEagerly(protocol.transport)
     return protocol
 
 
