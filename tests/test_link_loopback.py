@@ -10,6 +10,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from railgun._sockets import _EagerWrites
 from railgun.link import LinkClientFactory, LinkServerFactory, StreamProtocol
 
 from .test_link_protocol import TOKEN, Echo
@@ -78,6 +79,10 @@ class LoopbackTests(TestCase):
             self.assertEqual(body, sent)
         self.assertEqual(len(serverFactory.links), 1)
         (serverLink,) = serverFactory.links
+        # Both ends' sockets: Nagle off, eager writes (railgun._sockets).
+        for end in (link, serverLink):
+            self.assertTrue(end.transport.getTcpNoDelay())
+            self.assertIsInstance(end.transport, _EagerWrites)
 
         await link.goAway()
         await serverLink.whenClosed()
