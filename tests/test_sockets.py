@@ -32,6 +32,26 @@ from railgun._sockets import (
 )
 
 
+@inlineCallbacks
+def _connectTLS(case):
+    """
+    Connect a TLS client to a loopback TCP server, for C{case}.
+
+    @return: a Deferred of the client protocol, over a TLS transport.
+    """
+    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        Factory.forProtocol(Protocol)
+    )
+    case.addCleanup(port.stopListening)
+    endpoint = wrapClientTLS(
+        CertificateOptions(verify=False),
+        TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port),
+    )
+    protocol = yield endpoint.connect(Factory.forProtocol(Protocol))
+    case.addCleanup(protocol.transport.abortConnection)
+    return protocol
+
+
 class TuneTests(SynchronousTestCase):
     """
     Transports that are not sockets are left alone.
@@ -56,16 +76,7 @@ class TuneSocketTests(TestCase):
         """
         A TLS transport's underlying TCP transport is tuned.
         """
-        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            Factory.forProtocol(Protocol)
-        )
-        self.addCleanup(port.stopListening)
-        endpoint = wrapClientTLS(
-            CertificateOptions(verify=False),
-            TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port),
-        )
-        protocol = yield endpoint.connect(Factory.forProtocol(Protocol))
-        self.addCleanup(protocol.transport.abortConnection)
+        protocol = yield _connectTLS(self)
         tuneForVolume(protocol.transport)
         self.assertEqual(protocol.transport.transport.bufferSize, TUNED_BUFFER)
 
@@ -293,16 +304,7 @@ class EagerWriteTests(TestCase):
         Under a TLS layer, the TCP transport beneath is made eager (real
         TLS links over eager transports: tests.test_integration).
         """
-        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            Factory.forProtocol(Protocol)
-        )
-        self.addCleanup(port.stopListening)
-        endpoint = wrapClientTLS(
-            CertificateOptions(verify=False),
-            TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port),
-        )
-        protocol = yield endpoint.connect(Factory.forProtocol(Protocol))
-        self.addCleanup(protocol.transport.abortConnection)
+        protocol = yield _connectTLS(self)
         self.assertTrue(writeEagerly(protocol.transport))
         self.assertIsInstance(protocol.transport.transport, _EagerWrites)
 
