@@ -618,6 +618,17 @@ class LinkTLSFactory(TLSMemoryBIOFactory):
 
     protocol = LinkTLSProtocol if batchedTLSAvailable() else TLSMemoryBIOFactory.protocol
 
+    def buildProtocol(self, addr: Any) -> Any:
+        # Twisted's WrappingFactory wraps whatever its factory returns,
+        # None included, and the connection then fails inside
+        # makeConnection. A factory refusing a connection (the edge's link
+        # pool while it stops) refuses it here, so the endpoint fails the
+        # attempt cleanly (NoProtocol) and the socket is closed.
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        if wrapped is None:
+            return None
+        return self.protocol(self, wrapped)
+
 
 @implementer(IStreamClientEndpoint)
 class _LinkTLSClientEndpoint:

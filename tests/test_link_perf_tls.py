@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import succeed
-from twisted.internet.error import ConnectionDone
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.error import ConnectionDone, NoProtocol
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.test import iosim
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -336,3 +339,45 @@ class BatchedTLSAvailableTests(SynchronousTestCase):
         self.assertEqual(batchedTLSAvailable(), LinkTLSFactory.protocol is LinkTLSProtocol)
         self.patch(railgun.tls, "_TLS_INTERNALS", ("_flushSendBIO", "_noSuchInternal"))
         self.assertFalse(batchedTLSAvailable())
+
+
+class RefusedConnectionTests(TestCase):
+    """
+    A link factory that refuses a connection (returns L{None}, as the edge's
+    link pool does while it stops) under L{LinkTLSFactory}.
+    """
+
+    timeout = 10  # without the fix, the dial never ends
+
+    @inlineCallbacks
+    def test_refusedDial(self):
+        """
+        The dial fails cleanly with L{NoProtocol} and the socket is closed,
+        instead of a TLS layer with no protocol failing inside the reactor.
+        """
+        accepted = []
+        closed = Deferred()
+
+        class Server(Protocol):
+            def connectionMade(self):
+                accepted.append(self)
+
+            def connectionLost(self, reason):
+                closed.callback(None)
+
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(Server)
+        )
+        self.addCleanup(port.stopListening)
+
+        class Refusing(Factory):
+            def buildProtocol(self, addr):
+                return None
+
+        endpoint = wrapLinkClientTLS(
+            CertificateOptions(verify=False),
+            TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port),
+        )
+        yield self.assertFailure(endpoint.connect(Refusing()), NoProtocol)
+        if accepted:
+            yield closed
