@@ -15,6 +15,7 @@ from railgun.link.frames import (
     HEADER_SIZE,
     MAX_STREAM_ID,
     MAX_WINDOW,
+    TYPE_DATA,
     Data,
     FrameParser,
     GoAway,
@@ -26,8 +27,8 @@ from railgun.link.frames import (
     Settings,
     Unknown,
     Window,
-    encodeDataHeader,
     encodeFrame,
+    encodeStreamFrameHeader,
     frameHeader,
 )
 
@@ -175,11 +176,11 @@ class RoundTripTests(SynchronousTestCase):
 
     def test_dataHeaderZeroCopy(self) -> None:
         """
-        encodeDataHeader followed by the payload is exactly a DATA frame.
+        encodeStreamFrameHeader followed by the payload is exactly a DATA frame.
         """
         payload = b"x" * 70000
         self.assertEqual(
-            encodeDataHeader(7, len(payload), True) + payload,
+            encodeStreamFrameHeader(TYPE_DATA, 7, len(payload), True) + payload,
             Data(7, payload, True).encode(),
         )
 

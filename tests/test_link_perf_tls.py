@@ -73,26 +73,24 @@ class _Collect(Protocol):
         return b"".join(self.chunks)
 
 
-def _tlsPair(
-    serverApp: Protocol, clientApp: Protocol, handshake: bool = True
+def _tlsFactoryPair(
+    serverFactory: Factory, clientFactory: Factory, handshake: bool = True
 ) -> tuple[LinkTLSProtocol, LinkTLSProtocol, iosim.IOPump]:
     """
-    Connect two application protocols through L{LinkTLSProtocol}s over an
-    in-memory pump, with the deployment's real credentials; the handshake
-    is run unless C{handshake} is false.
+    Connect a connection from each factory through L{LinkTLSFactory}s over
+    an in-memory pump, with the deployment's real credentials; the
+    handshake is run unless C{handshake} is false.
     """
-    serverFactory = LinkTLSFactory(
+    server = LinkTLSFactory(
         serverOptions(credentialsFromDeployment(_DEPLOYMENT, "origin")),
         False,
-        Factory.forProtocol(lambda: serverApp),
-    )
-    clientFactory = LinkTLSFactory(
+        serverFactory,
+    ).buildProtocol(_ADDRESS)
+    client = LinkTLSFactory(
         clientOptions(credentialsFromDeployment(_DEPLOYMENT, "edge"), "localhost"),
         True,
-        Factory.forProtocol(lambda: clientApp),
-    )
-    server = serverFactory.buildProtocol(_ADDRESS)
-    client = clientFactory.buildProtocol(_ADDRESS)
+        clientFactory,
+    ).buildProtocol(_ADDRESS)
     pump = iosim.connect(
         server,
         iosim.makeFakeServer(server),
@@ -103,6 +101,19 @@ def _tlsPair(
     if handshake:
         pump.flush()
     return server, client, pump
+
+
+def _tlsPair(
+    serverApp: Protocol, clientApp: Protocol, handshake: bool = True
+) -> tuple[LinkTLSProtocol, LinkTLSProtocol, iosim.IOPump]:
+    """
+    L{_tlsFactoryPair} for two given application protocols.
+    """
+    return _tlsFactoryPair(
+        Factory.forProtocol(lambda: serverApp),
+        Factory.forProtocol(lambda: clientApp),
+        handshake,
+    )
 
 
 class _CountingWrites:
@@ -285,23 +296,7 @@ class LinkOverLinkTLSTests(SynchronousTestCase):
             token=TOKEN, clock=clock, streamFactory=lambda stream: Echo()
         )
         clientLinks = LinkClientFactory(token=TOKEN, clock=clock)
-        server = LinkTLSFactory(
-            serverOptions(credentialsFromDeployment(_DEPLOYMENT, "origin")),
-            False,
-            serverLinks,
-        ).buildProtocol(_ADDRESS)
-        client = LinkTLSFactory(
-            clientOptions(credentialsFromDeployment(_DEPLOYMENT, "edge"), "localhost"),
-            True,
-            clientLinks,
-        ).buildProtocol(_ADDRESS)
-        pump = iosim.connect(
-            server,
-            iosim.makeFakeServer(server),
-            client,
-            iosim.makeFakeClient(client),
-            greet=False,
-        )
+        _, _, pump = _tlsFactoryPair(serverLinks, clientLinks, handshake=False)
 
         def run() -> None:
             for _ in range(200):

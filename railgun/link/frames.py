@@ -101,11 +101,17 @@ def frameHeader(frameType: int, flags: int, streamId: int, length: int) -> bytes
     return _header.pack(length >> 16, length & 0xFFFF, frameType, flags, streamId)
 
 
-def encodeDataHeader(streamId: int, length: int, endStream: bool) -> bytes:
+def encodeStreamFrameHeader(
+    frameType: int, streamId: int, length: int, endStream: bool
+) -> bytes:
     """
-    Encode only the header of a DATA frame, so that the payload can be handed
-    to C{writeSequence} after it without being copied.
+    Encode only the header of a DATA or HEADERS frame, so that the payload
+    can be handed to C{writeSequence} after it without being copied. Nothing
+    is checked: the payload's size was already checked against the peer's
+    limits (a DATA chunk by the windows and frame size, a header block by
+    the link before it was queued).
 
+    @param frameType: L{TYPE_DATA} or L{TYPE_HEADERS}.
     @param streamId: the stream (>0).
     @param length: the payload length.
     @param endStream: set the END_STREAM flag.
@@ -114,26 +120,7 @@ def encodeDataHeader(streamId: int, length: int, endStream: bool) -> bytes:
     return _header.pack(
         length >> 16,
         length & 0xFFFF,
-        TYPE_DATA,
-        FLAG_END_STREAM if endStream else 0,
-        streamId,
-    )
-
-
-def encodeHeadersHeader(streamId: int, length: int, endStream: bool) -> bytes:
-    """
-    Encode only the header of a HEADERS frame, for a block whose size was
-    already checked against the peer's limits (so unchecked here).
-
-    @param streamId: the stream (>0).
-    @param length: the block length.
-    @param endStream: set the END_STREAM flag.
-    @return: the 9 header bytes.
-    """
-    return _header.pack(
-        length >> 16,
-        length & 0xFFFF,
-        TYPE_HEADERS,
+        frameType,
         FLAG_END_STREAM if endStream else 0,
         streamId,
     )
@@ -613,16 +600,12 @@ class FrameParser:
         append = frames.append
         end = len(source)
         unpack = _header.unpack_from
-        maxFrameSize = self.maxFrameSize
-        maxHeaderBlock = self.maxHeaderBlock
+        check = self._checkFast
         while end - pos >= HEADER_SIZE:
             high, low, frameType, flags, streamId = unpack(source, pos)
             length = (high << 16) | low
             streamId &= _STREAM_MASK
-            if frameType > TYPE_HEADERS or not streamId or length > maxFrameSize:
-                self._checkHeader(frameType, streamId, length)
-            elif frameType == TYPE_HEADERS and length > maxHeaderBlock:
-                self._checkHeader(frameType, streamId, length)
+            check(frameType, streamId, length)
             start = pos + HEADER_SIZE
             if end - start < length:
                 break

@@ -58,6 +58,7 @@ from .frames import (
     MAX_WINDOW,
     PROTOCOL_VERSION,
     TYPE_DATA,
+    TYPE_HEADERS,
     Data,
     FrameParser,
     GoAway,
@@ -69,8 +70,7 @@ from .frames import (
     Settings,
     Unknown,
     Window,
-    encodeDataHeader,
-    encodeHeadersHeader,
+    encodeStreamFrameHeader,
     truncateReason,
 )
 from .headerblock import (
@@ -1681,7 +1681,11 @@ class LinkProtocol(Protocol):
             if stream._lost or item is None:
                 continue
             block = encoder.encode(item.headers)
-            out.append(encodeHeadersHeader(stream.streamId, len(block), item.endStream))
+            out.append(
+                encodeStreamFrameHeader(
+                    TYPE_HEADERS, stream.streamId, len(block), item.endStream
+                )
+            )
             out.append(block)
             frames += 1
             if item.endStream:
@@ -1701,14 +1705,16 @@ class LinkProtocol(Protocol):
             head = queue[0]
             if head is _END:
                 queue.popleft()
-                out.append(encodeDataHeader(stream.streamId, 0, True))
+                out.append(encodeStreamFrameHeader(TYPE_DATA, stream.streamId, 0, True))
                 frames += 1
                 ended.append(stream)
             elif head.__class__ is _HeadersItem:
                 queue.popleft()
                 block = encoder.encode(head.headers)
                 out.append(
-                    encodeHeadersHeader(stream.streamId, len(block), head.endStream)
+                    encodeStreamFrameHeader(
+                        TYPE_HEADERS, stream.streamId, len(block), head.endStream
+                    )
                 )
                 out.append(block)
                 frames += 1
@@ -1798,7 +1804,7 @@ class LinkProtocol(Protocol):
         endStream = bool(queue) and queue[0] is _END
         if endStream:
             queue.popleft()
-        out[headerIndex] = encodeDataHeader(stream.streamId, size, endStream)
+        out[headerIndex] = encodeStreamFrameHeader(TYPE_DATA, stream.streamId, size, endStream)
         stream._sendWindow -= size
         self._sendWindow -= size
         stream._outboundBytes -= size
