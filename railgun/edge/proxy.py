@@ -89,7 +89,6 @@ def _logLookupFailure(failure: Failure) -> None:
     log.failure("edge cache lookup failed", failure)
 
 
-
 def respondPlain(request: Any, status: int, message: str, railgun: bytes | None = None) -> None:
     """
     Answer a client with a short text error (the cause in one line).

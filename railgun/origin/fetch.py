@@ -335,7 +335,7 @@ def fetchFromOrigin(
     A response head that does not arrive within C{timeout} seconds cancels
     the request; the Deferred then fails with L{CancelledError}.
     """
-    d = client.request(
+    return client.request(  # type: ignore[return-value]
         method.decode("ascii"),
         ExactURL(target.urlFor(path)),
         headers=headers,
@@ -345,7 +345,6 @@ def fetchFromOrigin(
         reactor=clock,  # type: ignore[arg-type]
         timeout=timeout,
     )
-    return d  # type: ignore[return-value]
 
 
 def responseHeaderList(response: IResponse) -> list[tuple[bytes, bytes]]:

@@ -426,7 +426,6 @@ def _positive(instance: object, attribute: Any, value: float) -> None:
         raise ValueError(f"{attribute.name} must be > 0: {value!r}")
 
 
-
 def _checkPrefix(instance: object, attribute: Any, value: bytes) -> None:
     if not isinstance(value, bytes) or not _SAFE_KEY.fullmatch(value):
         raise ValueError(f"keyPrefix must be printable ASCII bytes: {value!r}")

@@ -26,7 +26,6 @@ MiB = 1024 * 1024
 ITEM_OVERHEAD = 300
 
 
-
 @define
 class _Entry:
     """
