@@ -167,6 +167,93 @@ class EdgeChannelTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"HTTP/1.1 200 OK\r\nX-A: 1 2\r\n\r\n")
 
 
+class _WritesTransport(StringTransport):
+    """
+    Records each write the channel makes, as the bytes of that call.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(data)
+        super().write(data)
+
+    def writeSequence(self, data: Any) -> None:
+        data = list(data)
+        self.calls.append(b"".join(data))
+        super().writeSequence(data)
+
+
+class OneSendPerResponseTests(SynchronousTestCase):
+    """
+    The head of a response leaves with the body bytes twisted.web writes
+    right after it, in one transport write; the bytes are those of
+    twisted.web's own channel.
+    """
+
+    def _respond(
+        self, channelFactory: Any, method: bytes, code: int, length: bool, writes: list[bytes]
+    ) -> _WritesTransport:
+        channel = channelFactory()
+        transport = _WritesTransport()
+        channel.makeConnection(transport)
+        request = channel.requestFactory(channel)
+        request.method = method
+        request.clientproto = b"HTTP/1.1"
+        request.setResponseCode(code)
+        if length:
+            request.setHeader(b"content-length", b"%d" % sum(map(len, writes)))
+        for data in writes:
+            request.write(data)
+        return transport
+
+    def _both(self, method: bytes, code: int, length: bool, writes: list[bytes]) -> tuple[Any, Any]:
+        factory, _ = _edge(Clock())
+        ours = self._respond(lambda: factory.buildProtocol(None), method, code, length, writes)
+        theirs = self._respond(HTTPChannel, method, code, length, writes)
+        self.assertEqual(ours.value(), theirs.value())
+        return ours, theirs
+
+    def test_lengthKnown(self) -> None:
+        """
+        Head and body in one write; later body writes go on their own.
+        """
+        ours, theirs = self._both(b"GET", 200, True, [b"body", b"more"])
+        self.assertEqual(len(ours.calls), 2)
+        self.assertTrue(ours.calls[0].endswith(b"\r\n\r\nbody"))
+        self.assertEqual(ours.calls[1], b"more")
+        self.assertEqual(len(theirs.calls), 3)
+
+    def test_chunked(self) -> None:
+        """
+        A chunked response's head goes with its first chunk.
+        """
+        ours, _ = self._both(b"GET", 200, False, [b"body"])
+        self.assertEqual(len(ours.calls), 1)
+        self.assertTrue(ours.calls[0].endswith(b"\r\n\r\n4\r\nbody\r\n"))
+
+    def test_headAndNoBodyStatus(self) -> None:
+        """
+        A HEAD request, or a status without a body: the head still leaves,
+        alone.
+        """
+        for method, code in ((b"HEAD", 200), (b"GET", 304), (b"GET", 204)):
+            ours, _ = self._both(method, code, False, [b"body"])
+            self.assertEqual(len(ours.calls), 1, (method, code))
+            self.assertTrue(ours.calls[0].endswith(b"\r\n\r\n"), (method, code))
+
+    def test_headFirst(self) -> None:
+        """
+        A head written on its own (no body bytes yet: a streamed response
+        whose body comes later) is not held back.
+        """
+        ours, _ = self._both(b"GET", 200, False, [b"", b"late"])
+        self.assertEqual(len(ours.calls), 2)
+        self.assertTrue(ours.calls[0].endswith(b"\r\n\r\n"))
+
+
 class EdgeRequestTests(SynchronousTestCase):
     """
     Tests for L{railgun.edge.http.EdgeRequest}'s client-gone notice and

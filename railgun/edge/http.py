@@ -111,14 +111,28 @@ class EdgeRequest(http.Request):
         self.process()
 
     def write(self, data: bytes) -> None:
-        if not self.startedWriting and self.body is not None and not self.body.complete:
+        if self.startedWriting:
+            super().write(data)
+            return
+        if self.body is not None and not self.body.complete:
             # Answered before the client finished sending its body (an
             # error, or an origin that does not read it): what is left of
             # the body will not be read, so this connection cannot carry
             # another request.
             self.channel.persistent = False
             self.responseHeaders.setRawHeaders(b"connection", [b"close"])
-        super().write(data)
+        if not data:
+            super().write(data)
+            return
+        # The head and the first body bytes, written by twisted.web one
+        # after the other, leave in one send (see EdgeChannel.writeHeaders).
+        channel = self.channel
+        channel.holdHead = True
+        try:
+            super().write(data)
+        finally:
+            channel.holdHead = False
+            channel.flushHead()
 
     def process(self) -> None:
         self.channel.factory.proxy.handle(self)
@@ -137,6 +151,10 @@ class EdgeChannel(http.HTTPChannel):
     _peer: IAddress | None = None
     _host: IAddress | None = None
     _secure: bool | None = None
+    #: set by EdgeRequest.write around twisted.web's first write of a
+    #: response: writeHeaders then keeps the head for the body bytes.
+    holdHead = False
+    _heldHead: bytes | None = None
 
     # The addresses and the security of a connection do not change: asked
     # for by every request (twisted.web's Request.__init__ takes both
@@ -174,8 +192,35 @@ class EdgeChannel(http.HTTPChannel):
             for value in values:
                 parts += (name, b": ", value, b"\r\n")
         parts.append(b"\r\n")
+        head = b"".join(parts)
+        if self.holdHead:
+            # Sent with the body bytes that follow in the same
+            # Request.write: with eager writes, one send instead of two
+            # (and one wake-up of the client).
+            self._heldHead = head
+            return
         assert self.transport is not None
-        self.transport.write(b"".join(parts))
+        self.transport.write(head)
+
+    def flushHead(self) -> None:
+        """
+        Send a response head still held (a HEAD request, or a status
+        without a body: no body bytes followed it).
+        """
+        head, self._heldHead = self._heldHead, None
+        if head is not None:
+            assert self.transport is not None
+            self.transport.write(head)
+
+    def write(self, data: bytes) -> None:
+        head, self._heldHead = self._heldHead, None
+        assert self.transport is not None
+        self.transport.write(data if head is None else head + data)
+
+    def writeSequence(self, iovec: Any) -> None:
+        head, self._heldHead = self._heldHead, None
+        assert self.transport is not None
+        self.transport.writeSequence(iovec if head is None else [head, *iovec])
 
     def lineReceived(self, line: bytes) -> None:
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
