@@ -41,8 +41,8 @@ from bench.harness import (
 FULL_SIZE = 1024**3
 QUICK_SIZE = 16 * 1024**2
 #: Rounds of a full run. A Railgun transfer sometimes runs in a slower
-#: regime (about one round in four measured 0.41-0.44 of plain TLS against
-#: 0.55-0.67 otherwise, with more CPU per GiB in every process, the origin
+#: regime (about one round in four measured 0.41-0.46 of plain TLS against
+#: 0.50-0.67 otherwise, with more CPU per GiB in every process, the origin
 #: server's included); five rounds keep the median off one or two of those.
 FULL_ROUNDS = 5
 _WRITE_OUT = "%{http_code} %{size_download} %{size_upload} %{time_total}"
