@@ -8,7 +8,11 @@ Scenario 2: throughput and CPU cost on loopback, under a load generator
     crosses the link every time);
   - C{twisted-revproxy}: one process of C{twisted.web.proxy.ReverseProxyResource};
   - C{nginx}: nginx as a keep-alive reverse proxy (upstream keepalive);
-  - C{origin-direct}: the origin alone, for reference.
+  - C{origin-direct}: the origin alone, for reference;
+  - and a diagnostic, not an alternative: C{railgun-role-from-memory}, the
+    chain with an origin role that answers from memory (L{bench.memoryrole})
+    instead of fetching: by difference with C{railgun}, what fetching
+    through treq costs the origin role per request.
 
 Requests/s come from wrk; CPU microseconds per request of each process from
 utime + stime in C{/proc/PID/stat} before and after, divided by the
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,7 @@ from twisted.internet.threads import deferToThread
 
 from bench.harness import (
     BENCH_HOST,
+    TWISTD,
     Child,
     HarnessError,
     Processes,
@@ -43,6 +49,9 @@ from bench.harness import (
     waitForHttp,
 )
 from bench.origin import loopbackPage
+
+#: The diagnostic chain whose origin role answers from memory.
+MEMORY_ROLE = "railgun-role-from-memory"
 
 
 @define
@@ -182,6 +191,14 @@ async def _run(
         targets.append(Target(name, edgePort, [edge, originRole, origin]))
         if delta:
             roles = {"edge": edge, "origin-role": originRole}
+    linkPort, edgePort = freePort(), freePort()
+    memoryRole = procs.start(f"{MEMORY_ROLE}-origin-role", [
+        sys.executable, "-m", "bench.memoryrole",
+        *originRoleArgv(deployment, linkPort, f"http://127.0.0.1:{originPort}")[len(TWISTD):]])
+    await procs.waitForPort(memoryRole, linkPort)
+    edge = procs.start(f"{MEMORY_ROLE}-edge", edgeArgv(deployment, edgePort, linkPort))
+    await waitForHttp(reactor, edge, edgePort, "/page", timeout=30)
+    targets.append(Target(MEMORY_ROLE, edgePort, [edge, memoryRole]))
     proxyPort = freePort()
     proxy = procs.start("twisted-revproxy", [
         *originServerArgv()[:2], "bench.revproxy", "--port", str(proxyPort),
@@ -260,6 +277,8 @@ async def _run(
             if requests else None,
         })
     byName = {row["name"]: row for row in rows}
+    diagnostics = [byName.pop(MEMORY_ROLE)]
+    rows = [row for row in rows if row["name"] != MEMORY_ROLE]
     # The machine's speed drifts over minutes (other tenants): the ratio is
     # taken within each round, where the alternatives ran back to back, and
     # the median of those is the figure.
@@ -282,6 +301,7 @@ async def _run(
             "page_bytes": len(page),
         },
         "alternatives": rows,
+        "diagnostics": diagnostics,
         "railgun_over_revproxy_by_round": pairedRatios,
         "targets": targetsOut,
         "notes": notes,

@@ -135,9 +135,45 @@ def loopbackTables(r: dict[str, Any]) -> str:
                  "alternatives run back to back; the target takes the median, which "
                  "the machine's drift between rounds does not move): "
                  + ", ".join(_fmt(x) for x in paired) + ".")
+    text += _fetchCost(r)
     for note in r.get("notes", []):
         text += f"\n\n{note}"
     return text
+
+
+def _fetchCost(r: dict[str, Any]) -> str:
+    """
+    The diagnostic chain against the real one: what fetching through treq
+    costs the origin role per request (by difference, same run).
+    """
+    diagnostics = {d["name"]: d for d in r.get("diagnostics", [])}
+    memory = diagnostics.get("railgun-role-from-memory")
+    real = next((a for a in r["alternatives"] if a["name"] == "railgun"), None)
+    if memory is None or real is None:
+        return ""
+
+    def role(row: dict[str, Any]) -> float | None:
+        return next((v for n, v in row["cpu_us_per_request"].items()
+                     if n.endswith("origin-role")), None)
+
+    def edge(row: dict[str, Any]) -> float | None:
+        return next((v for n, v in row["cpu_us_per_request"].items()
+                     if n.endswith("-edge")), None)
+
+    rows = [[row["name"], f"{row['rps_median']:,.0f}", _fmt(edge(row), 0),
+             _fmt(role(row), 0), row["errors"]] for row in (real, memory)]
+    realRole, memoryRole = role(real), role(memory)
+    share = ""
+    if realRole and memoryRole is not None:
+        share = (f" Fetching through treq (treq, twisted.web's Agent, pool and "
+                 f"HTTP/1.1 client, the origin socket) costs the origin role "
+                 f"{realRole - memoryRole:,.0f} µs of its {realRole:,.0f} µs per "
+                 f"request ({(realRole - memoryRole) / realRole:.0%}).")
+    return ("\n\nDiagnostic, not an alternative: the same chain with an origin "
+            "role that answers from memory instead of fetching (`bench.memoryrole`; "
+            "same rounds, same load)." + share + "\n\n" + table(
+                ["chain", "req/s", "edge CPU µs/req", "origin role CPU µs/req",
+                 "errors"], rows))
 
 
 def bulkTables(r: dict[str, Any]) -> str:

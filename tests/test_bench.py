@@ -30,7 +30,13 @@ from bench.origin import (
     generatedSequences,
     loopbackPage,
 )
-from bench.report import replaceSection, targetsTable, updateDocs, verdict
+from bench.report import (
+    loopbackTables,
+    replaceSection,
+    targetsTable,
+    updateDocs,
+    verdict,
+)
 from bench.wanfetch import decodeBody
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -366,10 +372,17 @@ class QuickRunTests(TestCase):
             r = await self._scenario("loopback")
             names = {a["name"] for a in r["alternatives"]}
             self.assertTrue({"railgun", "twisted-revproxy", "origin-direct"} <= names)
-            for a in r["alternatives"]:
+            for a in r["alternatives"] + r["diagnostics"]:
                 self.assertGreater(a["requests"], 0)
                 self.assertTrue(all(v is not None and v > 0
                                     for v in a["cpu_us_per_request"].values()))
+            # The diagnostic chain runs the origin role answering from memory
+            # (and served the right page: a wrong body counts as an error).
+            self.assertEqual([d["name"] for d in r["diagnostics"]],
+                             ["railgun-role-from-memory"])
+            self.assertEqual(r["errors"], 0)
+            self.assertIn("origin role that answers from memory",
+                          loopbackTables(r))
         return ensureDeferred(check())
 
     def test_bulk(self) -> Deferred[None]:
