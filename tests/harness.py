@@ -176,6 +176,49 @@ class Hang(Resource):
         return NOT_DONE_YET
 
 
+class StallMidBody(Resource):
+    """
+    Announces a 100,000-byte text page, sends the first 1,000 bytes and
+    then nothing more.
+    """
+
+    isLeaf = True
+
+    def render(self, request: Any) -> Any:
+        request.setHeader(b"content-type", b"text/html")
+        request.setHeader(b"content-length", b"100000")
+        request.write(b"<p>" + b"x" * 993 + b"</p>")
+        return NOT_DONE_YET
+
+
+class StallingOrigin(Protocol):
+    """
+    A raw HTTP/1.1 origin that sends a response head and part of its body.
+    Without C{length}, the response has no length (its body ends when the
+    connection closes, RFC 9112 6.3) and the origin then stalls, holding
+    the connection open; with C{length}, it announces that many bytes and
+    closes the connection after the part.
+    """
+
+    def __init__(self, contentType: bytes, partial: bytes, length: int | None = None) -> None:
+        framing = b"connection: close" if length is None else b"content-length: %d" % length
+        self._head = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: " + contentType + b"\r\n" + framing + b"\r\n\r\n"
+        )
+        self._partial = partial
+        self._closeAfter = length is not None
+        self._received = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self._received += data
+        if b"\r\n\r\n" in self._received and self._head:
+            self.transport.write(self._head + self._partial)
+            self._head = b""
+            if self._closeAfter:
+                # Fewer bytes than announced, then the connection closes.
+                self.transport.loseConnection()
+
+
 #: A text page large enough (over 128 KiB) for the edge to compress it for
 #: clients in its thread pool.
 LARGE_TEXT = b"".join(changingPage(v) for v in range(5))
@@ -189,6 +232,7 @@ def originSite(bigSize: int = 1 << 20) -> tuple[Site, dict[str, Any]]:
     root.putChild(b"big", pages["big"])
     root.putChild(b"upload", Upload())
     root.putChild(b"hang", Hang())
+    root.putChild(b"stall", StallMidBody())
     root.putChild(b"static", Data(b"<p>the same page whatever the query</p>\n" * 50, "text/html"))
     root.putChild(b"largetext", Data(LARGE_TEXT, "text/html"))
     site = Site(root)

@@ -12,10 +12,16 @@ import resource
 
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
-from twisted.internet.protocol import Protocol
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
-from twisted.web.client import FileBodyProducer
+from twisted.web.client import (
+    FileBodyProducer,
+    PartialDownloadError,
+    ResponseFailed,
+    readBody,
+)
 from twisted.web.http_headers import Headers
 
 from railgun.delta.content import CLIENT_ENCODE_IN_THREAD_ABOVE
@@ -24,6 +30,7 @@ from tests.harness import (
     HOST,
     LARGE_TEXT,
     Deployment,
+    StallingOrigin,
     changingPage,
     pattern,
     rawRequest,
@@ -305,6 +312,16 @@ class FailureTests(_Base):
         self.assertIn(b"did not answer", body)
 
     @inlineCallbacks
+    def test_originStallsMidBody(self):
+        """
+        An origin that stops in the middle of a body the origin role holds
+        to send as a version gives 504.
+        """
+        response, body = yield self.d.fetch("/stall")
+        self.assertEqual(response.code, 504)
+        self.assertIn(b"stopped sending", body)
+
+    @inlineCallbacks
     def test_originDown(self):
         """
         An origin that refuses connections gives 502.
@@ -339,6 +356,68 @@ class FailureTests(_Base):
         # role's own 504, and the Railgun header says it was retried.
         self.assertEqual(response.code, 504)
         self.assertTrue(self.diagnostic(response).flags & Flag.RETRIED)
+
+
+class StalledBodyTests(TestCase):
+    """
+    An origin that stops sending in the middle of a body: a client never
+    gets a truncated body as if it were complete.
+    """
+
+    timeout = 30
+
+    @inlineCallbacks
+    def startWithOrigin(self, contentType: bytes, length: int | None = None):
+        """
+        Start a deployment in front of a L{StallingOrigin}.
+        """
+        factory = Factory()
+        factory.protocol = lambda: StallingOrigin(contentType, b"partial body ", length)
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+        self.addCleanup(port.stopListening)
+        self.d = Deployment()
+        yield self.d.start(
+            originURL=f"http://127.0.0.1:{port.getHost().port}",
+            originOptions={"responseTimeout": 1.0},
+        )
+        self.addCleanup(self.d.stop)
+        yield self.d.edge.whenLinked()
+
+    @inlineCallbacks
+    def test_stalledVersionAnswers504(self):
+        """
+        A text body held to be sent as a version that stalls gives 504: its
+        head was not sent yet, so the client can still get a clean error.
+        """
+        yield self.startWithOrigin(b"text/html")
+        response, body = yield self.d.fetch("/")
+        self.assertEqual(response.code, 504)
+        self.assertIn(b"stopped sending", body)
+
+    @inlineCallbacks
+    def test_brokenVersionAnswers502(self):
+        """
+        A text body held to be sent as a version that the origin breaks off
+        (it closes before the announced length) gives 502.
+        """
+        yield self.startWithOrigin(b"text/html", length=1000)
+        response, body = yield self.d.fetch("/")
+        self.assertEqual(response.code, 502)
+        self.assertIn(b"broke off the body", body)
+
+    @inlineCallbacks
+    def test_stalledStreamedBodyAborted(self):
+        """
+        A body streamed as it comes (not a version) that stalls after its
+        head was sent is cut off: the client sees the response fail, not
+        end (the origin role stopped reading it, so its end by the origin's
+        close does not mean complete).
+        """
+        yield self.startWithOrigin(b"application/octet-stream")
+        h = Headers({b"host": [HOST.encode()]})
+        response = yield self.d.agent.request(b"GET", self.d.url("/"), h)
+        self.assertEqual(response.code, 200)
+        yield self.assertFailure(readBody(response), ResponseFailed, PartialDownloadError)
 
 
 class BulkTests(_Base):

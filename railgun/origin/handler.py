@@ -568,19 +568,34 @@ class OriginStreamHandler(StreamProtocol):
         if self._gone:
             return
         self.transport.unregisterProducer()
-        if reason.check(ResponseDone, PotentialDataLoss):
+        # A body with no length ends when the origin closes
+        # (PotentialDataLoss): complete, unless our own timer stopped it.
+        if reason.check(ResponseDone, PotentialDataLoss) and not self._timedOut:
             if self._collecting:
                 self._collecting = False
                 d = Deferred.fromCoroutine(self._sendVersion())
                 d.addErrback(self._internalError)
             else:
                 self.transport.loseConnection()
+            return
+        why = "stalled" if self._timedOut else reason.getErrorMessage()
+        log.info("origin body for {rid} failed: {why}", rid=self.transport.requestId, why=why)
+        self._context.stats.record(self._host, errors=1)
+        if self._collecting:
+            # Nothing of the response was sent yet: the client can still
+            # get a proper error instead of a broken stream.
+            self._collecting = False
+            self._collected = []
+            self._release()
+            if self._timedOut:
+                self._respondError(
+                    504, "origin-timeout", "the origin server stopped sending the body"
+                )
+            else:
+                self._respondError(
+                    502, "origin-failed", "the origin server broke off the body"
+                )
         else:
-            log.info(
-                "origin body for {rid} failed: {why}",
-                rid=self.transport.requestId,
-                why=reason.getErrorMessage(),
-            )
             self.transport.reset(ErrorCode.INTERNAL_ERROR)
 
 
