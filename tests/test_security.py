@@ -204,6 +204,41 @@ class FallbackTests(TestCase):
         self.assertEqual(d2.origin.stats.total.requests, 0)
 
 
+    @inlineCallbacks
+    def test_directBodyStallCutOff(self):
+        """
+        A direct fetch whose body stalls for the response timeout is cut off:
+        the client sees the response fail, not end, even when the body has
+        no length (its end would be the origin's close).
+        """
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+        from twisted.internet.protocol import Factory
+        from twisted.web.client import PartialDownloadError, ResponseFailed, readBody
+        from twisted.web.http_headers import Headers
+
+        from tests.harness import HOST, StallingOrigin
+
+        factory = Factory()
+        factory.protocol = lambda: StallingOrigin(b"application/octet-stream", b"partial")
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+        self.addCleanup(port.stopListening)
+        d2 = Deployment()
+        yield d2.start(
+            originURL=f"http://127.0.0.1:{port.getHost().port}",
+            edgeToken=b"refused",
+            fallbackToOrigin=True,
+            edgeOptions={"responseTimeout": 1.0},
+        )
+        self.addCleanup(d2.stop)
+        yield deferLater(reactor, 0.3, lambda: None)
+        response = yield d2.agent.request(
+            b"GET", d2.url("/"), Headers({b"host": [HOST.encode()]})
+        )
+        self.assertEqual(response.code, 200)
+        self.assertTrue(response.headers.getRawHeaders(b"railgun")[0].startswith(b"direct ("))
+        yield self.assertFailure(readBody(response), ResponseFailed, PartialDownloadError)
+
+
 class HTTPSOriginTests(TestCase):
     """
     HTTPS origin servers are verified unless the configuration says not to.

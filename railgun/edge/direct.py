@@ -75,7 +75,7 @@ class DirectFetcher:
                 request.finish()
                 response.deliverBody(DiscardBody())
                 return
-            response.deliverBody(_Relay(request))
+            response.deliverBody(_Relay(request, self._clock, self._timeout))
 
         def failed(failure: Failure) -> None:
             error = classifyFetchFailure(failure, False)
@@ -86,21 +86,45 @@ class DirectFetcher:
 
 
 class _Relay(Protocol):
-    def __init__(self, request: Any) -> None:
+    """
+    Relay an origin body to the client, as long as it keeps coming: a body
+    that stalls for C{timeout} seconds is cut off (its head is sent, so the
+    client can only see the response fail).
+    """
+
+    def __init__(self, request: Any, clock: IReactorTime, timeout: float) -> None:
         self._request = request
+        self._clock = clock
+        self._timeout = timeout
+        self._timer: Any = None
+        self._stalled = False
 
     def connectionMade(self) -> None:
         self._request.registerProducer(self.transport, True)
+        self._timer = self._clock.callLater(self._timeout, self._bodyStalled)
 
     def dataReceived(self, data: bytes) -> None:
+        if self._timer is not None:
+            self._timer.reset(self._timeout)
         self._request.write(data)
 
+    def _bodyStalled(self) -> None:
+        self._timer = None
+        self._stalled = True
+        log.info("direct origin body stalled; cutting the response off")
+        self.transport.stopProducing()  # type: ignore[union-attr]
+
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
         request = self._request
         if request._disconnected or request.finished:
             return
         request.unregisterProducer()
-        if reason.check(ResponseDone, PotentialDataLoss):
+        # A body with no length ends when the origin closes
+        # (PotentialDataLoss): complete, unless the stall timer stopped it.
+        if reason.check(ResponseDone, PotentialDataLoss) and not self._stalled:
             request.finish()
         else:
             request.channel.transport.abortConnection()
