@@ -94,6 +94,8 @@ def _edge(encode: Any, kept: ClientEncodings | None = None) -> tuple[Any, _Link,
 _SAME = [
     (b":status", b"200"),
     (b"content-type", b"text/html"),
+    (b"etag", b'"v1"'),
+    (b"set-cookie", b"session=one-user"),
     (b"railgun-body", b"same"),
     (b"railgun-digest", DIGEST),
 ]
@@ -139,6 +141,23 @@ class EdgeEncodeTests(SynchronousTestCase):
         self.assertEqual(gzip.decompress(served), PAGE)
         self.assertFalse(self.transport.disconnecting)
         self.assertEqual(self.proxy.stats.total.bodies["same"], 1)
+
+    def test_encodeFailed(self) -> None:
+        """
+        A compression that fails gets the client a plain 500 that carries
+        none of the origin's response headers (they describe a body the
+        client does not get), and is logged.
+        """
+        [(_, _, d)] = self.pending
+        d.errback(Failure(MemoryError("no room to compress")))
+        head, _, body = self.transport.value().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 500 "), head)
+        self.assertEqual(body, b"railgun: could not compress the response\n")
+        self.assertNotIn(b"text/html", head)
+        self.assertNotIn(b"session=one-user", head)
+        self.assertNotIn(b'"v1"', head)
+        self.assertIn(b"Content-Type: text/plain; charset=utf-8", head)
+        self.assertEqual(len(self.flushLoggedErrors(MemoryError)), 1)
 
     def test_clientGoneMeanwhile(self) -> None:
         """

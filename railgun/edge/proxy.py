@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
 
 from railgun.delta.codec import CodecRegistry, DeltaError
 from railgun.delta.content import chooseEncoding, encodeBody, isDeltaEligible
@@ -616,6 +617,9 @@ class EdgeStreamHandler(StreamProtocol):
         if not exchange.done:
             self._finished = True
             exchange.done = True
+            # The origin's headers (validators, cookies, its content type)
+            # were already set; they describe a body the client won't get.
+            exchange.request.responseHeaders = Headers()
             respondPlain(exchange.request, 500, "railgun: could not compress the response")
 
     def _respond(
