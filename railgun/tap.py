@@ -69,6 +69,14 @@ _SCALARS: list[tuple[str, str | None, str, Callable[[str], Any]]] = [
     ("sample-period", "both", "sample_period", _float),
 ]
 
+# Keys of the file that a flag replaces besides its own, so that the flag
+# wins wherever the file sets the same thing: the timeout flags apply to both
+# roles, over the per-role values of [origin] and [edge] too.
+_ALSO_REPLACES: dict[str, list[tuple[str, str]]] = {
+    "connect-timeout": [("origin", "connect_timeout"), ("edge", "connect_timeout")],
+    "response-timeout": [("origin", "response_timeout"), ("edge", "response_timeout")],
+}
+
 
 class Options(usage.Options):
     """
@@ -184,6 +192,10 @@ def _merge(options: Options) -> dict[str, Any]:
                 value = parse(options[flag])
             except ValueError as e:
                 raise usage.UsageError(f"--{flag}: {e}") from e
+            for otherSection, otherKey in _ALSO_REPLACES.get(flag, []):
+                fromFile = settings.get(otherSection)
+                if isinstance(fromFile, dict):
+                    fromFile.pop(otherKey, None)
             (settings if section is None else settings.setdefault(section, {}))[key] = value
     for flag, section, key in [
         ("map", "origin", "map"),

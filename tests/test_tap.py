@@ -164,6 +164,52 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertEqual(options.built.edgeConfig().linksPerOrigin, 5)
 
+    def test_timeoutFlagsOverridePerRoleKeys(self):
+        """
+        --connect-timeout and --response-timeout win over the per-role
+        values of the file's [origin] and [edge] tables, not only over its
+        top-level keys.
+        """
+        tokenFile = self.mktemp()
+        Path(tokenFile).write_text("secret\n")
+        # origin.toml sets [origin] connect_timeout = 5.0, response_timeout = 30.0.
+        options = self.parse(
+            "--config", str(EXAMPLES / "origin.toml"), "--token-file", tokenFile, "--certs", "/c",
+            "--connect-timeout", "7", "--response-timeout", "99",
+        )
+        config = options.built.originConfig()
+        self.assertEqual((config.connectTimeout, config.responseTimeout), (7.0, 99.0))
+        # edge.toml sets [edge] response_timeout = 60.0.
+        options = self.parse(
+            "--config", str(EXAMPLES / "edge.toml"), "--token-file", tokenFile, "--certs", "/c",
+            "--response-timeout", "9",
+        )
+        self.assertEqual(options.built.edgeConfig().responseTimeout, 9.0)
+        # --role both: the flag reaches both roles.
+        path = self.mktemp()
+        Path(path).write_text(
+            "connect_timeout = 1.0\n[origin]\nconnect_timeout = 2.0\nresponse_timeout = 3.0\n"
+            "[edge]\nconnect_timeout = 4.0\nresponse_timeout = 5.0\n"
+        )
+        options = self.parse(
+            "--config", path, "--role", "both", "--connect-timeout", "7", "--response-timeout", "8",
+        )
+        for role in (options.built.origin, options.built.edge):
+            self.assertEqual((role["connectTimeout"], role["responseTimeout"]), (7.0, 8.0))
+
+    def test_fileTimeouts(self):
+        """
+        Without the flags, the file's timeouts beat the defaults, and a
+        per-role value beats the file's top-level one.
+        """
+        path = self.mktemp()
+        Path(path).write_text(
+            'role = "origin"\ntoken = "t"\nconnect_timeout = 3.0\nresponse_timeout = 4.0\n'
+            '[origin]\nresponse_timeout = 12.0\n[origin.map]\n"a" = "http://b"\n'
+        )
+        config = self.parse("--config", path, "--certs", "/c").built.originConfig()
+        self.assertEqual((config.connectTimeout, config.responseTimeout), (3.0, 12.0))
+
     def test_unknownKey(self):
         """
         A typo in the config file is an error, not silently ignored.
