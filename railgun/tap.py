@@ -71,8 +71,11 @@ _SCALARS: list[tuple[str, str | None, str, Callable[[str], Any]]] = [
 
 # Keys of the file that a flag replaces besides its own, so that the flag
 # wins wherever the file sets the same thing: the timeout flags apply to both
-# roles, over the per-role values of [origin] and [edge] too.
-_ALSO_REPLACES: dict[str, list[tuple[str, str]]] = {
+# roles, over the per-role values of [origin] and [edge] too; either token
+# flag replaces both ways of giving the token in the file.
+_ALSO_REPLACES: dict[str, list[tuple[str | None, str]]] = {
+    "token": [(None, "token_file")],
+    "token-file": [(None, "token")],
     "connect-timeout": [("origin", "connect_timeout"), ("edge", "connect_timeout")],
     "response-timeout": [("origin", "response_timeout"), ("edge", "response_timeout")],
 }
@@ -186,6 +189,8 @@ def _merge(options: Options) -> dict[str, Any]:
         settings = readToml(options["config"])
     if options["role"]:
         settings["role"] = options["role"]
+    if options["token"] is not None and options["token-file"] is not None:
+        raise usage.UsageError("give the token with --token or --token-file, not both")
     for flag, section, key, parse in _SCALARS:
         if options[flag] is not None:
             try:
@@ -193,7 +198,7 @@ def _merge(options: Options) -> dict[str, Any]:
             except ValueError as e:
                 raise usage.UsageError(f"--{flag}: {e}") from e
             for otherSection, otherKey in _ALSO_REPLACES.get(flag, []):
-                fromFile = settings.get(otherSection)
+                fromFile = settings if otherSection is None else settings.get(otherSection)
                 if isinstance(fromFile, dict):
                     fromFile.pop(otherKey, None)
             (settings if section is None else settings.setdefault(section, {}))[key] = value
@@ -228,6 +233,12 @@ def _entries(value: Any, key: str) -> list[str]:
 
 
 def _token(settings: dict[str, Any]) -> bytes:
+    """
+    The link token: from C{token} or C{token_file} (the command line's
+    replaced the file's in L{_merge}), else from C{RAILGUN_TOKEN}.
+    """
+    if "token" in settings and "token_file" in settings:
+        raise ConfigError("the config file sets both token and token_file; keep one")
     token = settings.get("token")
     if token is None and settings.get("token_file"):
         path = settings["token_file"]

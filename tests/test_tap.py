@@ -140,6 +140,38 @@ class OptionsTests(SynchronousTestCase):
         options = self.parse("--role", "edge", "--certs", "/c", "--link", "a=b")
         self.assertEqual(options.built.edgeConfig().token, b"from-env")
 
+    def test_tokenFlagsOverrideFile(self):
+        """
+        --token-file on the command line wins over a token in the file, and
+        --token over a token_file in the file.
+        """
+        tokenFile = self.mktemp()
+        Path(tokenFile).write_text("from-flag-file\n")
+        path = self.mktemp()
+        Path(path).write_text('role = "edge"\ntoken = "from-toml"\n[edge]\nlinks = ["a=b"]\n')
+        options = self.parse("--config", path, "--certs", "/c", "--token-file", tokenFile)
+        self.assertEqual(options.built.edgeConfig().token, b"from-flag-file")
+        # edge.toml names token_file = "/etc/railgun/token", which need not exist.
+        options = self.parse("--config", str(EXAMPLES / "edge.toml"), "--certs", "/c", "--token", "from-flag")
+        self.assertEqual(options.built.edgeConfig().token, b"from-flag")
+
+    def test_tokenGivenTwice(self):
+        """
+        Both --token and --token-file, or both token and token_file in the
+        file, are a usage error rather than one silently winning.
+        """
+        tokenFile = self.mktemp()
+        Path(tokenFile).write_text("t2\n")
+        e = self.assertRaises(
+            UsageError, self.parse, "--role", "edge", "--certs", "/c", "--link", "a=b",
+            "--token", "t1", "--token-file", tokenFile,
+        )
+        self.assertIn("--token or --token-file, not both", str(e))
+        path = self.mktemp()
+        Path(path).write_text(f'role = "edge"\ntoken = "t1"\ntoken_file = "{tokenFile}"\n[edge]\nlinks = ["a=b"]\n')
+        e = self.assertRaises(UsageError, self.parse, "--config", path, "--certs", "/c")
+        self.assertIn("both token and token_file", str(e))
+
     def test_exampleFiles(self):
         """
         The example files in docs/ parse into configurations.
