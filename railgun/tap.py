@@ -393,10 +393,12 @@ def buildConfigs(role: str, settings: dict[str, Any]) -> RoleSettings:
         raise ConfigError("the edge role needs at least one --link HOST=ADDRESS[:PORT]")
     if role != "both" and common["certsDir"] is None:
         raise ConfigError(f"the {role} role needs --certs DIR (make one with `railgun certs DIR`)")
-    both = settings.get("both", {})
+    both = _pick(settings.get("both", {}), {"sample_period": "samplePeriod"}, {"sample_period"}, "both")
+    samplePeriod = float(both.get("samplePeriod", 5.0))
+    if samplePeriod <= 0:
+        raise ConfigError(f"both.sample_period must be > 0, not {samplePeriod!r}")
     built = RoleSettings(
-        role, common, origin, originMap, edge, linkEntries,
-        samplePeriod=float(both.get("sample_period", 5.0)),
+        role, common, origin, originMap, edge, linkEntries, samplePeriod=samplePeriod,
     )
     # Build now what can be built, so that bad values are usage errors.
     if role == "origin":

@@ -251,6 +251,20 @@ class OptionsTests(SynchronousTestCase):
         e = self.assertRaises(UsageError, self.parse, "--config", path)
         self.assertIn("http_lisen", str(e))
 
+    def test_unknownKeyInBoth(self):
+        """
+        The [both] table is checked like the others: a typo is an error
+        naming the key, and the sample period must be > 0.
+        """
+        path = self.mktemp()
+        Path(path).write_text('role = "both"\n[both]\nsampel_period = 3\n')
+        e = self.assertRaises(UsageError, self.parse, "--config", path)
+        self.assertIn("unknown key(s) in [both]: sampel_period", str(e))
+        Path(path).write_text('role = "both"\n[both]\nsample_period = 3\n')
+        self.assertEqual(self.parse("--config", path).built.samplePeriod, 3.0)
+        e = self.assertRaises(UsageError, self.parse, "--role", "both", "--sample-period", "0")
+        self.assertIn("sample_period must be > 0", str(e))
+
 
 def _freePort() -> int:
     with socket.socket() as s:
