@@ -50,6 +50,25 @@ def _nonNegative(instance: object, attribute: Any, value: float) -> None:
         raise ConfigError(f"{attribute.name} must be >= 0, not {value!r}")
 
 
+# The ranges the link protocol allows for the LinkTuning fields announced in
+# HELLO (railgun.link.frames.SETTINGS_IDS; docs/protocol.md, "Settings").
+# Repeated here so that reading a configuration does not import the link;
+# tests/test_tap.py checks that both agree.
+MAX_WINDOW = 2**31 - 1
+LINK_SETTING_RANGES: dict[str, tuple[int, int]] = {
+    "maxFrameSize": (16384, 16777215),
+    "streamWindow": (0, MAX_WINDOW),
+    "connectionWindow": (65535, MAX_WINDOW),
+    "maxConcurrentStreams": (0, MAX_WINDOW),
+}
+
+
+def _linkSetting(instance: object, attribute: Any, value: int) -> None:
+    low, high = LINK_SETTING_RANGES[attribute.name]
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{attribute.name} must be a whole number from {low} to {high}, not {value!r}")
+
+
 def _zstdLevel(instance: object, attribute: Any, value: int) -> None:
     if not 1 <= value <= 22:
         raise ConfigError(f"{attribute.name} must be a zstd level from 1 to 22, not {value!r}")
@@ -59,6 +78,10 @@ def _zstdLevel(instance: object, attribute: Any, value: int) -> None:
 class LinkTuning:
     """
     Settings of the link protocol that an operator may tune (both roles).
+    Those announced in HELLO are checked against the ranges the link
+    protocol allows (L{LINK_SETTING_RANGES}), so a bad value is a
+    L{ConfigError} when the configuration is built, not an error when a
+    service starts.
 
     @ivar pingInterval: seconds between PINGs; 0 disables keepalive.
     @ivar pingTimeout: seconds without a PONG after which a link is dead.
@@ -76,10 +99,10 @@ class LinkTuning:
     pingTimeout: float = field(default=30.0, validator=_positive)
     helloTimeout: float = field(default=10.0, validator=_positive)
     drainTimeout: float = field(default=30.0, validator=_nonNegative)
-    maxConcurrentStreams: int = field(default=1000, validator=_positiveInt)
-    streamWindow: int = field(default=1 * MiB, validator=_positiveInt)
-    connectionWindow: int = field(default=16 * MiB, validator=_positiveInt)
-    maxFrameSize: int = field(default=64 * KiB, validator=_positiveInt)
+    maxConcurrentStreams: int = field(default=1000, validator=_linkSetting)
+    streamWindow: int = field(default=1 * MiB, validator=_linkSetting)
+    connectionWindow: int = field(default=16 * MiB, validator=_linkSetting)
+    maxFrameSize: int = field(default=64 * KiB, validator=_linkSetting)
     maxBufferedBytes: int = field(default=32 * MiB, validator=_positiveInt)
 
     def settings(self):  # -> railgun.link.frames.Settings

@@ -265,6 +265,54 @@ class OptionsTests(SynchronousTestCase):
         e = self.assertRaises(UsageError, self.parse, "--role", "both", "--sample-period", "0")
         self.assertIn("sample_period must be > 0", str(e))
 
+    def test_linkSettingRanges(self):
+        """
+        The link values announced in HELLO are checked against the ranges
+        the link protocol allows when options are read: an out-of-range
+        value is a usage error naming it, each end of a range is accepted.
+        """
+        path = self.mktemp()
+
+        def parseLink(key, value):
+            Path(path).write_text(f'role = "edge"\ntoken = "t"\n[edge]\nlinks = ["a=b"]\n[link]\n{key} = {value}\n')
+            return self.parse("--config", path, "--certs", "/c")
+
+        for key, attr, bad, good in [
+            ("max_frame_size", "maxFrameSize", [1000, 16383, 16777216], [16384, 16777215]),
+            ("stream_window", "streamWindow", [-1, 2**31], [0, 2**31 - 1]),
+            ("connection_window", "connectionWindow", [0, 65534, 2**31], [65535, 2**31 - 1]),
+            ("max_concurrent_streams", "maxConcurrentStreams", [-1, 2**31], [0, 2**31 - 1]),
+        ]:
+            for value in bad:
+                e = self.assertRaises(UsageError, parseLink, key, value)
+                self.assertIn(f"{attr} must be a whole number from", str(e))
+            for value in good:
+                tuning = parseLink(key, value).built.edgeConfig().link
+                self.assertEqual(getattr(tuning, attr), value)
+                # The protocol takes what the configuration took.
+                tuning.settings()
+        e = self.assertRaises(UsageError, parseLink, "max_frame_size", '"64k"')
+        self.assertIn("maxFrameSize", str(e))
+        e = self.assertRaises(
+            UsageError, self.parse, "--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b",
+            "--max-streams", "-1",
+        )
+        self.assertIn("maxConcurrentStreams", str(e))
+
+    def test_linkSettingRangesAreTheProtocols(self):
+        """
+        The ranges the configuration checks are those of the link's
+        settings.
+        """
+        from railgun.config import LINK_SETTING_RANGES
+        from railgun.link.frames import SETTINGS_IDS
+
+        names = {"maxFrameSize": "maxFrameSize", "streamWindow": "initialStreamWindow",
+                 "connectionWindow": "connectionWindow", "maxConcurrentStreams": "maxConcurrentStreams"}
+        protocol = {name: (low, high) for name, low, high in SETTINGS_IDS.values()}
+        for attr, (low, high) in LINK_SETTING_RANGES.items():
+            self.assertEqual((low, high), protocol[names[attr]], attr)
+
 
 def _freePort() -> int:
     with socket.socket() as s:
