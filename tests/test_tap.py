@@ -229,6 +229,55 @@ class OptionsTests(SynchronousTestCase):
         for role in (options.built.origin, options.built.edge):
             self.assertEqual((role["connectTimeout"], role["responseTimeout"]), (7.0, 8.0))
 
+    def test_everyFlagOverridesFile(self):
+        """
+        Every flag wins over every place in the file that sets the same
+        thing.
+        """
+        path = self.mktemp()
+        Path(path).write_text(
+            'role = "both"\ncerts = "/file"\nconnect_timeout = 1.0\nresponse_timeout = 1.0\n'
+            '[origin]\nlink_listen = "tcp:1"\nconnect_timeout = 1.0\nresponse_timeout = 1.0\n'
+            'verify_origin_tls = true\nmap = ["a=http://file"]\n'
+            '[edge]\nhttp_listen = "tcp:1"\nlinks_per_origin = 1\ntls_name = "file"\n'
+            'max_header_bytes = 1\nmax_body_bytes = 1\nconnect_timeout = 1.0\nresponse_timeout = 1.0\n'
+            'links = ["a=file"]\nfallback = ["a=http://file"]\n'
+            '[link]\nping_interval = 1.0\nping_timeout = 1.0\nmax_concurrent_streams = 1\n'
+            '[delta]\nenabled = true\nmax_size = 1\nlevel = 1\nlarge_level = 1\n'
+            '[store]\nmemory_bytes = 1\nmemcached = ["file:1"]\n'
+            '[both]\nsample_period = 1.0\n'
+        )
+        built = self.parse(
+            "--config", path, "--certs", "/flag", "--link-listen", "tcp:2", "--http-listen", "tcp:2",
+            "--links-per-origin", "2", "--tls-name", "flag", "--max-header-bytes", "2",
+            "--max-body-bytes", "2", "--connect-timeout", "2", "--response-timeout", "2",
+            "--ping-interval", "2", "--ping-timeout", "2", "--max-streams", "2",
+            "--delta-max-size", "2", "--delta-level", "2", "--delta-large-level", "2",
+            "--store-size", "2", "--sample-period", "2", "--map", "a=http://flag",
+            "--link", "a=flag", "--fallback", "a=http://flag", "--memcached", "flag:2",
+            "--no-delta", "--insecure-origin-tls",
+        ).built
+        origin, edge = built.originConfig(), built.edgeConfig()
+        self.assertEqual(origin.certsDir, "/flag")
+        self.assertEqual(origin.linkListen, "tcp:2")
+        self.assertEqual(edge.httpListen, "tcp:2")
+        self.assertEqual(
+            (edge.linksPerOrigin, edge.tlsName, edge.maxHeaderBytes, edge.maxBodyBytes),
+            (2, "flag", 2, 2),
+        )
+        for config in (origin, edge):
+            self.assertEqual((config.connectTimeout, config.responseTimeout), (2.0, 2.0))
+        link = origin.link
+        self.assertEqual((link.pingInterval, link.pingTimeout, link.maxConcurrentStreams), (2.0, 2.0, 2))
+        delta = origin.delta
+        self.assertEqual((delta.enabled, delta.maxSize, delta.level, delta.largeLevel), (False, 2, 2, 2))
+        self.assertEqual((origin.store.memoryBytes, origin.store.memcached), (2, ("flag:2",)))
+        self.assertEqual(built.samplePeriod, 2.0)
+        self.assertFalse(origin.verifyOriginTLS)
+        self.assertEqual(origin.origins.lookup("a").host, "flag")
+        self.assertEqual(edge.links.lookup("a").host, "flag")
+        self.assertEqual(edge.fallback.lookup("a").host, "flag")
+
     def test_fileTimeouts(self):
         """
         Without the flags, the file's timeouts beat the defaults, and a
