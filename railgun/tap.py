@@ -90,15 +90,16 @@ class Options(usage.Options):
     longdesc = (
         "Railgun: a persistent, multiplexed, mutually authenticated TLS link "
         "between a CDN edge and the origin, with delta compression of "
-        "dynamic pages. See docs/configuration.md for every option."
+        "dynamic pages. Some settings exist only as keys of the --config "
+        "file; docs/configuration.md lists every option and key."
     )
 
     optParameters = [
         ["role", None, None, "edge, origin or both (both roles in one process)"],
         ["config", "c", None, "a TOML configuration file; flags override it"],
         ["certs", None, None, "directory made by `railgun certs` (ca.pem, origin.pem, edge.pem)"],
-        ["token", None, None, "the shared link token (prefer --token-file or RAILGUN_TOKEN)"],
-        ["token-file", None, None, "a file holding the shared link token"],
+        ["token", None, None, "the shared link token (prefer --token-file or RAILGUN_TOKEN; not with --token-file)"],
+        ["token-file", None, None, "a file holding the shared link token (not with --token)"],
         ["link-listen", None, None, "origin: endpoint for links [default: tcp:2408:interface=127.0.0.1]"],
         ["http-listen", None, None, "edge: endpoint for HTTP clients [default: tcp:8080:interface=127.0.0.1]"],
         ["links-per-origin", None, None, "edge: links kept to each origin role [default: 2]"],
