@@ -476,6 +476,18 @@ class LinkAddressTests(SynchronousTestCase):
                 e = self.assertRaises(ValueError, parseLinkAddress, text)
                 self.assertIn(repr(text), str(e))
 
+    def test_str(self) -> None:
+        """
+        A LinkAddress reads as it is written on the command line (what logs
+        show), and that text parses back to it.
+        """
+        for address, text in [
+            (LinkAddress("origin.example", 2408), "origin.example:2408"),
+            (LinkAddress("::1", 9000), "[::1]:9000"),
+        ]:
+            self.assertEqual(str(address), text)
+            self.assertEqual(parseLinkAddress(text), address)
+
     def test_constructorChecks(self) -> None:
         """
         A LinkAddress built directly needs a host and a port in range.

@@ -12,6 +12,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.task import deferLater
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from railgun.certs import generateDeployment
@@ -35,6 +36,14 @@ class EdgeRefusedTests(TestCase):
 
     @inlineCallbacks
     def check(self, **options):
+        """
+        Start a deployment with C{options}, check the edge got no link.
+
+        @return: (a Deferred of) the edge pool's log lines meanwhile.
+        """
+        events: list = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
         d = Deployment()
         yield d.start(**options)
         self.addCleanup(d.stop)
@@ -47,12 +56,35 @@ class EdgeRefusedTests(TestCase):
         self.assertIn(b"no link", body)
         self.assertTrue(response.headers.getRawHeaders(b"railgun")[0].startswith(b"direct ("))
         self.assertEqual(d.origin.stats.total.requests, 0)
+        return [
+            formatEvent(e) for e in events
+            if e.get("log_namespace") == "railgun.edge.links"
+        ]
 
+    @inlineCallbacks
     def test_wrongToken(self):
         """
-        A wrong token in HELLO: refused.
+        A wrong token in HELLO: refused, and the edge's log says to give
+        both roles the same token.
         """
-        return self.check(edgeToken=b"not-the-token")
+        lines = yield self.check(edgeToken=b"not-the-token")
+        self.assertTrue(
+            any("AUTH_FAILED" in line and "same link token" in line for line in lines), lines
+        )
+
+    @inlineCallbacks
+    def test_certificateForAnotherName(self):
+        """
+        An origin role certificate made for another name than the one the
+        edge checks: refused during TLS, and the edge's log names the
+        name it checked and the option that fixes it.
+        """
+        lines = yield self.check(tlsDeployment=generateDeployment("other.test"))
+        self.assertTrue(
+            any("does not carry the name 'localhost'" in line and "--tls-name" in line
+                for line in lines),
+            lines,
+        )
 
     def test_certificateFromAnotherCA(self):
         """

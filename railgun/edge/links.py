@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service_identity import VerificationError
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -17,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from railgun.http.routing import LinkAddress
+from railgun.link.errors import ErrorCode, ProtocolError
 from railgun.link.factory import LinkClientFactory
 from railgun.link.protocol import LinkProtocol
 from railgun.tls import Credentials, clientOptions, wrapLinkClientTLS
@@ -60,7 +62,8 @@ class LinkPool(MultiService):
         self._links: set[LinkProtocol] = set()
         self._stopping = False
         backoff = backoffPolicy(initialDelay=0.2, maxDelay=30.0)
-        options = clientOptions(credentials, tlsName or address.host)
+        self._tlsName = tlsName or address.host
+        options = clientOptions(credentials, self._tlsName)
         for _ in range(size):
             endpoint = wrapLinkClientTLS(
                 options,
@@ -89,9 +92,10 @@ class LinkPool(MultiService):
     def _helloFailed(self, failure: Failure) -> None:
         self._failedHellos += 1
         log.warn(
-            "link to {address} failed before it was ready: {why}",
+            "link to {address} failed before it was ready: {why}{hint}",
             address=self.address,
             why=failure.getErrorMessage(),
+            hint=_operatorHint(failure, self._tlsName),
         )
 
     def _joined(self, link: LinkProtocol) -> LinkProtocol:
@@ -167,6 +171,27 @@ class LinkPool(MultiService):
     def startService(self) -> None:
         self._stopping = False
         super().startService()
+
+
+def _operatorHint(failure: Failure, tlsName: str) -> str:
+    """
+    What an operator can do about a link that failed before it was ready,
+    for the two mistakes a deployment most often makes; empty otherwise.
+    """
+    cause: BaseException | None = failure.value
+    if isinstance(cause, ProtocolError) and cause.code == ErrorCode.AUTH_FAILED:
+        return " (both roles must be given the same link token)"
+    for _ in range(4):
+        if cause is None:
+            break
+        if isinstance(cause, VerificationError):
+            return (
+                f" (the origin role's certificate does not carry the name {tlsName!r}"
+                " the edge checks: give --tls-name the --origin-name the certificates"
+                f" were made with, or make them again with --origin-name {tlsName})"
+            )
+        cause = cause.__cause__
+    return ""
 
 
 class _WatchingFactory(Factory):

@@ -359,6 +359,11 @@ class LinkAddress:
         if not 0 < self.port <= 65535:
             raise ValueError(f"link port {self.port!r} out of range")
 
+    def __str__(self) -> str:
+        # As it is written in --link (and in logs).
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
 
 def parseLinkAddress(text: str) -> LinkAddress:
     """

@@ -1473,7 +1473,11 @@ class LinkProtocol(Protocol):
         if self._closeError is not None:
             return Failure(self._closeError)
         why = reason.getErrorMessage() if reason is not None else "closed"
-        return Failure(LinkLost(f"link closed before it was ready: {why}"))
+        error = LinkLost(f"link closed before it was ready: {why}")
+        # Why the transport went (a certificate check that failed, say),
+        # for whoever explains the failure to an operator.
+        error.__cause__ = reason.value if reason is not None else None
+        return Failure(error)
 
     def _peerName(self) -> str:
         try:
