@@ -7,6 +7,7 @@ oversized bodies), and request bodies streamed to the proxy as they arrive.
 from __future__ import annotations
 
 from collections.abc import Callable
+from http import HTTPStatus
 from io import BytesIO
 from typing import Any
 
@@ -36,6 +37,10 @@ def _rawResponse(status: int, reason: bytes, message: bytes) -> bytes:
 LARGE_BODY = 1024 * 1024
 
 
+#: Reason phrases by status, for the statuses twisted.web has none for.
+_PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
 class EdgeRequest(http.Request):
     """
     One client request. A request with a body goes to the proxy as soon as
@@ -56,6 +61,14 @@ class EdgeRequest(http.Request):
         tells, without a L{Deferred} for every request.
         """
         self._onGone = callback
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        # twisted.web knows no reason phrase for some statuses the edge
+        # sends or relays (421, 431, ...): take Python's rather than
+        # "Unknown Status".
+        if message is None and code not in http.RESPONSES:
+            message = _PHRASES.get(code)
+        super().setResponseCode(code, message)
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
