@@ -13,6 +13,7 @@ Errors are one line on standard error.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shlex
 import sys
@@ -157,6 +158,39 @@ def _configureCerts(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: The link port in the command lines that C{railgun certs} prints.
+_LINK_PORT = 2408
+
+#: The shell command that makes the token file: 64 random hex digits, mode
+#: 0600.
+_TOKEN_COMMAND = (
+    "(umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' > {path})"
+)
+
+
+def _linkEnds(originName: str) -> tuple[list[str], str]:
+    """
+    How the origin role listens and how the edge dials it, for the command
+    lines printed by C{railgun certs}.
+
+    @param originName: the name in the origin role's certificate, already
+        checked by L{parseOriginName}.
+    @return: the origin role's extra arguments (none for C{localhost} or
+        C{127.0.0.1}: the default listens on loopback; otherwise every
+        interface) and the edge's link address (that name, which the
+        certificate names, so no C{--tls-name} is needed).
+    """
+    try:
+        address = ipaddress.ip_address(originName)
+    except ValueError:
+        address = None
+    if originName.lower().rstrip(".") == "localhost" or originName == "127.0.0.1":
+        return [], f"{originName}:{_LINK_PORT}"
+    if address is not None and address.version == 6:
+        return ["--link-listen", f"tcp6:{_LINK_PORT}"], f"[{address}]:{_LINK_PORT}"
+    return ["--link-listen", f"tcp:{_LINK_PORT}"], f"{originName}:{_LINK_PORT}"
+
+
 def _runCerts(arguments: argparse.Namespace, out: IO[str]) -> None:
     try:
         deployment = generateDeployment(arguments.origin_name, arguments.days)
@@ -164,11 +198,23 @@ def _runCerts(arguments: argparse.Namespace, out: IO[str]) -> None:
     except DeploymentError as e:
         raise CommandError(str(e)) from e
     directory = os.path.abspath(arguments.directory)
-    certsArgument = shlex.quote(directory)
 
     def path(name: str) -> str:
         return os.path.join(directory, name)
 
+    tokenPath = path("token")
+    listen, linkAddress = _linkEnds(arguments.origin_name)
+
+    def twistd(role: str, *extra: str) -> str:
+        return shlex.join(
+            ["twistd", "--pidfile=", "-n", "railgun", "--role", role]
+            + ["--certs", directory, "--token-file", tokenPath, *extra]
+        )
+
+    originCommand = twistd(
+        "origin", *listen, "--map", "www.example.com=http://127.0.0.1:8000"
+    )
+    edgeCommand = twistd("edge", "--link", f"www.example.com={linkAddress}")
     out.write(
         f"Wrote {path(CA_FILE)}: the CA certificate (both roles need it)\n"
         f"Wrote {path(CA_KEY_FILE)}: the CA private key (only to issue more "
@@ -178,13 +224,16 @@ def _runCerts(arguments: argparse.Namespace, out: IO[str]) -> None:
         f"Wrote {path(EDGE_FILE)}: the edge's certificate and key\n"
         f"Certificates are valid for {arguments.days} days.\n"
         "\n"
-        f"Origin role (needs {CA_FILE} and {ORIGIN_FILE}):\n"
-        f"  twistd railgun --role origin --certs {certsArgument}\n"
-        f"Edge (needs {CA_FILE} and {EDGE_FILE}; the origin role's certificate "
-        f"names {arguments.origin_name}, so that must be the address in the "
-        "edge's --link, or its --tls-name):\n"
-        f"  twistd railgun --role edge --certs {certsArgument}\n"
-        "Both roles also need the shared token (--token-file); see "
+        "Make the link token both roles share (once):\n"
+        f"  {_TOKEN_COMMAND.format(path=shlex.quote(tokenPath))}\n"
+        f"Origin role (needs {CA_FILE}, {ORIGIN_FILE} and token; --map sends "
+        "each site to your origin server's URL):\n"
+        f"  {originCommand}\n"
+        f"Edge (needs {CA_FILE}, {EDGE_FILE} and token; it dials the origin "
+        f"role as {arguments.origin_name}, the name in its certificate; clients "
+        "reach it on http://127.0.0.1:8080/):\n"
+        f"  {edgeCommand}\n"
+        "On other machines, copy those files and adjust the paths; see "
         "docs/security.md.\n"
     )
 

@@ -420,8 +420,8 @@ class CommandLineTests(SynchronousTestCase):
         for name in _ALL_FILES:
             self.assertIn(os.path.join(absolute, name), out)
             self.assertTrue(os.path.exists(os.path.join(directory, name)))
-        self.assertIn(f"--role origin --certs {shlex.quote(absolute)}\n", out)
-        self.assertIn(f"--role edge --certs {shlex.quote(absolute)}\n", out)
+        self.assertIn(f"--role origin --certs {shlex.quote(absolute)} ", out)
+        self.assertIn(f"--role edge --certs {shlex.quote(absolute)} ", out)
         self.assertIn("offline", out)
         with open(os.path.join(directory, ORIGIN_FILE), "rb") as f:
             origin = x509.load_pem_x509_certificate(f.read())
@@ -433,6 +433,81 @@ class CommandLineTests(SynchronousTestCase):
             origin.not_valid_after_utc - origin.not_valid_before_utc,
             datetime.timedelta(days=3650, hours=1),
         )
+
+    def printedCommands(self, out: str) -> dict[str, str]:
+        """
+        The command lines that C{railgun certs} printed, by what they run:
+        C{"token"} (the shell command that makes the token file),
+        C{"origin"} and C{"edge"}.
+        """
+        commands = {}
+        for line in out.splitlines():
+            if line.startswith("  (umask 077; "):
+                commands["token"] = line.strip()
+            elif line.startswith("  twistd "):
+                argv = shlex.split(line)
+                commands[argv[argv.index("--role") + 1]] = line.strip()
+        self.assertEqual(sorted(commands), ["edge", "origin", "token"], out)
+        return commands
+
+    def test_printedCommandsWork(self) -> None:
+        """
+        The command lines printed by C{railgun certs} are complete: the
+        token command makes a 0600 file of 64 hex digits, and the two
+        C{twistd} commands run in the foreground without a pid file and
+        parse into an origin role and an edge that use these files and
+        this token, the edge dialling the name in the certificate.
+        """
+        from railgun.tap import Options
+
+        directory = os.path.join(_makeDirectory(self), "deploy ment")
+        status, out, err = self.railgun("certs", directory)
+        self.assertEqual((status, err), (0, ""))
+        commands = self.printedCommands(out)
+        subprocess.run(["sh", "-c", commands["token"]], check=True, timeout=60)
+        tokenPath = os.path.join(os.path.abspath(directory), "token")
+        self.assertEqual(stat.S_IMODE(os.stat(tokenPath).st_mode), 0o600)
+        with open(tokenPath) as f:
+            token = f.read().strip()
+        self.assertRegex(token, r"^[0-9a-f]{64}$")
+        configs = {}
+        for role in ("origin", "edge"):
+            argv = shlex.split(commands[role])
+            self.assertEqual(argv[:4], ["twistd", "--pidfile=", "-n", "railgun"])
+            options = Options()
+            options.parseOptions(argv[4:])
+            self.assertEqual(options.role, role)
+            configs[role] = (
+                options.built.originConfig()
+                if role == "origin"
+                else options.built.edgeConfig()
+            )
+            self.assertEqual(configs[role].token, token.encode())
+            self.assertEqual(configs[role].certsDir, os.path.abspath(directory))
+        # localhost: the origin role keeps its loopback default.
+        self.assertNotIn("--link-listen", commands["origin"])
+        self.assertIn(" --link www.example.com=localhost:2408", commands["edge"])
+        self.assertIn(" --map www.example.com=http://127.0.0.1:8000", commands["origin"])
+
+    def test_printedCommandsOtherNames(self) -> None:
+        """
+        For any other origin name the printed origin role listens on every
+        interface, and the edge dials that name (an IPv6 address in
+        brackets), so no C{--tls-name} is needed.
+        """
+        cases = [
+            ("origin.example.net", "tcp:2408", "www.example.com=origin.example.net:2408"),
+            ("192.0.2.7", "tcp:2408", "www.example.com=192.0.2.7:2408"),
+            ("2001:db8::7", "tcp6:2408", "'www.example.com=[2001:db8::7]:2408'"),
+        ]
+        for name, listen, link in cases:
+            directory = _makeDirectory(self)
+            status, out, err = self.railgun("certs", directory, "--origin-name", name)
+            self.assertEqual((status, err), (0, ""))
+            commands = self.printedCommands(out)
+            self.assertIn(f" --link-listen {listen} ", commands["origin"])
+            self.assertTrue(commands["edge"].endswith(f" --link {link}"), commands)
+            self.assertNotIn("--tls-name", commands["edge"])
 
     def test_certsOptions(self) -> None:
         """
