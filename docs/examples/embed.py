@@ -5,9 +5,8 @@ role and an edge in one reactor, then one request through the edge.
 Run it: python docs/examples/embed.py
 """
 
+import treq
 from twisted.internet import defer, task
-from twisted.web.client import Agent, readBody
-from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
@@ -55,12 +54,13 @@ async def main(reactor):
     httpPort = (await edge.whenListening()).getHost().port
     await edge.whenLinked()
 
-    response = await Agent(reactor).request(
-        b"GET",
-        f"http://127.0.0.1:{httpPort}/".encode(),
-        Headers({b"host": [b"www.example.com"]}),
+    response = await treq.get(
+        f"http://127.0.0.1:{httpPort}/",
+        headers={"Host": "www.example.com"},
+        reactor=reactor,
+        persistent=False,
     )
-    body = await readBody(response)
+    body = await treq.content(response)
     print(response.code, response.headers.getRawHeaders(b"railgun")[0].decode())
     print(body.decode(), end="")
 
