@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -20,17 +21,20 @@ class ListeningPort:
     One service's listening port, once its C{listen} has succeeded.
 
     @ivar port: the port, or L{None} before it is bound and after stop.
+    @ivar failure: why C{listen} failed, or L{None}.
     """
 
     def __init__(self, what: str) -> None:
         self._what = what
         self.port: IListeningPort | None = None
+        self.failure: Failure | None = None
         self._waiting: list[Deferred[IListeningPort]] = []
 
     def listen(self, listening: Deferred[IListeningPort]) -> None:
         """
         Watch an endpoint's C{listen()} result.
         """
+        self.failure = None
         listening.addCallbacks(self._listened, self._failed)
 
     def _listened(self, port: IListeningPort) -> None:
@@ -41,17 +45,27 @@ class ListeningPort:
             d.callback(port)
 
     def _failed(self, failure: Failure) -> None:
-        log.failure("{what}: cannot listen", failure, what=self._what)
+        self.failure = failure
+        if failure.check(CannotListenError):
+            # An expected error (a port in use, an address not here): its
+            # message says it all, a traceback would only bury it.
+            log.critical("{what}: {error}", what=self._what, error=failure.value)
+        else:
+            log.failure("{what}: cannot listen", failure, what=self._what)
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.errback(failure)
 
     def whenListening(self) -> Deferred[IListeningPort]:
         """
-        @return: a Deferred firing with the port once bound.
+        @return: a Deferred firing with the port once bound, or failing
+            with the reason C{listen} failed (also when asked after it
+            failed: a TCP endpoint fails at once, inside C{startService}).
         """
         if self.port is not None:
             return succeed(self.port)
+        if self.failure is not None:
+            return fail(self.failure)
         d: Deferred[IListeningPort] = Deferred()
         self._waiting.append(d)
         return d
