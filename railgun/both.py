@@ -13,8 +13,10 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from railgun.certs import generateDeployment
 from railgun.tap import RoleSettings
@@ -39,11 +41,19 @@ class BothService(MultiService):
         self.origin: Any = None
         self._samplePort: IListeningPort | None = None
         self._ready: Deferred[Any] | None = None
+        self._failure: Failure | None = None
 
     def startService(self) -> None:
         super().startService()
+        self._failure = None
         self._ready = Deferred.fromCoroutine(self._start())
-        self._ready.addErrback(lambda f: log.failure("railgun --role both failed to start", f))
+        self._ready.addErrback(self._startFailed)
+
+    def _startFailed(self, failure: Failure) -> None:
+        self._failure = failure
+        # A port in use was logged in one line where it happened.
+        if not failure.check(CannotListenError):
+            log.failure("railgun --role both failed to start", failure)
 
     async def _start(self) -> None:
         from railgun.edge.service import EdgeService
@@ -87,9 +97,22 @@ class BothService(MultiService):
 
     def whenStarted(self) -> Deferred[Any]:
         """
-        @return: a Deferred firing once both roles are listening.
+        @return: a Deferred firing once both roles are listening, or failing
+            with the reason they could not start (a port in use).
         """
-        return self._ready if self._ready is not None else succeed(None)
+        if self._ready is None:
+            return succeed(None)
+        started: Deferred[Any] = Deferred()
+
+        def fire(result: Any) -> Any:
+            if self._failure is not None:
+                started.errback(self._failure)
+            else:
+                started.callback(None)
+            return result
+
+        self._ready.addBoth(fire)
+        return started
 
     def stopService(self) -> Deferred[Any]:
         d = MultiService.stopService(self)

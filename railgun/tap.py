@@ -7,13 +7,18 @@ documented in C{docs/configuration.md}.
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
+from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from railgun.config import (
     ConfigError,
@@ -29,6 +34,8 @@ from railgun.config import (
 from railgun.tls import CredentialsError
 
 ROLES = ("edge", "origin", "both")
+
+log = Logger()
 
 
 def _float(text: str) -> float:
@@ -409,21 +416,91 @@ def buildConfigs(role: str, settings: dict[str, Any]) -> RoleSettings:
     return built
 
 
+def exitStatusAtExit(status: int) -> None:
+    """
+    Make the process end with C{status} once twistd is done with it.
+
+    twistd offers a plugin no way to set its exit status (Twisted ticket
+    #11335): once the reactor has stopped it removes its pid file, logs
+    "Server Shut Down." and returns, and the interpreter ends with status
+    0. An exit handler runs after all of that, and one registered now runs
+    before those registered earlier: it flushes what the interpreter would
+    (standard output and error, the C{logging} module's handlers) and ends
+    the process with C{status}.
+    """
+
+    def end() -> None:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(status)
+
+    atexit.register(end)
+
+
+class TwistdService(MultiService):
+    """
+    What C{twistd railgun} runs: the role's service, and if it cannot start
+    (a port in use, most often), a one-line critical message, the reactor
+    stopped and exit status 1, rather than a process that runs on, serving
+    nothing. Embedders run the role services themselves, whose
+    C{whenListening()} fails instead: what to do is theirs to decide.
+
+    @ivar role: C{edge}, C{origin} or C{both}.
+    @ivar roleService: the role's service.
+    """
+
+    def __init__(
+        self, role: str, roleService: IService, reactor: Any,
+        exit: Callable[[int], None] = exitStatusAtExit,
+    ) -> None:
+        super().__init__()
+        self.role = role
+        self.roleService = roleService
+        self._reactor = reactor
+        self._exit = exit
+        roleService.setServiceParent(self)
+
+    def startService(self) -> None:
+        super().startService()
+        service: Any = self.roleService
+        started = service.whenStarted() if self.role == "both" else service.whenListening()
+        started.addErrback(self._cannotStart)
+
+    def _cannotStart(self, failure: Failure) -> None:
+        cause = " ".join(str(failure.value).split()) or type(failure.value).__name__
+        if not cause.endswith("."):
+            cause += "."
+        log.critical(
+            "railgun --role {role} cannot start: {cause} Stopping (exit status 1).",
+            role=self.role, cause=cause,
+        )
+        self._exit(1)
+        self._reactor.callWhenRunning(self._reactor.stop)
+
+
 def makeService(options: Options) -> IService:
     """
-    Build the service of the chosen role (twistd calls this).
+    Build the service of the chosen role, inside a L{TwistdService} (twistd
+    calls this).
     """
     from twisted.internet import reactor
 
     built = options.built
+    service: IService
     if options.role == "origin":
         from railgun.origin.service import OriginService
 
-        return OriginService(built.originConfig(), reactor, credentials=options.credentials)
-    if options.role == "edge":
+        service = OriginService(built.originConfig(), reactor, credentials=options.credentials)
+    elif options.role == "edge":
         from railgun.edge.service import EdgeService
 
-        return EdgeService(built.edgeConfig(), reactor, credentials=options.credentials)
-    from railgun.both import BothService
+        service = EdgeService(built.edgeConfig(), reactor, credentials=options.credentials)
+    else:
+        from railgun.both import BothService
 
-    return BothService(built, reactor)
+        service = BothService(built, reactor)
+    return TwistdService(options.role, service, reactor)

@@ -509,3 +509,45 @@ class RealTwistdTests(TestCase):
         # -SIGTERM after a clean shutdown; the log says it was clean.
         self.assertEqual(process.poll(), -signal.SIGTERM, log.read_text(errors="replace"))
         self.assertIn("Server Shut Down.", log.read_text(errors="replace"))
+
+    @inlineCallbacks
+    def test_portInUseExits(self):
+        """
+        When a port it must listen on is in use, twistd railgun (each role)
+        logs the cause in one line and exits with status 1 within seconds,
+        rather than running on, serving nothing.
+        """
+        from twisted.internet.task import deferLater
+
+        from railgun.certs import generateDeployment, writeDeployment
+
+        certs = Path(self.mktemp()).absolute()
+        writeDeployment(generateDeployment("localhost"), str(certs))
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        endpoint = f"tcp:{busy.getsockname()[1]}:interface=127.0.0.1"
+        common = ["--certs", str(certs), "--token", "t"]
+        processes = {
+            "origin": self.spawn(_twistd("railgun", "--role", "origin", "--link-listen", endpoint,
+                                         "--map", "a=http://127.0.0.1:1", *common), "origin"),
+            "edge": self.spawn(_twistd("railgun", "--role", "edge", "--http-listen", endpoint,
+                                       "--link", "a=127.0.0.1:1", *common), "edge"),
+            "both": self.spawn(_twistd("railgun", "--role", "both", "--http-listen", endpoint), "both"),
+        }
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(p.poll() is None for p in processes.values()):
+            yield deferLater(reactor, 0.1, lambda: None)
+        for role, process in processes.items():
+            log = process.logPath.read_text(errors="replace")
+            self.assertEqual(process.poll(), 1, log)
+            lines = [line for line in log.splitlines() if "cannot start" in line]
+            self.assertEqual(len(lines), 1, log)
+            self.assertIn(
+                f"railgun --role {role} cannot start: Couldn't listen on 127.0.0.1:{busy.getsockname()[1]}:",
+                lines[0],
+            )
+            self.assertIn("in use. Stopping (exit status 1).", lines[0])
+            self.assertIn("Server Shut Down.", log)
+            self.assertNotIn("Traceback", log)
