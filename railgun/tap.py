@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -35,11 +37,18 @@ from railgun.tls import CredentialsError
 
 ROLES = ("edge", "origin", "both")
 
+# memcached reads a longer expiry as a point in time
+# (railgun.stores.memcached checks it too, when the store is made).
+MEMCACHED_MAX_TTL = 30 * 24 * 3600
+
 log = Logger()
 
 
 def _float(text: str) -> float:
-    return float(text)
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {text!r}")
+    return value
 
 
 def _size(text: str) -> int:
@@ -75,6 +84,14 @@ _SCALARS: list[tuple[str, str | None, str, Callable[[str], Any]]] = [
     ("store-size", "store", "memory_bytes", _size),
     ("sample-period", "both", "sample_period", _float),
 ]
+
+# What each parser of _SCALARS reads, for its usage errors.
+_PARSED: dict[Callable[[str], Any], str] = {
+    str: "a string",
+    int: "a whole number",
+    _float: "a number",
+    _size: "a size in bytes (1048576, 64k, 256m, 2g)",
+}
 
 # Keys of the file that a flag replaces besides its own, so that the flag
 # wins wherever the file sets the same thing: the timeout flags apply to both
@@ -182,7 +199,7 @@ class Options(usage.Options):
         except CredentialsError as e:
             raise usage.UsageError(str(e)) from e
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from e
+            raise usage.UsageError(_translate(str(e))) from e
         except ValueError as e:
             raise usage.UsageError(f"bad option value: {e}") from e
 
@@ -204,7 +221,9 @@ def _merge(options: Options) -> dict[str, Any]:
             try:
                 value = parse(options[flag])
             except ValueError as e:
-                raise usage.UsageError(f"--{flag}: {e}") from e
+                raise usage.UsageError(
+                    f"--{flag} must be {_PARSED[parse]}, not {options[flag]!r}"
+                ) from e
             for otherSection, otherKey in _ALSO_REPLACES.get(flag, []):
                 fromFile = settings if otherSection is None else settings.get(otherSection)
                 if isinstance(fromFile, dict):
@@ -272,37 +291,20 @@ def _pick(section: dict[str, Any], keys: dict[str, str], allowed: set[str], wher
     return {attr: section[key] for key, attr in keys.items() if key in section}
 
 
-def _linkTuning(settings: dict[str, Any]) -> LinkTuning:
-    keys = {
-        "ping_interval": "pingInterval",
-        "ping_timeout": "pingTimeout",
-        "hello_timeout": "helloTimeout",
-        "drain_timeout": "drainTimeout",
-        "max_concurrent_streams": "maxConcurrentStreams",
-        "stream_window": "streamWindow",
-        "connection_window": "connectionWindow",
-        "max_frame_size": "maxFrameSize",
-        "max_buffered_bytes": "maxBufferedBytes",
-    }
-    return LinkTuning(**_pick(settings.get("link", {}), keys, set(keys), "link"))
-
-
-def _delta(settings: dict[str, Any]) -> DeltaConfig:
-    keys = {"enabled": "enabled", "max_size": "maxSize", "level": "level", "large_level": "largeLevel"}
-    return DeltaConfig(**_pick(settings.get("delta", {}), keys, set(keys), "delta"))
-
-
-def _store(settings: dict[str, Any]) -> StoreConfig:
-    keys = {"memory_bytes": "memoryBytes", "memcached": "memcached", "ttl": "ttl", "timeout": "timeout"}
-    values = _pick(settings.get("store", {}), keys, set(keys), "store")
-    if "memcached" in values:
-        values["memcached"] = tuple(values["memcached"])
-    return StoreConfig(**values)
-
-
-_TOP = {"role", "token", "token_file", "certs", "connect_timeout", "response_timeout",
-        "origin", "edge", "link", "delta", "store", "both"}
-
+# The file's keys in each table, and the configuration field each sets.
+_LINK_KEYS = {
+    "ping_interval": "pingInterval",
+    "ping_timeout": "pingTimeout",
+    "hello_timeout": "helloTimeout",
+    "drain_timeout": "drainTimeout",
+    "max_concurrent_streams": "maxConcurrentStreams",
+    "stream_window": "streamWindow",
+    "connection_window": "connectionWindow",
+    "max_frame_size": "maxFrameSize",
+    "max_buffered_bytes": "maxBufferedBytes",
+}
+_DELTA_KEYS = {"enabled": "enabled", "max_size": "maxSize", "level": "level", "large_level": "largeLevel"}
+_STORE_KEYS = {"memory_bytes": "memoryBytes", "memcached": "memcached", "ttl": "ttl", "timeout": "timeout"}
 _ORIGIN_KEYS = {
     "link_listen": "linkListen",
     "max_connections_per_origin": "maxConnectionsPerOrigin",
@@ -319,6 +321,204 @@ _EDGE_KEYS = {
     "connect_timeout": "connectTimeout",
     "response_timeout": "responseTimeout",
 }
+_TABLES = {"origin": _ORIGIN_KEYS, "edge": _EDGE_KEYS, "link": _LINK_KEYS, "delta": _DELTA_KEYS,
+           "store": _STORE_KEYS, "both": {"sample_period": "samplePeriod"}}
+_TOP = {"role", "token", "token_file", "certs", "connect_timeout", "response_timeout", *_TABLES}
+
+# The type of each key's value: (section or None for top level, key) -> kind.
+# The host maps (origin.map, edge.links, edge.fallback) are checked by
+# _entries.
+_KINDS: dict[tuple[str | None, str], str] = {
+    (None, "role"): "string",
+    (None, "token"): "string",
+    (None, "token_file"): "string",
+    (None, "certs"): "string",
+    (None, "connect_timeout"): "number",
+    (None, "response_timeout"): "number",
+    ("origin", "link_listen"): "endpoint",
+    ("origin", "max_connections_per_origin"): "integer",
+    ("origin", "verify_origin_tls"): "boolean",
+    ("origin", "connect_timeout"): "number",
+    ("origin", "response_timeout"): "number",
+    ("edge", "http_listen"): "endpoint",
+    ("edge", "links_per_origin"): "integer",
+    ("edge", "tls_name"): "string",
+    ("edge", "max_header_bytes"): "size",
+    ("edge", "max_body_bytes"): "size",
+    ("edge", "connect_timeout"): "number",
+    ("edge", "response_timeout"): "number",
+    ("link", "ping_interval"): "number",
+    ("link", "ping_timeout"): "number",
+    ("link", "hello_timeout"): "number",
+    ("link", "drain_timeout"): "number",
+    ("link", "max_concurrent_streams"): "integer",
+    ("link", "stream_window"): "size",
+    ("link", "connection_window"): "size",
+    ("link", "max_frame_size"): "size",
+    ("link", "max_buffered_bytes"): "size",
+    ("delta", "enabled"): "boolean",
+    ("delta", "max_size"): "size",
+    ("delta", "level"): "integer",
+    ("delta", "large_level"): "integer",
+    ("store", "memory_bytes"): "size",
+    ("store", "memcached"): "servers",
+    ("store", "ttl"): "number",
+    ("store", "timeout"): "number",
+    ("both", "sample_period"): "number",
+}
+
+_KIND_WANTED = {
+    "string": "a string",
+    "endpoint": "a string (a Twisted endpoint such as tcp:2408:interface=127.0.0.1)",
+    "number": "a number",
+    "integer": "a whole number",
+    "size": "a whole number of bytes (sizes in the file are plain integers, "
+            "like 1048576: the k, m and g suffixes are for flags only)",
+    "boolean": "true or false",
+    "servers": 'a list of "HOST:PORT" or "unix:/path" strings',
+}
+
+# The flag that sets each key, where there is one (the timeout flags set
+# the per-role keys too).
+_FLAGS: dict[tuple[str | None, str], str] = {
+    **{(section, key): flag for flag, section, key, _ in _SCALARS},
+    ("origin", "connect_timeout"): "connect-timeout",
+    ("origin", "response_timeout"): "response-timeout",
+    ("edge", "connect_timeout"): "connect-timeout",
+    ("edge", "response_timeout"): "response-timeout",
+    ("store", "memcached"): "memcached",
+}
+
+
+def _label(section: str | None, key: str) -> str:
+    """
+    How a usage error names a setting: C{--ping-interval /
+    link.ping_interval}, or the key alone when no flag sets it.
+    """
+    where = key if section is None else f"{section}.{key}"
+    flag = _FLAGS.get((section, key))
+    return f"--{flag} / {where}" if flag else where
+
+
+# The configuration fields' names, as ConfigError messages start, and the
+# settings they come from; a role's timeouts come from any of three keys.
+_FIELD_LABELS: dict[str, str] = {
+    attr: _label(section, key)
+    for section, keys in _TABLES.items()
+    for key, attr in keys.items()
+}
+for _key in ("connect_timeout", "response_timeout"):
+    _FIELD_LABELS[_EDGE_KEYS[_key]] = f"{_label(None, _key)} (or origin.{_key}, edge.{_key})"
+
+
+def _translate(message: str) -> str:
+    """
+    Name the flag and TOML key in a L{ConfigError} message of the
+    configuration classes, which name their fields: C{pingInterval must be
+    >= 0} becomes C{--ping-interval / link.ping_interval must be >= 0}.
+    """
+    name, sep, rest = message.partition(" must ")
+    if sep and name in _FIELD_LABELS:
+        return f"{_FIELD_LABELS[name]} must {rest}"
+    return message
+
+
+def _checkEndpoint(label: str, description: str) -> None:
+    """
+    Parse a server endpoint string, without listening.
+
+    @raise ConfigError: if it is not one, with a suggestion for a bare port
+        or C{host:port}.
+    """
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        # Parsing only: the endpoint is made for a reactor it never uses.
+        serverFromString(object(), description)
+    except ValueError as e:
+        hint = ""
+        bare = re.fullmatch(r"(?:([^:]+):)?(\d+)", description)
+        if bare:
+            hint = f"; did you mean tcp:{bare[2]}:interface={bare[1] or '127.0.0.1'}?"
+        raise ConfigError(
+            f"{label} must be a Twisted endpoint string, such as tcp:2408:interface=127.0.0.1; "
+            f"{description!r} is not one ({e}){hint}"
+        ) from e
+    except OSError as e:  # a file it names (ssl: certificates, say)
+        raise ConfigError(f"{label}: {description!r} cannot be used: {e}") from e
+
+
+def _checkServers(label: str, value: Any) -> list[str]:
+    """
+    @return: the memcached servers: a list of addresses, or one address
+        given as a string.
+    @raise ConfigError: for anything else, or an address that is not one.
+    """
+    from railgun.stores.memcached import parseServer
+
+    servers = [value] if isinstance(value, str) else value
+    if not isinstance(servers, list) or not all(isinstance(v, str) for v in servers):
+        raise ConfigError(f"{label} must be {_KIND_WANTED['servers']}, not {value!r}")
+    for server in servers:
+        try:
+            parseServer(server)
+        except ValueError as e:
+            raise ConfigError(f"{label}: {e}") from e
+    if len(set(servers)) != len(servers):
+        raise ConfigError(f"{label}: a server is listed twice: {servers!r}")
+    return servers
+
+
+def _checkTypes(settings: dict[str, Any]) -> None:
+    """
+    Check the type of every value the settings hold (those of the file:
+    the flags' were parsed already), and the endpoints and memcached
+    addresses.
+
+    @raise ConfigError: naming the flag and key of a value of the wrong
+        type.
+    """
+    for name in _TABLES:
+        if not isinstance(settings.get(name, {}), dict):
+            raise ConfigError(f"{name} must be a table ([{name}]), not {settings[name]!r}")
+    for (section, key), kind in _KINDS.items():
+        table = settings if section is None else settings.get(section, {})
+        if key not in table:
+            continue
+        value = table[key]
+        label = _label(section, key)
+        if kind == "servers":
+            table[key] = _checkServers(label, value)
+            continue
+        if kind == "boolean":
+            good = isinstance(value, bool)
+        elif kind in ("string", "endpoint"):
+            good = isinstance(value, str)
+        elif isinstance(value, bool):  # a bool is an int to Python
+            good = False
+        elif kind == "number":
+            good = isinstance(value, (int, float)) and math.isfinite(value)
+        else:
+            good = isinstance(value, int)
+        if not good:
+            raise ConfigError(f"{label} must be {_KIND_WANTED[kind]}, not {value!r}")
+        if kind == "endpoint":
+            _checkEndpoint(label, value)
+
+
+def _linkTuning(settings: dict[str, Any]) -> LinkTuning:
+    return LinkTuning(**_pick(settings.get("link", {}), _LINK_KEYS, set(_LINK_KEYS), "link"))
+
+
+def _delta(settings: dict[str, Any]) -> DeltaConfig:
+    return DeltaConfig(**_pick(settings.get("delta", {}), _DELTA_KEYS, set(_DELTA_KEYS), "delta"))
+
+
+def _store(settings: dict[str, Any]) -> StoreConfig:
+    values = _pick(settings.get("store", {}), _STORE_KEYS, set(_STORE_KEYS), "store")
+    if "memcached" in values:
+        values["memcached"] = tuple(values["memcached"])
+    return StoreConfig(**values)
 
 
 @frozen
@@ -380,6 +580,19 @@ def buildConfigs(role: str, settings: dict[str, Any]) -> RoleSettings:
     unknown = set(settings) - _TOP
     if unknown:
         raise ConfigError(f"unknown top-level key(s): {', '.join(sorted(unknown))}")
+    _checkTypes(settings)
+    store = settings.get("store", {})
+    if store.get("memcached"):
+        if role == "edge":
+            raise ConfigError(
+                "--memcached / store.memcached is for the origin role: the edge keeps "
+                "its versions in its own memory (--store-size); remove it for --role edge"
+            )
+        if store.get("ttl", 0) > MEMCACHED_MAX_TTL:
+            raise ConfigError(
+                f"store.ttl must be at most {MEMCACHED_MAX_TTL} seconds (30 days) with memcached, "
+                f"not {store['ttl']!r}"
+            )
     hasToken = any(settings.get(k) for k in ("token", "token_file")) or "RAILGUN_TOKEN" in os.environ
     common: dict[str, Any] = dict(
         # --role both makes a random token when none is given.
@@ -404,7 +617,7 @@ def buildConfigs(role: str, settings: dict[str, Any]) -> RoleSettings:
     both = _pick(settings.get("both", {}), {"sample_period": "samplePeriod"}, {"sample_period"}, "both")
     samplePeriod = float(both.get("samplePeriod", 5.0))
     if samplePeriod <= 0:
-        raise ConfigError(f"both.sample_period must be > 0, not {samplePeriod!r}")
+        raise ConfigError(f"{_label('both', 'sample_period')} must be > 0, not {samplePeriod!r}")
     built = RoleSettings(
         role, common, origin, originMap, edge, linkEntries, samplePeriod=samplePeriod,
     )

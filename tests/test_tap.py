@@ -123,9 +123,9 @@ class OptionsTests(SynchronousTestCase):
             (["--role", "origin", "--certs", "/c", "--token", "t", "--map", "a=ftp://b"], "origin URL"),
             (["--role", "origin", "--certs", "/c", "--token", "t", "--map", "nohost"], "HOST=VALUE"),
             (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b:notaport"], "link address"),
-            (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b", "--links-per-origin", "0"], "linksPerOrigin"),
-            (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b", "--ping-timeout", "x"], "--ping-timeout"),
-            (["--role", "origin", "--certs", "/c", "--token", "t", "--map", "a=http://b", "--delta-level", "23"], "zstd level"),
+            (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b", "--links-per-origin", "0"], "--links-per-origin / edge.links_per_origin must be a whole number > 0, not 0"),
+            (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b", "--ping-timeout", "x"], "--ping-timeout must be a number, not 'x'"),
+            (["--role", "origin", "--certs", "/c", "--token", "t", "--map", "a=http://b", "--delta-level", "23"], "--delta-level / delta.level must be a zstd level from 1 to 22, not 23"),
             (["--config", "/nonexistent/railgun.toml", "--role", "edge"], "cannot read config file"),
         ]
         for argv, expected in cases:
@@ -334,19 +334,113 @@ class OptionsTests(SynchronousTestCase):
         ]:
             for value in bad:
                 e = self.assertRaises(UsageError, parseLink, key, value)
-                self.assertIn(f"{attr} must be a whole number from", str(e))
+                self.assertIn(f"link.{key} must be a whole number from", str(e))
             for value in good:
                 tuning = parseLink(key, value).built.edgeConfig().link
                 self.assertEqual(getattr(tuning, attr), value)
                 # The protocol takes what the configuration took.
                 tuning.settings()
         e = self.assertRaises(UsageError, parseLink, "max_frame_size", '"64k"')
-        self.assertIn("maxFrameSize", str(e))
+        self.assertIn("link.max_frame_size must be a whole number of bytes (sizes in the file are plain integers", str(e))
         e = self.assertRaises(
             UsageError, self.parse, "--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b",
             "--max-streams", "-1",
         )
-        self.assertIn("maxConcurrentStreams", str(e))
+        self.assertIn("--max-streams / link.max_concurrent_streams must be a whole number from 0 to", str(e))
+
+    def test_badValuesName(self):
+        """
+        A bad value, from a flag or from the file, is a one-line usage error
+        naming the flag and the TOML key, and what was expected.
+        """
+        origin = ["--role", "origin", "--certs", "/c", "--token", "t", "--map", "a=http://b"]
+        edge = ["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b"]
+
+        def withFile(argv, text):
+            path = self.mktemp()
+            Path(path).write_text(text)
+            return [*argv, "--config", path]
+
+        cases = [
+            (origin + ["--link-listen", "19613"],
+             "--link-listen / origin.link_listen must be a Twisted endpoint string, such as "
+             "tcp:2408:interface=127.0.0.1; '19613' is not one (Unknown endpoint type: '19613'); "
+             "did you mean tcp:19613:interface=127.0.0.1?"),
+            (origin + ["--link-listen", "10.0.0.1:2408"], "did you mean tcp:2408:interface=10.0.0.1?"),
+            (edge + ["--http-listen", "tcp:http"], "--http-listen / edge.http_listen must be a Twisted endpoint string"),
+            (withFile(edge, '[edge]\nhttp_listen = 8080\n'),
+             "--http-listen / edge.http_listen must be a string (a Twisted endpoint such as "
+             "tcp:2408:interface=127.0.0.1), not 8080"),
+            (origin + ["--memcached", "127.0.0.1"],
+             "--memcached / store.memcached: memcached server '127.0.0.1' is not host:port or unix:/path"),
+            (origin + ["--memcached", "a:1", "--memcached", "a:1"], "--memcached / store.memcached: a server is listed twice"),
+            (withFile(origin, '[store]\nmemcached = [11211]\n'),
+             '--memcached / store.memcached must be a list of "HOST:PORT" or "unix:/path" strings, not [11211]'),
+            (withFile(origin, '[link]\nping_interval = "x"\n'), "--ping-interval / link.ping_interval must be a number, not 'x'"),
+            (withFile(origin, '[link]\nping_timeout = nan\n'), "--ping-timeout / link.ping_timeout must be a number, not nan"),
+            (withFile(origin, '[delta]\nenabled = "no"\n'), "delta.enabled must be true or false, not 'no'"),
+            (withFile(origin, '[origin]\nverify_origin_tls = 0\n'), "origin.verify_origin_tls must be true or false, not 0"),
+            (withFile(origin, '[delta]\nmax_size = "1m"\n'),
+             "--delta-max-size / delta.max_size must be a whole number of bytes (sizes in the file are "
+             "plain integers, like 1048576: the k, m and g suffixes are for flags only), not '1m'"),
+            (withFile(edge, '[edge]\nlinks_per_origin = "2"\n'), "--links-per-origin / edge.links_per_origin must be a whole number, not '2'"),
+            (withFile(edge, '[edge]\nlinks_per_origin = true\n'), "--links-per-origin / edge.links_per_origin must be a whole number, not True"),
+            (withFile(edge, '[edge]\ntls_name = 1\n'), "--tls-name / edge.tls_name must be a string, not 1"),
+            (withFile(edge, 'link = 1\n'), "link must be a table ([link]), not 1"),
+            (withFile(origin, '[origin]\nconnect_timeout = -1\n'),
+             "--connect-timeout / connect_timeout (or origin.connect_timeout, edge.connect_timeout) must be > 0, not -1"),
+            (withFile(origin, '[store]\nttl = 2592001\nmemcached = ["a:1"]\n'),
+             "store.ttl must be at most 2592000 seconds (30 days) with memcached, not 2592001"),
+            (origin + ["--delta-level", "30"], "--delta-level / delta.level must be a zstd level from 1 to 22, not 30"),
+            (origin + ["--ping-interval", "-1"], "--ping-interval / link.ping_interval must be >= 0, not -1.0"),
+            (origin + ["--ping-interval", "inf"], "--ping-interval must be a number, not 'inf'"),
+            (origin + ["--links-per-origin", "2.5"], "--links-per-origin must be a whole number, not '2.5'"),
+            (origin + ["--max-body-bytes", "lots"], "--max-body-bytes must be a size in bytes (1048576, 64k, 256m, 2g), not 'lots'"),
+            (origin + ["--store-size", "0"], "--store-size / store.memory_bytes must be a whole number > 0, not 0"),
+            (withFile(origin, '[origin]\nmax_connections_per_origin = 0\n'),
+             "origin.max_connections_per_origin must be a whole number > 0, not 0"),
+        ]
+        for argv, expected in cases:
+            e = self.assertRaises(UsageError, self.parse, *argv)
+            self.assertIn(expected, str(e), argv)
+            self.assertNotIn("\n", str(e))
+
+    def test_memcachedServers(self):
+        """
+        store.memcached in the file is a list, or one server as a string;
+        the edge refuses it (it keeps its versions in memory).
+        """
+        path = self.mktemp()
+        Path(path).write_text('role = "origin"\ntoken = "t"\n[origin.map]\na = "http://b"\n[store]\nmemcached = "127.0.0.1:19620"\n')
+        options = self.parse("--config", path, "--certs", "/c")
+        self.assertEqual(options.built.originConfig().store.memcached, ("127.0.0.1:19620",))
+        Path(path).write_text('role = "origin"\ntoken = "t"\n[origin.map]\na = "http://b"\n[store]\nmemcached = ["a:1", "unix:/run/m.sock"]\n')
+        options = self.parse("--config", path, "--certs", "/c")
+        self.assertEqual(options.built.originConfig().store.memcached, ("a:1", "unix:/run/m.sock"))
+        e = self.assertRaises(
+            UsageError, self.parse, "--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b",
+            "--memcached", "127.0.0.1:11211",
+        )
+        self.assertEqual(
+            str(e),
+            "--memcached / store.memcached is for the origin role: the edge keeps its versions "
+            "in its own memory (--store-size); remove it for --role edge",
+        )
+        # --role both runs an origin role, which uses it.
+        built = self.parse("--role", "both", "--memcached", "127.0.0.1:11211").built
+        self.assertEqual(built.originConfig(["*=http://b"]).store.memcached, ("127.0.0.1:11211",))
+
+    def test_endpointsAccepted(self):
+        """
+        Endpoint strings Railgun can listen on pass the check made when the
+        options are read.
+        """
+        for endpoint in ["tcp:2408", "tcp:0:interface=127.0.0.1", r"tcp6:2408:interface=\:\:1", "unix:/run/railgun.sock"]:
+            self.assertEqual(
+                self.parse("--role", "origin", "--certs", "/c", "--token", "t", "--map", "a=http://b",
+                           "--link-listen", endpoint).built.originConfig().linkListen,
+                endpoint,
+            )
 
     def test_linkSettingRangesAreTheProtocols(self):
         """
@@ -551,3 +645,31 @@ class RealTwistdTests(TestCase):
             self.assertIn("in use. Stopping (exit status 1).", lines[0])
             self.assertIn("Server Shut Down.", log)
             self.assertNotIn("Traceback", log)
+
+    def test_badValueIsUsageError(self):
+        """
+        twistd railgun with a bad value prints no traceback: it exits with
+        status 1, the one-line cause last.
+        """
+        import subprocess
+
+        from railgun.certs import generateDeployment, writeDeployment
+
+        certs = Path(self.mktemp()).absolute()
+        writeDeployment(generateDeployment("localhost"), str(certs))
+        config = Path(self.mktemp()).absolute()
+        config.write_text('[store]\nmemcached = "127.0.0.1"\n')
+        common = ["railgun", "--role", "origin", "--certs", str(certs), "--token", "t", "--map", "a=http://b"]
+        for argv, expected in [
+            (["--link-listen", "19613"], "did you mean tcp:19613:interface=127.0.0.1?"),
+            (["--config", str(config)],
+             "--memcached / store.memcached: memcached server '127.0.0.1' is not host:port or unix:/path"),
+        ]:
+            result = subprocess.run(
+                _twistd(*common, *argv), capture_output=True, text=True, timeout=30,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            output = result.stdout + result.stderr
+            self.assertEqual(result.returncode, 1, output)
+            self.assertNotIn("Traceback", output)
+            self.assertTrue(output.rstrip().splitlines()[-1].endswith(expected), output)

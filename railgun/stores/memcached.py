@@ -207,6 +207,30 @@ class ChunkHead:
         return head
 
 
+def parseServer(description: str) -> tuple[str, int] | str:
+    """
+    Read the address of one memcached server.
+
+    @param description: C{"host:port"}, C{"[ipv6]:port"}, or
+        C{"unix:/path/to/socket"}.
+    @return: C{(host, port)}, or the socket path.
+    @raise ValueError: if C{description} has none of these forms.
+    """
+    if description.startswith("unix:"):
+        path = description[len("unix:") :]
+        if not path:
+            raise ValueError(f"memcached server {description!r}: empty socket path")
+        return path
+    host, sep, portText = description.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not portText.isdigit() or not 0 < int(portText) < 65536:
+        raise ValueError(
+            f"memcached server {description!r} is not host:port or unix:/path"
+        )
+    return host, int(portText)
+
+
 def serverEndpoint(
     reactor: Any, description: str, connectTimeout: float
 ) -> IStreamClientEndpoint:
@@ -215,25 +239,16 @@ def serverEndpoint(
 
     @param reactor: the reactor (L{IReactorTCP}, L{IReactorTime}, and
         L{IReactorUNIX} for a UNIX socket).
-    @param description: C{"host:port"}, C{"[ipv6]:port"}, or
-        C{"unix:/path/to/socket"}.
+    @param description: see L{parseServer}.
     @param connectTimeout: seconds allowed to connect.
     @return: the endpoint.
-    @raise ValueError: if C{description} has none of these forms.
+    @raise ValueError: if C{description} is not a server address.
     """
-    if description.startswith("unix:"):
-        path = description[len("unix:") :]
-        if not path:
-            raise ValueError(f"memcached server {description!r}: empty socket path")
-        return UNIXClientEndpoint(reactor, path, timeout=connectTimeout)
-    host, sep, portText = description.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not portText.isdigit() or not 0 < int(portText) < 65536:
-        raise ValueError(
-            f"memcached server {description!r} is not host:port or unix:/path"
-        )
-    return HostnameEndpoint(reactor, host, int(portText), timeout=connectTimeout)
+    address = parseServer(description)
+    if isinstance(address, str):
+        return UNIXClientEndpoint(reactor, address, timeout=connectTimeout)
+    host, port = address
+    return HostnameEndpoint(reactor, host, port, timeout=connectTimeout)
 
 
 class _MemcacheClient(MemCacheProtocol):
@@ -835,6 +850,7 @@ __all__ = [
     "StoreProtocolError",
     "chunkKey",
     "memcachedKey",
+    "parseServer",
     "serverEndpoint",
     "valueChecksum",
 ]
