@@ -131,14 +131,17 @@ class Options(usage.Options):
         ["max-header-bytes", None, None, "edge: request line + headers limit, else 431 [default: 16k]"],
         ["max-body-bytes", None, None, "edge: request body limit, else 413 [default: 2g]"],
         ["connect-timeout", None, None, "seconds to connect to an origin server or origin role [default: 5]"],
-        ["response-timeout", None, None, "seconds for a response to start (origin: 30, edge: 60)"],
+        ["response-timeout", None, None, "origin: seconds for the origin server's response head, and the longest "
+         "silence inside its body [default: 30]; edge: seconds for the response head to come back over the "
+         "link [default: 60]"],
         ["ping-interval", None, None, "seconds between link PINGs, 0 = off [default: 10]"],
         ["ping-timeout", None, None, "seconds without PONG before a link is dead [default: 30]"],
         ["max-streams", None, None, "streams a peer may open on one link [default: 1000]"],
         ["delta-max-size", None, None, "largest body kept for deltas [default: 1m]"],
         ["delta-level", None, None, "origin: zstd level of deltas, 1-22 [default: 9]"],
         ["delta-large-level", None, None, "origin: zstd level of deltas of pages over 256 KiB [default: the delta level]"],
-        ["store-size", None, None, "bytes of versions kept in memory [default: 256m]"],
+        ["store-size", None, None, "bytes of versions kept in memory (edge: the latest version per URL; "
+         "origin: versions by digest, unless --memcached) [default: 256m]"],
         ["sample-period", None, None, "both: seconds between editions of the sample origin [default: 5]"],
     ]
     optFlags = [
@@ -148,6 +151,9 @@ class Options(usage.Options):
 
     def __init__(self) -> None:
         super().__init__()
+        # --help prints the opt_* methods' docstrings: one line each, not
+        # their indentation.
+        self.docs = {name: " ".join(doc.split()) if doc else doc for name, doc in self.docs.items()}
         self["map"] = []
         self["link"] = []
         self["fallback"] = []
@@ -176,7 +182,8 @@ class Options(usage.Options):
 
     def opt_memcached(self, value: str) -> None:
         """
-        HOST:PORT of a memcached server for the version store (repeatable)
+        origin: HOST:PORT of a memcached server keeping versions, shared by
+        origin roles (repeatable; refused with --role edge)
         """
         self["memcached"].append(value)
 

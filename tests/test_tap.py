@@ -673,3 +673,31 @@ class RealTwistdTests(TestCase):
             self.assertEqual(result.returncode, 1, output)
             self.assertNotIn("Traceback", output)
             self.assertTrue(output.rstrip().splitlines()[-1].endswith(expected), output)
+
+    def test_help(self):
+        """
+        twistd railgun --help prints each option's help as flowing text
+        (no runs of spaces from a docstring's indentation) and says which
+        role an option is for.
+        """
+        import re
+        import subprocess
+
+        result = subprocess.run(
+            _twistd("railgun", "--help"), capture_output=True, text=True, timeout=30,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        for line in result.stdout.splitlines():
+            # "  --name=   help..." or "        help continued"
+            text = re.sub(r"^\s*(-\w, )?(--[\w-]+=?)?\s*", "", line)
+            self.assertNotIn("  ", text, line)
+        flowing = " ".join(result.stdout.split())
+        for expected in [
+            "--memcached= origin: HOST:PORT of a memcached server",
+            "refused with --role edge",
+            "--store-size= bytes of versions kept in memory (edge: the latest version per URL; "
+            "origin: versions by digest, unless --memcached)",
+            "the longest silence inside its body",
+        ]:
+            self.assertIn(expected, flowing)
