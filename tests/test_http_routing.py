@@ -488,6 +488,17 @@ class LinkAddressTests(SynchronousTestCase):
             self.assertEqual(str(address), text)
             self.assertEqual(parseLinkAddress(text), address)
 
+    def test_unixPath(self) -> None:
+        """
+        A C{unix:} path, which C{--link-listen} accepts, is refused saying
+        that an edge dials over TCP only.
+        """
+        e = self.assertRaises(ValueError, parseLinkAddress, "unix:/run/railgun.sock")
+        self.assertEqual(
+            str(e),
+            "link address 'unix:/run/railgun.sock': an edge dials links over TCP only: give HOST[:PORT]",
+        )
+
     def test_constructorChecks(self) -> None:
         """
         A LinkAddress built directly needs a host and a port in range.

@@ -373,8 +373,12 @@ def parseLinkAddress(text: str) -> LinkAddress:
     @param text: the address; surrounding spaces are ignored.
     @return: the address, the port defaulting to L{DEFAULT_LINK_PORT}.
     @raise ValueError: for anything else, including an IPv6 address without
-        brackets.
+        brackets, and a C{unix:} path (an edge dials links over TCP).
     """
+    if text.strip().startswith("unix:"):
+        raise ValueError(
+            f"link address {text!r}: an edge dials links over TCP only: give HOST[:PORT]"
+        )
     try:
         host, port = _splitAuthority(text.strip(), allowEmptyPort=False)
     except BadHost as e:
