@@ -1115,6 +1115,30 @@ class LimitTests(SynchronousTestCase):
             peer.send(peer.headers(2 * i + 1))
         self.assertEqual(goAways(peer.received())[0].code, ErrorCode.ENHANCE_YOUR_CALM)
 
+    def test_provokedResetsCount(self) -> None:
+        """
+        Resets the link sends because the peer broke a stream rule (DATA
+        after END_STREAM, HEADERS after END_STREAM, DATA beyond the stream
+        window) count toward the rapid-reset limit too ("MadeYouReset"):
+        a peer cannot have stream after stream opened and reset without
+        sending a RESET itself.
+        """
+        peer = RawPeer(self, maxResetsPerSecond=10)
+        peer.hello()
+        for i in range(4):
+            sid = 2 * i + 1
+            peer.send(peer.headers(sid, endStream=True), Data(sid, b"x"))
+            sid += 8
+            peer.send(peer.headers(sid, endStream=True), peer.headers(sid))
+        self.assertTrue(peer.link.isReady())
+        for i in range(8, 14):
+            sid = 2 * i + 1
+            peer.send(peer.headers(sid, endStream=True), Data(sid, b"x"))
+        frames = peer.received()
+        # Eight provoked resets were fine; the eleventh went over the limit.
+        self.assertEqual(len([f for f in frames if isinstance(f, Reset)]), 11)
+        self.assertEqual([g.code for g in goAways(frames)], [ErrorCode.ENHANCE_YOUR_CALM])
+
     def test_pingFlood(self) -> None:
         """
         More than maxPingsPerSecond PINGs get ENHANCE_YOUR_CALM.

@@ -545,7 +545,7 @@ class LinkStream:
     def _headersArrived(self, headers: list[Header], endStream: bool) -> None:
         self._headersReceived += 1
         if self._headersReceived > MAX_HEADERS_PER_STREAM:
-            self.reset(ErrorCode.ENHANCE_YOUR_CALM)
+            self.link._resetProvoked(self, ErrorCode.ENHANCE_YOUR_CALM)
             return
         if self._consumerPaused or self._inbound or self._delivering:
             self._inbound.append(_HeadersItem(headers, endStream))
@@ -1225,9 +1225,9 @@ class LinkProtocol(Protocol):
             self._creditChanged()
             return
         if stream._remoteEnded:
-            stream.reset(ErrorCode.STREAM_CLOSED)
+            self._resetProvoked(stream, ErrorCode.STREAM_CLOSED)
         elif size > stream._recvWindow:
-            stream.reset(ErrorCode.FLOW_CONTROL_ERROR)
+            self._resetProvoked(stream, ErrorCode.FLOW_CONTROL_ERROR)
         else:
             stream._recvWindow -= size
             stream._dataArrived(data)
@@ -1247,7 +1247,7 @@ class LinkProtocol(Protocol):
         stream = self._streams.get(streamId)
         if stream is not None:
             if stream._remoteEnded:
-                stream.reset(ErrorCode.STREAM_CLOSED)
+                self._resetProvoked(stream, ErrorCode.STREAM_CLOSED)
             else:
                 stream._headersArrived(headers, endStream)
             return
@@ -1361,6 +1361,17 @@ class LinkProtocol(Protocol):
             )
         else:
             stream._lose(Failure(StreamReset(code, remote=True)))
+        self._countReset()
+
+    def _resetProvoked(self, stream: LinkStream, code: ErrorCode) -> None:
+        """
+        Reset a stream whose peer broke a stream-level rule. Such resets
+        count against the same rate limit as the peer's own RESETs and
+        refused streams: a peer could otherwise open and get reset stream
+        after stream, each one work for us ("MadeYouReset",
+        CVE-2025-8671), without ever sending a RESET itself.
+        """
+        stream.reset(code)
         self._countReset()
 
     def _countReset(self) -> None:
