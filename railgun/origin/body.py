@@ -7,6 +7,7 @@ the link's flow control, the edge's client).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -28,8 +29,16 @@ class StreamBodyProducer:
         L{UNKNOWN_LENGTH} (the Agent then sends it chunked).
     """
 
-    def __init__(self, stream: Any, length: int | None) -> None:
+    def __init__(
+        self, stream: Any, length: int | None, onProgress: Callable[[], None] | None = None
+    ) -> None:
+        """
+        @param onProgress: called for every chunk of the body that arrives
+            (the origin role's response timer counts a progressing upload
+            as activity).
+        """
         self._stream = stream
+        self._onProgress = onProgress
         self.length = UNKNOWN_LENGTH if length is None else length
         self._consumer: IConsumer | None = None
         self._buffer: list[bytes] = []
@@ -44,6 +53,8 @@ class StreamBodyProducer:
         """
         if self._stopped:
             return
+        if self._onProgress is not None:
+            self._onProgress()
         if self._consumer is not None:
             self._consumer.write(data)
             return

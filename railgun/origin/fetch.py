@@ -56,14 +56,27 @@ class _NoCookies(CookieJar):
         pass
 
 
+#: Where an origin response's Content-Encoding waits while the response
+#: passes treq's content decoder (see L{_IdentityEncodingAgent}).
+_HELD_CODINGS = b"railgun-held-content-encoding"
+
+
 @implementer(IAgent)
 class _IdentityEncodingAgent:
     """
-    Ask origin servers for identity encoding. treq's own
-    C{ContentDecoderAgent} (above this one) adds C{Accept-Encoding: gzip}; we
-    replace it: a version is a body in identity encoding, and the edge
-    compresses for its own client. If an origin sends gzip anyway, treq's
-    decoder undoes it; other codings are left to the caller.
+    Ask origin servers for identity encoding, and keep whatever encoding
+    they send anyway as it is.
+
+    treq's own C{ContentDecoderAgent} (above this one) adds
+    C{Accept-Encoding: gzip}; we replace it: a version is a body in identity
+    encoding, and the edge compresses for its own client. An origin may
+    send gzip anyway, and treq's decoder would inflate it without bound,
+    stop at the end of the first gzip member and never notice a truncated
+    stream. So the response's C{Content-Encoding} is moved out of that
+    decoder's sight (L{_HELD_CODINGS}) and restored by
+    L{responseHeaderList}: a body is relayed in the coding the origin sent,
+    and a version is decoded by L{railgun.delta.content.decodeContentEncoding},
+    bounded and strict.
     """
 
     def __init__(self, agent: IAgent) -> None:
@@ -80,7 +93,20 @@ class _IdentityEncodingAgent:
         # are ours to change.
         headers = headers if headers is not None else Headers()
         headers.setRawHeaders(b"accept-encoding", [b"identity"])
-        return self._agent.request(method, uri, headers, bodyProducer)
+        return self._agent.request(method, uri, headers, bodyProducer).addCallback(
+            _holdCodings
+        )
+
+
+def _holdCodings(response: IResponse) -> IResponse:
+    headers = response.headers
+    codings = headers.getRawHeaders(b"content-encoding")
+    # A header of that name from the origin itself is not ours to restore.
+    headers.removeHeader(_HELD_CODINGS)
+    if codings is not None:
+        headers.removeHeader(b"content-encoding")
+        headers.setRawHeaders(_HELD_CODINGS, codings)
+    return response
 
 
 class ExactTargetAgent(Agent):
@@ -284,10 +310,13 @@ def originRequestHeaders(headers: list[tuple[bytes, bytes]]) -> Headers:
     """
     The headers to send to the origin: the end-to-end headers the edge
     forwarded, less C{Content-Length} (the Agent writes its own from the body
-    producer) and C{Accept-Encoding} (we always ask for identity).
+    producer) and C{Accept-Encoding} (we always ask for identity), and less
+    any connection-specific header (C{Transfer-Encoding}, C{Connection}...):
+    the edge strips them, and the origin role does not trust it to, since
+    the origin connection is shared by every edge's requests.
     """
     result = Headers()
-    for name, value in headers:
+    for name, value in stripHopByHop(headers):
         if name in (b"content-length", b"accept-encoding"):
             continue
         result.addRawHeader(name, value)
@@ -352,13 +381,16 @@ def responseHeaderList(response: IResponse) -> list[tuple[bytes, bytes]]:
     An origin response's end-to-end headers as a list with lowercase names,
     less hop-by-hop and C{railgun-*} ones, and less the empty
     C{Content-Encoding} that treq's C{ContentDecoderAgent} sets on every
-    response that had none.
+    response that had none; the origin's own C{Content-Encoding}, held out
+    of that decoder's sight, is back.
     """
-    headers = [
-        (name, value)
-        for name, value in fromRawHeaders(response.headers.getAllRawHeaders())
-        if value or name != b"content-encoding"
-    ]
+    headers = []
+    for name, value in fromRawHeaders(response.headers.getAllRawHeaders()):
+        if name == b"content-encoding" and not value:
+            continue  # treq's decoder's empty one (the origin's is held)
+        if name == _HELD_CODINGS:
+            name = b"content-encoding"
+        headers.append((name, value))
     return stripControl(stripHopByHop(headers))
 
 

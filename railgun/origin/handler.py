@@ -12,12 +12,13 @@ from typing import Any
 from attrs import define, field
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
+from zope.interface import implementer
 
 from railgun._lru import SizedLRU
 from railgun.delta.codec import CodecRegistry
@@ -253,6 +254,8 @@ class OriginStreamHandler(StreamProtocol):
         self._status = 0
         self._originSeconds = 0.0
         self._lengthHint: int | None = None
+        self._discarding = False
+        self._timerSuspended = False
 
     # Link callbacks
 
@@ -263,6 +266,7 @@ class OriginStreamHandler(StreamProtocol):
         try:
             head = RequestHead.fromLinkHeaders(headers)
             host = normalizeHost(head.authority)
+            length = _contentLength(head.headers)
         except (BadMessage, BadHost) as e:
             self._head = RequestHead(b"GET", b"https", b"invalid", b"/", [])
             self._respondError(400, "bad-request", f"malformed request: {e}")
@@ -287,7 +291,7 @@ class OriginStreamHandler(StreamProtocol):
         base = control.get(b"railgun-base")
         self._base = base.decode("ascii") if base is not None and isValidDigest(base) else None
         if not endStream:
-            self._body = StreamBodyProducer(self.transport, _contentLength(endToEnd))
+            self._body = StreamBodyProducer(self.transport, length, onProgress=self._bodyProgress)
         self._started = self._context.clock.seconds()
         self._timer = self._context.clock.callLater(
             self._context.responseTimeout, self._responseTimedOut
@@ -347,8 +351,8 @@ class OriginStreamHandler(StreamProtocol):
             self._sendHead(response.code, headers, RAW, endStream=True)
             response.deliverBody(DiscardBody())
             return
-        # The edge learns the length from the response itself; an origin
-        # body we decoded (gzip) no longer has its announced length.
+        # The length crosses as the response's own (Twisted's client checked
+        # the body against it), or as the decoded version's.
         headers = [(n, v) for n, v in headers if n != b"content-length"]
         length = None if response.length is UNKNOWN_LENGTH else response.length
         context = self._context
@@ -370,7 +374,9 @@ class OriginStreamHandler(StreamProtocol):
         else:
             if length is not None:
                 headers.append((b"content-length", b"%d" % length))
-            self._sendHead(response.code, headers, RAW)
+            if not self._sendHead(response.code, headers, RAW):
+                response.deliverBody(DiscardBody())
+                return
         response.deliverBody(_BodyForwarder(self))
 
     def _sendHead(
@@ -381,16 +387,37 @@ class OriginStreamHandler(StreamProtocol):
         *,
         endStream: bool = False,
         extra: Sequence[tuple[bytes, bytes]] = (),
-    ) -> None:
+    ) -> bool:
+        """
+        Send the response head, or a 502 in its place when it cannot cross
+        the link (Twisted's client accepts header values the link refuses,
+        and any number of headers).
+
+        @return: whether the head was sent.
+        """
         control = [
             (b"railgun-body", mode.encode("ascii")),
             (b"railgun-origin-time", f"{self._originSeconds:.6f}".encode("ascii")),
         ]
-        self.transport.sendHeaders(
-            ResponseHead(status, headers + control + list(extra)).toLinkHeaders(),
-            endStream=endStream,
-        )
+        try:
+            self.transport.sendHeaders(
+                ResponseHead(status, headers + control + list(extra)).toLinkHeaders(),
+                endStream=endStream,
+            )
+        except (BadMessage, ValueError) as e:
+            log.info(
+                "origin response for {rid} cannot cross the link: {why}",
+                rid=self.transport.requestId,
+                why=e,
+            )
+            self._discarding = True
+            self._context.stats.record(self._host, errors=1)
+            self._respondError(
+                502, "origin-failed", f"the origin server sent a head that cannot be relayed: {e}"
+            )
+            return False
         self._context.stats.count(self._host, "bodies", mode)
+        return True
 
     def _stopCollecting(self) -> None:
         """
@@ -401,17 +428,28 @@ class OriginStreamHandler(StreamProtocol):
         headers = self._pendingHeaders
         if self._lengthHint is not None:
             headers = headers + [(b"content-length", b"%d" % self._lengthHint)]
-        self._sendHead(self._status, headers, RAW)
         held, self._collected = self._collected, []
         self._release()
+        if not self._sendHead(self._status, headers, RAW):
+            if self._responseTransport is not None:
+                self._responseTransport.stopProducing()
+            return
         self._context.stats.record(self._host, bodyBytesOnLink=sum(map(len, held)))
         self.transport.writeSequence(held)
 
     async def _sendVersion(self) -> None:
+        try:
+            await self._encodeAndSendVersion()
+        finally:
+            # The body counts against the shared budget until it is encoded
+            # and written (or given up), awaits included.
+            self._collected = []
+            self._release()
+
+    async def _encodeAndSendVersion(self) -> None:
         context = self._context
         body = b"".join(self._collected)
         self._collected = []
-        self._release()
         headers = self._pendingHeaders
         codings = _header(headers, b"content-encoding")
         if codings and codings.strip().lower() != b"identity":
@@ -420,8 +458,10 @@ class OriginStreamHandler(StreamProtocol):
             except ContentDecodingError as e:
                 log.info("cannot decode {codings!r} from origin: {e}; sending raw", codings=codings, e=e)
                 self._context.stats.count(self._host, "fallbacks", "origin-encoding")
-                self._sendHead(self._status, headers + [(b"content-length", b"%d" % len(body))], RAW)
-                self._writeAndEnd(body)
+                if self._sendHead(
+                    self._status, headers + [(b"content-length", b"%d" % len(body))], RAW
+                ):
+                    self._writeAndEnd(body)
                 return
             headers = [(n, v) for n, v in headers if n != b"content-encoding"]
         digest = versionDigest(body)
@@ -472,7 +512,10 @@ class OriginStreamHandler(StreamProtocol):
             (b"railgun-length", b"%d" % encoded.length),
             (b"railgun-flags", _BASE_FOUND if encoded.baseFound else _NO_FLAGS),
         ]
-        self._sendHead(self._status, headers, encoded.mode, extra=extra, endStream=encoded.mode == SAME)
+        if not self._sendHead(
+            self._status, headers, encoded.mode, extra=extra, endStream=encoded.mode == SAME
+        ):
+            return
         context.stats.record(self._host, bodyBytesOnLink=len(encoded.payload))
         if encoded.mode != SAME:
             self._writeAndEnd(encoded.payload)
@@ -532,8 +575,23 @@ class OriginStreamHandler(StreamProtocol):
         self._timer = None
 
     def _bodyProgress(self) -> None:
+        # Bytes moved either way: the timer measures silence.
         if self._timer is not None:
             self._timer.reset(self._context.responseTimeout)
+
+    def _pausedByStream(self) -> None:
+        # The edge (its client) is not taking the body: the origin is not
+        # the one stalling, so its timer waits (the edge times out a client
+        # that reads nothing).
+        self._cancelTimer()
+        self._timerSuspended = True
+
+    def _resumedByStream(self) -> None:
+        if self._timerSuspended and self._responseTransport is not None:
+            self._timerSuspended = False
+            self._timer = self._context.clock.callLater(
+                self._context.responseTimeout, self._responseTimedOut
+            )
 
     # Body forwarding (called by _BodyForwarder)
 
@@ -544,9 +602,11 @@ class OriginStreamHandler(StreamProtocol):
         # While a version is collected, nothing is written to the stream, so
         # the stream cannot pause the origin: the collection is bounded by
         # deltaMaxSize instead.
-        self.transport.registerProducer(transport, True)
+        self.transport.registerProducer(_TimerPausingProducer(self, transport), True)
 
     def _bodyChunk(self, data: bytes) -> None:
+        if self._discarding:
+            return  # a 502 went instead of the response (its head)
         self._bodyProgress()
         self._context.stats.record(self._host, bodyBytesFromOrigin=len(data))
         if self._collecting:
@@ -568,6 +628,8 @@ class OriginStreamHandler(StreamProtocol):
         if self._gone:
             return
         self.transport.unregisterProducer()
+        if self._discarding:
+            return
         # A body with no length ends when the origin closes
         # (PotentialDataLoss): complete, unless our own timer stopped it.
         if reason.check(ResponseDone, PotentialDataLoss) and not self._timedOut:
@@ -619,13 +681,44 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
 
 
 def _contentLength(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    """
+    @return: the request body length the edge announced, or L{None}.
+    @raise BadMessage: for a length that is not 1*DIGIT (RFC 9110 8.6;
+        Python's C{int()} would take C{-1}, C{+5} or C{1_0}), or several
+        that differ.
+    """
+    lengths = {value for name, value in headers if name == b"content-length"}
+    if not lengths:
+        return None
+    if len(lengths) > 1:
+        raise BadMessage("conflicting content-length values")
+    (value,) = lengths
+    if not (value.isdigit() and value.isascii()):
+        raise BadMessage(f"invalid content-length {value[:40]!r}")
+    return int(value)
+
+
+@implementer(IPushProducer)
+class _TimerPausingProducer:
+    """
+    The origin response's transport as the stream's producer, telling the
+    handler when the stream pauses and resumes it.
+    """
+
+    def __init__(self, handler: OriginStreamHandler, producer: Any) -> None:
+        self._handler = handler
+        self._producer = producer
+
+    def pauseProducing(self) -> None:
+        self._handler._pausedByStream()
+        self._producer.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._handler._resumedByStream()
+        self._producer.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._producer.stopProducing()
 
 
 class _BodyForwarder(Protocol):
