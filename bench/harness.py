@@ -17,6 +17,7 @@ import atexit
 import ctypes
 import os
 import platform
+import random
 import resource
 import secrets
 import shutil
@@ -104,13 +105,37 @@ def _killGroup(proc: subprocess.Popen[bytes], sig: int) -> None:
         pass
 
 
-def freePort() -> int:
+def _ephemeralRange() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def freePort(host: str = "127.0.0.1") -> int:
     """
-    @return: a TCP port free on 127.0.0.1 right now (the kernel's choice).
+    A TCP port free on C{host} right now, for a child process to listen on.
+
+    Not one the kernel picks for port 0: that range is also where outgoing
+    connections get their source ports, and one of those (any process's)
+    could take the port before the child binds it. A random port below
+    that range is only taken by someone choosing it.
+
+    @return: the port.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    low, high = _ephemeralRange()
+    top = low - 1 if low > 20000 else 65535
+    bottom = 20000 if low > 20000 else high + 1
+    for _ in range(200):
+        port = random.randint(bottom, top)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise HarnessError(f"no free TCP port found on {host} in {bottom}..{top}")
 
 
 def procCpuSeconds(pid: int) -> float:

@@ -20,6 +20,7 @@ from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from bench.harness import freePort
 from railgun.config import EdgeConfig, OriginConfig
 from railgun.tap import Options
 
@@ -458,9 +459,7 @@ class OptionsTests(SynchronousTestCase):
 
 
 def _freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return freePort()
 
 
 def _twistd(*args: str) -> list[str]:
