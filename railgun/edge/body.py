@@ -47,6 +47,7 @@ class RequestBody:
         self._heldBytes = 0
         self._consumer: Any = None
         self._onEnd: Callable[[], None] | None = None
+        self._onProgress: Callable[[], None] | None = None
         self._paused = False
         self._discarding = False
         self._readingPaused = False
@@ -62,6 +63,8 @@ class RequestBody:
         if self._consumer is not None and not self._paused and not self._held:
             self.forwarded += len(data)
             self._consumer.write(data)
+            if self._onProgress is not None:
+                self._onProgress()
             return
         self._held.append(data)
         self._heldBytes += len(data)
@@ -75,18 +78,27 @@ class RequestBody:
         """
         The client sent the whole body.
         """
+        if self._discarding:
+            return  # abandoned: what ended is not the body the exchange had
         self.complete = True
         self._maybeEnd()
 
     # Consumers
 
-    def attach(self, consumer: IConsumer, onEnd: Callable[[], None]) -> None:
+    def attach(
+        self,
+        consumer: IConsumer,
+        onEnd: Callable[[], None],
+        onProgress: Callable[[], None] | None = None,
+    ) -> None:
         """
         Relay the body (what is held, then what arrives) to C{consumer},
-        which may pause this producer; call C{onEnd} once all of it went.
+        which may pause this producer; call C{onEnd} once all of it went,
+        and C{onProgress} whenever some of it went.
         """
         self._consumer = consumer
         self._onEnd = onEnd
+        self._onProgress = onProgress
         self._paused = False
         consumer.registerProducer(self, True)
         self._flush()
@@ -97,6 +109,7 @@ class RequestBody:
         """
         consumer, self._consumer = self._consumer, None
         self._onEnd = None
+        self._onProgress = None
         self._discarding = True
         self._held, self._heldBytes = [], 0
         if consumer is not None:
@@ -110,6 +123,7 @@ class RequestBody:
         """
         consumer, self._consumer = self._consumer, None
         self._onEnd = None
+        self._onProgress = None
         if consumer is not None:
             consumer.unregisterProducer()
 
@@ -133,6 +147,8 @@ class RequestBody:
             self._heldBytes -= len(chunk)
             self.forwarded += len(chunk)
             self._consumer.write(chunk)
+            if self._onProgress is not None:
+                self._onProgress()
         if self._heldBytes < HOLD_LIMIT:
             self._resume()
         self._maybeEnd()

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from treq.client import HTTPClient
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.iweb import IResponse
+from zope.interface import implementer
 
 from railgun.edge.body import BodyProducer
 from railgun.http.diagnostic import formatDirect
@@ -98,12 +99,40 @@ class _Relay(Protocol):
         self._timeout = timeout
         self._timer: Any = None
         self._stalled = False
+        self._done = False
+
+    def pausedByClient(self) -> None:
+        self._cancelTimer()
+
+    def resumedByClient(self) -> None:
+        if not self._done and self._timer is None:
+            self._startTimer()
 
     def connectionMade(self) -> None:
-        self._request.registerProducer(self.transport, True)
+        # The client's socket pauses the origin connection when it is full:
+        # while it does, the origin is not the one stalling.
+        self._request.registerProducer(_StallTimerPausing(self, self.transport), True)
+        self._startTimer()
+        self._request.notifyFinish().addErrback(self._clientGone)
+
+    def _clientGone(self, reason: Failure) -> None:
+        # (twisted.web does not stop a request's producer when its client
+        # leaves: a paused origin connection would be held forever.)
+        self._cancelTimer()
+        if not self._done:
+            self.transport.stopProducing()  # type: ignore[union-attr]
+
+    def _startTimer(self) -> None:
         self._timer = self._clock.callLater(self._timeout, self._bodyStalled)
 
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
     def dataReceived(self, data: bytes) -> None:
+        if self._request._disconnected:
+            return  # the client left (_clientGone stopped the origin)
         if self._timer is not None:
             self._timer.reset(self._timeout)
         self._request.write(data)
@@ -115,9 +144,8 @@ class _Relay(Protocol):
         self.transport.stopProducing()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._cancelTimer()
+        self._done = True
         request = self._request
         if request._disconnected or request.finished:
             return
@@ -128,3 +156,26 @@ class _Relay(Protocol):
             request.finish()
         else:
             request.channel.transport.abortConnection()
+
+
+@implementer(IPushProducer)
+class _StallTimerPausing:
+    """
+    The origin connection as the client request's producer, telling the
+    relay when the client's socket pauses and resumes it.
+    """
+
+    def __init__(self, relay: _Relay, producer: Any) -> None:
+        self._relay = relay
+        self._producer = producer
+
+    def pauseProducing(self) -> None:
+        self._relay.pausedByClient()
+        self._producer.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._relay.resumedByClient()
+        self._producer.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._producer.stopProducing()

@@ -12,6 +12,7 @@ from io import BytesIO
 from typing import Any
 
 from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -72,6 +73,14 @@ class EdgeRequest(http.Request):
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
+        self.abandon(reason)
+
+    def abandon(self, reason: Failure) -> None:
+        """
+        Give up serving this request (its client is gone, or was refused
+        in the middle of its body): whatever serves it stops, its stream
+        reset, so no partial body ever ends as if complete.
+        """
         onGone, self._onGone = self._onGone, None
         if onGone is not None:
             onGone(reason)
@@ -151,6 +160,23 @@ class EdgeRequest(http.Request):
         self.channel.factory.proxy.handle(self)
 
 
+#: seconds a request head has to arrive in, from its first byte (nginx's
+#: client_header_timeout is 60 s too).
+HEAD_TIMEOUT = 60.0
+
+#: seconds a client may read nothing of a response before it is cut off.
+SEND_TIMEOUT = 120.0
+
+
+class BodyTooLarge(Exception):
+    """
+    A request body went over C{max_body_bytes} while it was being relayed.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body over {limit} bytes")
+
+
 class EdgeChannel(http.HTTPChannel):
     """
     An HTTP/1.1 connection from a client, answering 431 when the request
@@ -168,6 +194,10 @@ class EdgeChannel(http.HTTPChannel):
     #: response: writeHeaders then keeps the head for the body bytes.
     holdHead = False
     _heldHead: bytes | None = None
+    _headDeadline: Any = None
+    _sendDeadline: Any = None
+    #: pipelined requests read while the client was not reading responses
+    _pipelined: bytes | None = None
 
     # The addresses and the security of a connection do not change: asked
     # for by every request (twisted.web's Request.__init__ takes both
@@ -193,6 +223,71 @@ class EdgeChannel(http.HTTPChannel):
         # A response goes out in the write() that completes it, not on the
         # reactor's next turn (see railgun._sockets).
         writeEagerly(self.transport)
+
+    # Deadlines twisted.web does not keep: its idle timeout restarts with
+    # every byte received, and stops while a request is being answered.
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._headDeadline is None and not self._handlingRequest and self.line_mode:
+            # The first bytes of a request head: all of it must arrive in
+            # time, however slowly it trickles (slowloris).
+            self._headDeadline = self.callLater(HEAD_TIMEOUT, self._headTimedOut)
+        super().dataReceived(data)
+
+    def _headTimedOut(self) -> None:
+        self._headDeadline = None
+        self._refuse(408, b"Request Timeout", b"request head not received in time\n")
+
+    def _cancelHeadDeadline(self) -> None:
+        if self._headDeadline is not None and self._headDeadline.active():
+            self._headDeadline.cancel()
+        self._headDeadline = None
+
+    def pauseProducing(self) -> None:
+        # The client is not reading what we send: it may be slow, but not
+        # forever (its response holds a stream and an origin connection).
+        super().pauseProducing()
+        if self._sendDeadline is None:
+            self._sendDeadline = self.callLater(SEND_TIMEOUT, self._clientNotReading)
+
+    def resumeProducing(self) -> None:
+        if self._sendDeadline is not None and self._sendDeadline.active():
+            self._sendDeadline.cancel()
+        self._sendDeadline = None
+        super().resumeProducing()
+        pipelined, self._pipelined = self._pipelined, None
+        if pipelined is not None:
+            # Requests read while the client was not reading responses.
+            self._handlingRequest = False
+            self.setLineMode(pipelined)
+
+    def _clientNotReading(self) -> None:
+        self._sendDeadline = None
+        assert self.transport is not None
+        log.info(
+            "client {peer} read nothing of its response for {s} s: closing",
+            peer=self.transport.getPeer(), s=SEND_TIMEOUT,
+        )
+        self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def requestDone(self, request: Any) -> None:
+        if self.persistent and self._waitingForTransport and self._dataBuffer:
+            # The client sent more requests but is not reading responses:
+            # answering them now would only pile their bodies up in memory.
+            # They are parsed when it reads again (resumeProducing).
+            pending, self._dataBuffer = b"".join(self._dataBuffer), []
+            super().requestDone(request)
+            self._pipelined = pending
+            self._handlingRequest = True  # (anything read meanwhile is buffered)
+            return
+        super().requestDone(request)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancelHeadDeadline()
+        if self._sendDeadline is not None and self._sendDeadline.active():
+            self._sendDeadline.cancel()
+        self._sendDeadline = None
+        super().connectionLost(reason)
 
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
         if not isinstance(headers, Headers):
@@ -246,6 +341,7 @@ class EdgeChannel(http.HTTPChannel):
         self._refuse(431, b"Request Header Fields Too Large", b"request header line too large\n")
 
     def allHeadersReceived(self) -> None:
+        self._cancelHeadDeadline()
         self._bodyBytes = 0
         if self.length is not None and self.length > self.maxBodyBytes:
             self._refuse(413, b"Content Too Large", b"request body too large\n")
@@ -264,16 +360,33 @@ class EdgeChannel(http.HTTPChannel):
             self.transport.abortConnection()  # type: ignore[attr-defined]
             return
         self.transport.write(_rawResponse(status, reason, message))
-        # Stop parsing: nothing more from this client is read.
-        self.dataReceived = self.lineReceived = lambda *a: None  # type: ignore[method-assign]
+        # Stop parsing: nothing more from this client is read, and no other
+        # timer closes the connection again.
+        self.dataReceived = self.lineReceived = lambda *a: None  # type: ignore[method-assign,assignment]
+        self.setTimeout(None)
+        self._cancelHeadDeadline()
         self.loseConnection()
 
     def _countBody(self, data: bytes) -> bool:
         self._bodyBytes += len(data)
         if self._bodyBytes > self.maxBodyBytes:
+            request = self.requests[-1] if self.requests else None
             self._refuse(413, b"Content Too Large", b"request body too large\n")
+            if request is not None:
+                # twisted.web's chunked decoder goes on with the rest of
+                # this read, up to the terminating chunk: the request must
+                # not take that for the end of its body.
+                request.abandon(Failure(BodyTooLarge(self.maxBodyBytes)))
             return False
         return True
+
+    def allContentReceived(self) -> None:
+        if not self.requests:
+            # The request was answered and let go of before its body ended
+            # (an early answer on a connection that closes): the rest of
+            # the body is not for anyone.
+            return
+        super().allContentReceived()
 
 
 class EdgeHTTPFactory(http.HTTPFactory):

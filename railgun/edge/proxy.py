@@ -36,6 +36,8 @@ from railgun.http.messages import (
     BadMessage,
     RequestHead,
     ResponseHead,
+    announcedLength,
+    responseHasBody,
     splitControl,
 )
 from railgun.http.routing import BadHost, HostMap, normalizeHost
@@ -300,7 +302,9 @@ class _Exchange:
         log.info("refetching {host} in full: {why}", host=self.host, why=why)
         self.proxy.stats.count(self.host, "fallbacks", why)
         self.base = None
-        if self.attempts >= 3:
+        sent = self.request.body
+        # A body already sent is not kept: it cannot go again.
+        if self.attempts >= 3 or (sent is not None and sent.forwarded > 0):
             self.done = True
             respondPlain(self.request, 502, "railgun: the response could not be rebuilt")
             return
@@ -334,7 +338,13 @@ class _Exchange:
         self.link = link
         self.timer = self.proxy.clock.callLater(self.proxy.responseTimeout, self._timedOut)
         if self.body is not None:
-            self.body.attach(self.stream, self.stream.loseConnection)
+            self.body.attach(self.stream, self.stream.loseConnection, self._bodyProgress)
+
+    def _bodyProgress(self) -> None:
+        # An upload still going is no silence: the response timeout counts
+        # from the last body bytes sent.
+        if self.timer is not None:
+            self.timer.reset(self.proxy.responseTimeout)
 
     def _waitForLink(self) -> None:
         waiting = self.pool.whenReady()
@@ -402,9 +412,11 @@ class _Exchange:
         self.timer = None
 
     def _clientGone(self, failure: Failure) -> None:
+        # Done first: resetting the stream calls back into streamFailed,
+        # which must not answer a client that is gone (or was refused).
+        self.done = True
         self.cancelTimer()
         self.stopSending()
-        self.done = True
         if self.stream is not None:
             self.stream.reset(ErrorCode.CANCEL)
 
@@ -475,6 +487,8 @@ class EdgeStreamHandler(StreamProtocol):
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
         self._control: dict[bytes, bytes] = {}
+        #: a raw body's announced length, checked as it is relayed
+        self._rawLength: int | None = None
 
     def headersReceived(self, headers: list[tuple[bytes, bytes]], endStream: bool) -> None:
         if self._headersSent:
@@ -488,10 +502,7 @@ class EdgeStreamHandler(StreamProtocol):
         try:
             head = ResponseHead.fromLinkHeaders(headers)
         except BadMessage as e:
-            log.warn("bad response head from the origin role: {e}", e=e)
-            self.transport.reset(ErrorCode.PROTOCOL_ERROR)
-            exchange.done = True
-            respondPlain(request, 502, "railgun: the origin role sent a malformed response")
+            self._malformed(e)
             return
         endToEnd, control = splitControl(head.headers)
         self._status = head.status
@@ -504,6 +515,12 @@ class EdgeStreamHandler(StreamProtocol):
             if endStream:
                 self._serveVersion()
             return
+        if responseHasBody(exchange.head.method, head.status):
+            try:
+                self._rawLength = announcedLength(self._headers)
+            except BadMessage as e:
+                self._malformed(e)
+                return
         self._headersSent = True
         request.setResponseCode(head.status)
         for name, value in self._headers:
@@ -513,6 +530,12 @@ class EdgeStreamHandler(StreamProtocol):
             self._finish()
             return
         request.registerProducer(self.transport, True)
+
+    def _malformed(self, why: BadMessage) -> None:
+        log.warn("bad response head from the origin role: {e}", e=why)
+        self.transport.reset(ErrorCode.PROTOCOL_ERROR)
+        self._exchange.done = True
+        respondPlain(self._exchange.request, 502, "railgun: the origin role sent a malformed response")
 
     def _diagnostic(self, ratio: float) -> bytes:
         originFlags = _int(self._control.get(b"railgun-flags"), 16)
@@ -664,6 +687,11 @@ class EdgeStreamHandler(StreamProtocol):
             if self._heldBytes > self._exchange.proxy.deltaMaxSize + 1024:
                 self.transport.reset(ErrorCode.PROTOCOL_ERROR)
             return
+        if self._rawLength is not None and self._served + len(data) > self._rawLength:
+            # More than the head announced: the extra bytes would reach the
+            # client as the start of another response.
+            self._wrongLength("longer")
+            return
         self._served += len(data)
         self._linkBytes += len(data)
         self._exchange.request.write(data)
@@ -674,8 +702,23 @@ class EdgeStreamHandler(StreamProtocol):
         if self._mode != RAW and not self._headersSent:
             self._serveVersion()
         elif self._headersSent:
+            if self._rawLength is not None and self._served < self._rawLength:
+                self._wrongLength("shorter")
+                return
             self._exchange.request.unregisterProducer()
             self._finish()
+
+    def _wrongLength(self, which: str) -> None:
+        """
+        A raw body that does not match its Content-Length: the stream is
+        reset, so the client's connection is aborted (L{connectionLost}),
+        rather than a body presented as complete, or a spliced response.
+        """
+        log.warn(
+            "raw body from the origin role {which} than its content-length {length}",
+            which=which, length=self._rawLength,
+        )
+        self.transport.reset(ErrorCode.PROTOCOL_ERROR)
 
     def _finish(self) -> None:
         exchange = self._exchange

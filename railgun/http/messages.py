@@ -428,3 +428,24 @@ def responseHasBody(method: bytes, status: int) -> bool:
     if method == b"HEAD":
         return False
     return not (100 <= status < 200 or status in (204, 304))
+
+
+def announcedLength(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """
+    The body length a message's C{Content-Length} announces.
+
+    @param headers: a header list with lowercase names.
+    @return: the length, or L{None} when there is no C{Content-Length}.
+    @raise BadMessage: for a value that is not 1*DIGIT (RFC 9110 8.6;
+        Python's C{int()} would take C{-1}, C{+5} or C{1_0}), or several
+        values that differ.
+    """
+    lengths = {value for name, value in headers if name == b"content-length"}
+    if not lengths:
+        return None
+    if len(lengths) > 1:
+        raise BadMessage("conflicting content-length values")
+    (value,) = lengths
+    if not (value.isdigit() and value.isascii()):
+        raise BadMessage(f"invalid content-length {_show(value)}")
+    return int(value)

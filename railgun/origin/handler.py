@@ -33,6 +33,7 @@ from railgun.http.messages import (
     BadMessage,
     RequestHead,
     ResponseHead,
+    announcedLength,
     responseHasBody,
     splitControl,
 )
@@ -266,7 +267,7 @@ class OriginStreamHandler(StreamProtocol):
         try:
             head = RequestHead.fromLinkHeaders(headers)
             host = normalizeHost(head.authority)
-            length = _contentLength(head.headers)
+            length = announcedLength(head.headers)
         except (BadMessage, BadHost) as e:
             self._head = RequestHead(b"GET", b"https", b"invalid", b"/", [])
             self._respondError(400, "bad-request", f"malformed request: {e}")
@@ -678,24 +679,6 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
         if n == name:
             return value
     return None
-
-
-def _contentLength(headers: list[tuple[bytes, bytes]]) -> int | None:
-    """
-    @return: the request body length the edge announced, or L{None}.
-    @raise BadMessage: for a length that is not 1*DIGIT (RFC 9110 8.6;
-        Python's C{int()} would take C{-1}, C{+5} or C{1_0}), or several
-        that differ.
-    """
-    lengths = {value for name, value in headers if name == b"content-length"}
-    if not lengths:
-        return None
-    if len(lengths) > 1:
-        raise BadMessage("conflicting content-length values")
-    (value,) = lengths
-    if not (value.isdigit() and value.isascii()):
-        raise BadMessage(f"invalid content-length {value[:40]!r}")
-    return int(value)
 
 
 @implementer(IPushProducer)
