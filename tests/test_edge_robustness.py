@@ -1,6 +1,8 @@
 """
-Scratch tests for the edge review: each one demonstrates a suspected defect
-(a test that FAILS shows the defect).
+The edge against clients and origin role answers that misbehave, in
+memory: twisted.web's channel on a string transport, a fake link whose
+streams record what is written to them, and a Clock. Each test was first
+a demonstration of a defect an adversarial review found.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
 
 from railgun.delta.digest import versionDigest
 from railgun.edge.http import HEAD_TIMEOUT, SEND_TIMEOUT, EdgeHTTPFactory
@@ -123,6 +126,10 @@ class ChunkedOverLimitTests(SynchronousTestCase):
         self.assertFalse(stream.ended and not stream.resets, "truncated body sent as complete")
 
     def test_noSecondResponseAfter413(self):
+        """
+        Once a chunked body got 413, the origin role's answer (had it come
+        before the connection closed) is not written after it.
+        """
         factory, link, _ = _edge(Clock(), maxBodyBytes=10)
         channel, transport = _connect(factory)
         channel.dataReceived(
@@ -406,7 +413,7 @@ class SlowHeadTests(SynchronousTestCase):
 
 
 class RefetchWithBodyTests(SynchronousTestCase):
-    def test_refetchResendsBody(self):
+    def test_refetchWithSentBodyRefused(self):
         """
         A GET with a body whose version cannot be rebuilt is not asked
         again without its body (which is not kept): the client gets 502.
@@ -446,3 +453,39 @@ class SlowUploadTests(SynchronousTestCase):
             clock.advance(1)
             channel.dataReceived(b"z" * 1024)
         self.assertNotIn(b"504", transport.value())
+
+
+class OriginFormTests(SynchronousTestCase):
+    def test_absoluteFormTargets(self):
+        """
+        An absolute-form target keeps its path and query, a missing path
+        becomes "/", and a fragment is dropped (RFC 9112 3.2.2).
+        """
+        from railgun.edge.proxy import _originForm
+
+        for target, expected in [
+            (b"http://h/p?q=1", b"/p?q=1"),
+            (b"http://h?q=1", b"/?q=1"),
+            (b"https://h:8443", b"/"),
+            (b"HTTP://h/a#frag", b"/a"),
+            (b"/already?x", b"/already?x"),
+        ]:
+            self.assertEqual(_originForm(target), expected, target)
+
+
+class NoTransformTests(SynchronousTestCase):
+    def test_noTransformNotCompressed(self):
+        """
+        A text body the origin marked Cache-Control: no-transform is served
+        as it is, even to a client that accepts gzip.
+        """
+        from railgun.edge.proxy import _clientCoding
+
+        class Request:
+            requestHeaders = Headers({b"accept-encoding": [b"gzip"]})
+
+        text = [(b"content-type", b"text/html")]
+        self.assertEqual(_clientCoding(Request(), text), b"gzip")
+        self.assertIsNone(
+            _clientCoding(Request(), text + [(b"cache-control", b"public, No-Transform")])
+        )

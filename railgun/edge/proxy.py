@@ -237,8 +237,13 @@ def _originForm(target: bytes) -> bytes:
     lowered = target[:8].lower()
     if lowered.startswith(b"http://") or lowered.startswith(b"https://"):
         rest = target.split(b"://", 1)[1]
-        slash = rest.find(b"/")
-        return rest[slash:] if slash >= 0 else b"/"
+        # The authority ends at the first "/", "?" or "#" (RFC 3986 3.2).
+        end = min((i for i in (rest.find(b"/"), rest.find(b"?"), rest.find(b"#")) if i >= 0),
+                  default=len(rest))
+        pathAndQuery = rest[end:].split(b"#", 1)[0]
+        if not pathAndQuery.startswith(b"/"):
+            pathAndQuery = b"/" + pathAndQuery  # an empty path is "/"
+        return pathAndQuery
     return target
 
 
@@ -767,6 +772,8 @@ def _clientCoding(request: Any, headers: list[tuple[bytes, bytes]]) -> bytes | N
             return None
         if name == b"content-type":
             contentType = value
+        elif name == b"cache-control" and b"no-transform" in value.lower():
+            return None  # an intermediary must not recode it (RFC 9111 5.2.2.6)
     if not isDeltaEligible(b"GET", 200, contentType, None, 1):
         return None
     return chooseEncoding(acceptEncoding)
