@@ -194,7 +194,9 @@ class EdgeChannel(http.HTTPChannel):
     #: response: writeHeaders then keeps the head for the body bytes.
     holdHead = False
     _heldHead: bytes | None = None
-    _headDeadline: Any = None
+    #: when the first byte of the request head being read arrived
+    _headStarted: float | None = None
+    seconds: Callable[[], float]
     _sendDeadline: Any = None
     #: pipelined requests read while the client was not reading responses
     _pipelined: bytes | None = None
@@ -228,20 +230,21 @@ class EdgeChannel(http.HTTPChannel):
     # every byte received, and stops while a request is being answered.
 
     def dataReceived(self, data: bytes) -> None:
-        if self._headDeadline is None and not self._handlingRequest and self.line_mode:
-            # The first bytes of a request head: all of it must arrive in
-            # time, however slowly it trickles (slowloris).
-            self._headDeadline = self.callLater(HEAD_TIMEOUT, self._headTimedOut)
+        if not self._handlingRequest and self.line_mode:
+            # Bytes of a request head: all of it must arrive within
+            # HEAD_TIMEOUT of its first byte, however slowly it trickles
+            # (slowloris). Checked as bytes come, not with a timer per
+            # request: a client that stops sending meets the idle timeout.
+            now = self.seconds()
+            if self._headStarted is None:
+                self._headStarted = now
+            elif now - self._headStarted > HEAD_TIMEOUT:
+                self._refuse(408, b"Request Timeout", b"request head not received in time\n")
+                return
         super().dataReceived(data)
 
-    def _headTimedOut(self) -> None:
-        self._headDeadline = None
-        self._refuse(408, b"Request Timeout", b"request head not received in time\n")
-
     def _cancelHeadDeadline(self) -> None:
-        if self._headDeadline is not None and self._headDeadline.active():
-            self._headDeadline.cancel()
-        self._headDeadline = None
+        self._headStarted = None
 
     def pauseProducing(self) -> None:
         # The client is not reading what we send: it may be slow, but not
@@ -409,6 +412,7 @@ class EdgeHTTPFactory(http.HTTPFactory):
         channel.maxBodyBytes = self._maxBodyBytes
         channel.timeOut = self.timeOut  # type: ignore[assignment]
         channel.callLater = self.reactor.callLater  # type: ignore[method-assign,assignment]
+        channel.seconds = self.reactor.seconds
         return channel
 
     def log(self, request: Any) -> None:

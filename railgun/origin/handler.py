@@ -438,16 +438,14 @@ class OriginStreamHandler(StreamProtocol):
         self._context.stats.record(self._host, bodyBytesOnLink=sum(map(len, held)))
         self.transport.writeSequence(held)
 
-    async def _sendVersion(self) -> None:
-        try:
-            await self._encodeAndSendVersion()
-        finally:
-            # The body counts against the shared budget until it is encoded
-            # and written (or given up), awaits included.
-            self._collected = []
-            self._release()
+    def _versionSent(self, result: Any) -> Any:
+        # The body counted against the shared budget until it was encoded
+        # and written (or given up), awaits included.
+        self._collected = []
+        self._release()
+        return result
 
-    async def _encodeAndSendVersion(self) -> None:
+    async def _sendVersion(self) -> None:
         context = self._context
         body = b"".join(self._collected)
         self._collected = []
@@ -637,6 +635,7 @@ class OriginStreamHandler(StreamProtocol):
             if self._collecting:
                 self._collecting = False
                 d = Deferred.fromCoroutine(self._sendVersion())
+                d.addBoth(self._versionSent)
                 d.addErrback(self._internalError)
             else:
                 self.transport.loseConnection()
