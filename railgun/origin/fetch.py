@@ -37,7 +37,7 @@ from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 from railgun._sockets import tuneForVolume, writeEagerly
-from railgun.http.headers import fromRawHeaders, stripHopByHop
+from railgun.http.headers import HOP_BY_HOP, fromRawHeaders, stripHopByHop
 from railgun.http.messages import stripControl
 from railgun.http.routing import OriginTarget
 
@@ -316,7 +316,11 @@ def originRequestHeaders(headers: list[tuple[bytes, bytes]]) -> Headers:
     the origin connection is shared by every edge's requests.
     """
     result = Headers()
-    for name, value in stripHopByHop(headers):
+    # (Names from the link are lowercase: the common case, none to drop, is
+    # one set test per header.)
+    if not HOP_BY_HOP.isdisjoint([name for name, _ in headers]):
+        headers = stripHopByHop(headers)
+    for name, value in headers:
         if name in (b"content-length", b"accept-encoding"):
             continue
         result.addRawHeader(name, value)
