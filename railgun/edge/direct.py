@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from treq.client import HTTPClient
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.iweb import IResponse
-from zope.interface import implementer
 
+from railgun._producers import WatchedProducer
 from railgun.edge.body import BodyProducer
 from railgun.http.diagnostic import formatDirect
 from railgun.http.messages import RequestHead, responseHasBody
@@ -111,7 +111,9 @@ class _Relay(Protocol):
     def connectionMade(self) -> None:
         # The client's socket pauses the origin connection when it is full:
         # while it does, the origin is not the one stalling.
-        self._request.registerProducer(_StallTimerPausing(self, self.transport), True)
+        self._request.registerProducer(
+            WatchedProducer(self.transport, self.pausedByClient, self.resumedByClient), True
+        )
         self._startTimer()
         self._request.notifyFinish().addErrback(self._clientGone)
 
@@ -156,26 +158,3 @@ class _Relay(Protocol):
             request.finish()
         else:
             request.channel.transport.abortConnection()
-
-
-@implementer(IPushProducer)
-class _StallTimerPausing:
-    """
-    The origin connection as the client request's producer, telling the
-    relay when the client's socket pauses and resumes it.
-    """
-
-    def __init__(self, relay: _Relay, producer: Any) -> None:
-        self._relay = relay
-        self._producer = producer
-
-    def pauseProducing(self) -> None:
-        self._relay.pausedByClient()
-        self._producer.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self._relay.resumedByClient()
-        self._producer.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self._producer.stopProducing()

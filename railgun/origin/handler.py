@@ -12,15 +12,15 @@ from typing import Any
 from attrs import define, field
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
-from zope.interface import implementer
 
 from railgun._lru import SizedLRU
+from railgun._producers import WatchedProducer
 from railgun.delta.codec import CodecRegistry
 from railgun.delta.content import (
     ContentDecodingError,
@@ -601,7 +601,9 @@ class OriginStreamHandler(StreamProtocol):
         # While a version is collected, nothing is written to the stream, so
         # the stream cannot pause the origin: the collection is bounded by
         # deltaMaxSize instead.
-        self.transport.registerProducer(_TimerPausingProducer(self, transport), True)
+        self.transport.registerProducer(
+            WatchedProducer(transport, self._pausedByStream, self._resumedByStream), True
+        )
 
     def _bodyChunk(self, data: bytes) -> None:
         if self._discarding:
@@ -678,29 +680,6 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
         if n == name:
             return value
     return None
-
-
-@implementer(IPushProducer)
-class _TimerPausingProducer:
-    """
-    The origin response's transport as the stream's producer, telling the
-    handler when the stream pauses and resumes it.
-    """
-
-    def __init__(self, handler: OriginStreamHandler, producer: Any) -> None:
-        self._handler = handler
-        self._producer = producer
-
-    def pauseProducing(self) -> None:
-        self._handler._pausedByStream()
-        self._producer.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self._handler._resumedByStream()
-        self._producer.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self._producer.stopProducing()
 
 
 class _BodyForwarder(Protocol):
