@@ -76,7 +76,7 @@ class _HandlerBase(SynchronousTestCase):
         self.seen = _Seen()
         root.putChild(b"seen", self.seen)
         root.putChild(b"page", Data(b"<p>hello</p>\n" * 200, "text/html"))
-        self.agent = RequestTraversalAgent(root)
+        self.agent = self.makeAgent(root)
         self.context = OriginContext(
             origins=parseOriginMap(["www.example.test=http://origin.internal:8000"]),
             client=originClient(self.agent),
@@ -97,6 +97,13 @@ class _HandlerBase(SynchronousTestCase):
         )
         self.pump.flush()
         self.assertTrue(self.dialer.isReady())
+
+    def makeAgent(self, root):
+        """
+        @return: the agent the origin role's treq client fetches through:
+            a real Agent against an in-memory Site serving C{root}.
+        """
+        return RequestTraversalAgent(root)
 
     def exchange(self, head, body=None):
         collector = _Collector()

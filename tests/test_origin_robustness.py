@@ -12,24 +12,16 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.test.iosim import connectedServerAndClient
-from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._newclient import Request, Response, TransportProxyProducer
 from twisted.web.client import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
-from railgun.config import parseOriginMap
-from railgun.delta.codec import defaultRegistry
 from railgun.delta.digest import versionDigest
 from railgun.http.messages import RequestHead, ResponseHead, splitControl
-from railgun.link.factory import LinkClientFactory, LinkServerFactory
-from railgun.origin.fetch import originClient
-from railgun.origin.handler import OriginContext, OriginStreamHandler
-from railgun.stores.memory import MemoryVersionStore
-from tests.test_origin_handler import TOKEN, _Collector
+from railgun.origin.handler import OriginStreamHandler
+from tests.test_origin_handler import _Collector, _HandlerBase
 
 
 class _OriginTransport(StringTransport):
@@ -73,29 +65,17 @@ class _ScriptedAgent:
 GET = RequestHead(b"GET", b"http", b"www.example.test", b"/page", [])
 
 
-class _Base(SynchronousTestCase):
+class _Base(_HandlerBase):
+    """
+    The origin role's link in memory, its origin a L{_ScriptedAgent}.
+    """
+
+    def makeAgent(self, root: Any) -> _ScriptedAgent:
+        return _ScriptedAgent()
+
     def setUp(self) -> None:
-        self.clock = Clock()
-        self.agent = _ScriptedAgent()
-        self.store = MemoryVersionStore(clock=self.clock)
-        self.context = OriginContext(
-            origins=parseOriginMap(["www.example.test=http://origin.internal:8000"]),
-            client=originClient(self.agent),
-            clock=self.clock,
-            responseTimeout=10.0,
-            store=self.store,
-            codecs=defaultRegistry(),
-        )
-        server = LinkServerFactory(
-            token=TOKEN, clock=self.clock, pingInterval=0,
-            streamFactory=lambda stream: OriginStreamHandler(self.context),
-        )
-        client = LinkClientFactory(token=TOKEN, clock=self.clock, pingInterval=0)
-        self.dialer, self.acceptor, self.pump = connectedServerAndClient(
-            lambda: server.buildProtocol(None), lambda: client.buildProtocol(None),
-            clock=self.clock,
-        )
-        self.pump.flush()
+        super().setUp()
+        self.store = self.context.store
 
     def open(self, head: RequestHead, endStream: bool = True) -> tuple[_Collector, Any]:
         collector = _Collector()
