@@ -1404,6 +1404,27 @@ class DrainTests(SynchronousTestCase):
         protocols[2].reason.trap(StreamRefused)
         self.assertTrue(peer.link.isDraining())
 
+    def test_errorGoAwayWhileDraining(self) -> None:
+        """
+        A GOAWAY with an error after a graceful one, refusing the streams
+        the drain was waiting for, closes the link once: the drain ending
+        on the way does not close the transport a second time.
+        """
+        peer = RawPeer(self, isDialer=True)
+        peer.received()
+        peer.send(Hello(1, b"", Settings()))
+        protocols = [Recorder() for _ in range(2)]
+        for p in protocols:
+            peer.link.openStream(p, [])
+        peer.received()
+        peer.send(GoAway(3, ErrorCode.NO_ERROR, "drain"))
+        self.assertTrue(peer.link.isDraining())
+        peer.send(GoAway(0, ErrorCode.INTERNAL_ERROR, "gone"))
+        for p in protocols:
+            self.assertIsNotNone(p.reason)
+        self.assertTrue(peer.transport.disconnecting)
+        self.assertFalse(peer.link.isReady())
+
     def test_factoryGoAwayAll(self) -> None:
         """
         The server factory tracks live links and drains them all.

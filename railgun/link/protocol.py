@@ -816,6 +816,8 @@ class LinkProtocol(Protocol):
         self._pingTimeoutCall: IDelayedCall | None = None
         self._drainCall: IDelayedCall | None = None
         self._abortCall: IDelayedCall | None = None
+        #: whether _loseTransport ran (it closes the transport once)
+        self._transportLost = False
         self._pingSentAt: float | None = None
         self._pingOpaque = b""
         self._pingCounter = 0
@@ -1408,8 +1410,10 @@ class LinkProtocol(Protocol):
                 code=describeCode(frame.code),
                 reason=frame.reason,
             )
-            self._refuseAbove(last)
+            # Closing first: failing streams could otherwise end a drain,
+            # which would close the transport before we do.
             self._enterClosing(ProtocolError(code, f"peer sent GOAWAY: {frame.reason}"))
+            self._refuseAbove(last)
             self._failStreams(
                 LinkLost(
                     f"peer closed the link: {describeCode(frame.code)} {frame.reason}"
@@ -1569,6 +1573,9 @@ class LinkProtocol(Protocol):
         self._loseTransport()
 
     def _loseTransport(self) -> None:
+        if self._transportLost:
+            return
+        self._transportLost = True
         transport = self.transport
         if self._flushCall is not None and self._flushCall.active():
             self._flushCall.cancel()
