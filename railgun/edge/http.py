@@ -243,9 +243,6 @@ class EdgeChannel(http.HTTPChannel):
                 return
         super().dataReceived(data)
 
-    def _cancelHeadDeadline(self) -> None:
-        self._headStarted = None
-
     def pauseProducing(self) -> None:
         # The client is not reading what we send: it may be slow, but not
         # forever (its response holds a stream and an origin connection).
@@ -254,9 +251,7 @@ class EdgeChannel(http.HTTPChannel):
             self._sendDeadline = self.callLater(SEND_TIMEOUT, self._clientNotReading)
 
     def resumeProducing(self) -> None:
-        if self._sendDeadline is not None and self._sendDeadline.active():
-            self._sendDeadline.cancel()
-        self._sendDeadline = None
+        self._cancelSendDeadline()
         super().resumeProducing()
         pipelined, self._pipelined = self._pipelined, None
         if pipelined is not None:
@@ -285,11 +280,13 @@ class EdgeChannel(http.HTTPChannel):
             return
         super().requestDone(request)
 
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._cancelHeadDeadline()
+    def _cancelSendDeadline(self) -> None:
         if self._sendDeadline is not None and self._sendDeadline.active():
             self._sendDeadline.cancel()
         self._sendDeadline = None
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancelSendDeadline()
         super().connectionLost(reason)
 
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
@@ -344,7 +341,7 @@ class EdgeChannel(http.HTTPChannel):
         self._refuse(431, b"Request Header Fields Too Large", b"request header line too large\n")
 
     def allHeadersReceived(self) -> None:
-        self._cancelHeadDeadline()
+        self._headStarted = None
         self._bodyBytes = 0
         if self.length is not None and self.length > self.maxBodyBytes:
             self._refuse(413, b"Content Too Large", b"request body too large\n")
@@ -367,7 +364,7 @@ class EdgeChannel(http.HTTPChannel):
         # timer closes the connection again.
         self.dataReceived = self.lineReceived = lambda *a: None  # type: ignore[method-assign,assignment]
         self.setTimeout(None)
-        self._cancelHeadDeadline()
+        self._headStarted = None
         self.loseConnection()
 
     def _countBody(self, data: bytes) -> bool:

@@ -7,6 +7,7 @@ response, with the C{Railgun} diagnostic header.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -228,6 +229,9 @@ class EdgeProxy:
         )
 
 
+_AUTHORITY_PREFIX = re.compile(rb"[^/?#]*")
+
+
 def _originForm(target: bytes) -> bytes:
     """
     The request target in origin form: an absolute-form target
@@ -237,13 +241,10 @@ def _originForm(target: bytes) -> bytes:
     lowered = target[:8].lower()
     if lowered.startswith(b"http://") or lowered.startswith(b"https://"):
         rest = target.split(b"://", 1)[1]
-        # The authority ends at the first "/", "?" or "#" (RFC 3986 3.2).
-        end = min((i for i in (rest.find(b"/"), rest.find(b"?"), rest.find(b"#")) if i >= 0),
-                  default=len(rest))
-        pathAndQuery = rest[end:].split(b"#", 1)[0]
-        if not pathAndQuery.startswith(b"/"):
-            pathAndQuery = b"/" + pathAndQuery  # an empty path is "/"
-        return pathAndQuery
+        # The authority ends at the first "/", "?" or "#" (RFC 3986 3.2);
+        # an empty path is "/"; a fragment is not sent.
+        pathAndQuery = _AUTHORITY_PREFIX.sub(b"", rest, count=1).split(b"#", 1)[0]
+        return pathAndQuery if pathAndQuery.startswith(b"/") else b"/" + pathAndQuery
     return target
 
 

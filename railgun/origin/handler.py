@@ -325,8 +325,7 @@ class OriginStreamHandler(StreamProtocol):
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self._gone = True
         self._cancelTimer()
-        self._collected = []
-        self._release()
+        self._dropCollected()
         if self._fetch is not None:
             # Not "not called": a Deferred waiting on an inner one counts as
             # called, and cancel() forwards to the inner one (the request).
@@ -429,8 +428,8 @@ class OriginStreamHandler(StreamProtocol):
         headers = self._pendingHeaders
         if self._lengthHint is not None:
             headers = headers + [(b"content-length", b"%d" % self._lengthHint)]
-        held, self._collected = self._collected, []
-        self._release()
+        held = self._collected
+        self._dropCollected()
         if not self._sendHead(self._status, headers, RAW):
             if self._responseTransport is not None:
                 self._responseTransport.stopProducing()
@@ -441,8 +440,7 @@ class OriginStreamHandler(StreamProtocol):
     def _versionSent(self, result: Any) -> Any:
         # The body counted against the shared budget until it was encoded
         # and written (or given up), awaits included.
-        self._collected = []
-        self._release()
+        self._dropCollected()
         return result
 
     async def _sendVersion(self) -> None:
@@ -519,8 +517,10 @@ class OriginStreamHandler(StreamProtocol):
         if encoded.mode != SAME:
             self._writeAndEnd(encoded.payload)
 
-    def _release(self) -> None:
-        # The collected bytes no longer count against the shared budget.
+    def _dropCollected(self) -> None:
+        # The collected bytes are let go of, and no longer count against
+        # the shared budget.
+        self._collected = []
         self._context.held -= self._collectedBytes
         self._collectedBytes = 0
 
@@ -649,8 +649,7 @@ class OriginStreamHandler(StreamProtocol):
             # Nothing of the response was sent yet: the client can still
             # get a proper error instead of a broken stream.
             self._collecting = False
-            self._collected = []
-            self._release()
+            self._dropCollected()
             if self._timedOut:
                 self._respondError(
                     504, "origin-timeout", "the origin server stopped sending the body"
