@@ -19,7 +19,7 @@ from railgun.delta.digest import versionDigest
 from railgun.edge.http import HEAD_TIMEOUT, SEND_TIMEOUT, EdgeHTTPFactory
 from railgun.edge.proxy import EdgeProxy
 from railgun.http.routing import HostMap
-from railgun.link.errors import StreamReset
+from railgun.link.errors import ErrorCode, StreamReset
 from railgun.stores.memory import MemoryVersionStore
 from tests.test_edge_perf import _connect, _Link, _Pool, _Stream
 
@@ -369,6 +369,25 @@ class RawLengthTests(SynchronousTestCase):
         self.assertNotIn(b"evil", transport.value())
 
 
+class MalformedResponseTests(SynchronousTestCase):
+    def test_conflictingLengths(self):
+        """
+        A raw response head announcing two different lengths is malformed:
+        the client gets the 502 saying so (not the one for the stream the
+        edge resets because of it).
+        """
+        factory, link, _ = _edge(Clock())
+        channel, transport = _connect(factory)
+        channel.dataReceived(b"GET /a HTTP/1.1\r\nHost: bench.local\r\n\r\n")
+        handler, headers, stream = link.opened[-1]
+        handler.headersReceived(
+            [(b":status", b"200"), (b"content-length", b"2"), (b"content-length", b"3")], False
+        )
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 502 "))
+        self.assertIn(b"the origin role sent a malformed response", transport.value())
+        self.assertEqual(stream.resets, [ErrorCode.PROTOCOL_ERROR])
+
+
 class SlowHeadTests(SynchronousTestCase):
     def test_headTrickleTimesOut(self):
         """
@@ -452,7 +471,24 @@ class SlowUploadTests(SynchronousTestCase):
         for _ in range(45):
             clock.advance(1)
             channel.dataReceived(b"z" * 1024)
-        self.assertNotIn(b"504", transport.value())
+        self.assertEqual(transport.value(), b"")
+        # Silence after the upload: the edge's own timeout answers 504.
+        clock.advance(30)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 504 "), transport.value()[:60])
+        self.assertIn(b"the origin role did not answer in time", transport.value())
+
+    def test_headTimeoutIs504(self):
+        """
+        No response head within the edge's response_timeout: 504, not the
+        502 that resetting the stream would otherwise report first.
+        """
+        clock = Clock()
+        factory, link, _ = _edge(clock)
+        channel, transport = _connect(factory)
+        channel.dataReceived(b"GET /slow HTTP/1.1\r\nHost: bench.local\r\n\r\n")
+        clock.advance(30)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 504 "), transport.value()[:60])
+        self.assertEqual(link.opened[0][2].resets, [ErrorCode.CANCEL])
 
 
 class OriginFormTests(SynchronousTestCase):

@@ -391,11 +391,13 @@ class _Exchange:
             rid=self._requestId(), method=self.head.method, host=self.host,
             timeout=self.proxy.responseTimeout,
         )
+        # Done before the reset, which calls back into streamFailed: the
+        # client gets this 504, not a 502 for the reset stream.
+        self.done = True
         if self.stream is not None:
             self.stream.reset(ErrorCode.CANCEL)
         self.proxy.stats.record(self.host, errors=1)
         respondPlain(self.request, 504, "railgun: the origin role did not answer in time")
-        self.done = True
 
     def stopSending(self) -> None:
         """
@@ -539,8 +541,8 @@ class EdgeStreamHandler(StreamProtocol):
 
     def _malformed(self, why: BadMessage) -> None:
         log.warn("bad response head from the origin role: {e}", e=why)
+        self._exchange.done = True  # (before the reset: see _Exchange._timedOut)
         self.transport.reset(ErrorCode.PROTOCOL_ERROR)
-        self._exchange.done = True
         respondPlain(self._exchange.request, 502, "railgun: the origin role sent a malformed response")
 
     def _diagnostic(self, ratio: float) -> bytes:
