@@ -36,22 +36,47 @@ SCENARIOS = ("wan", "loopback", "bulk", "concurrency", "codec")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenarios", nargs="*", default=["all"],
-                        help="all (default) or any of: " + ", ".join(SCENARIOS))
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes, well under a minute; checks for errors")
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
-                        help=f"page-version corpus (default {DEFAULT_CORPUS})")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="results file (default bench/results/bench-<time>.json)")
-    parser.add_argument("--docs", type=Path, default=None,
-                        help="write the tables into this file's bench sections "
-                        "(default: docs/benchmarks.md in a full run, none with --quick)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        default=["all"],
+        help="all (default) or any of: " + ", ".join(SCENARIOS),
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, well under a minute; checks for errors",
+    )
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=DEFAULT_CORPUS,
+        help=f"page-version corpus (default {DEFAULT_CORPUS})",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="results file (default bench/results/bench-<time>.json)",
+    )
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=None,
+        help="write the tables into this file's bench sections "
+        "(default: docs/benchmarks.md in a full run, none with --quick)",
+    )
     parser.add_argument("--no-docs", action="store_true", help="write no docs")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy the edge and origin role under the loopback load")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the edge and origin role under the loopback load",
+    )
     return parser
 
 
@@ -67,22 +92,40 @@ async def _codec(reactor: Any, quick: bool, corpus: Path) -> dict[str, Any]:
         return {"scenario": "codec", "skipped": "bench/codec.py is absent", "errors": 0}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "codec.json"
-        argv = [sys.executable, "-m", "bench.codec", "--corpus", str(corpus),
-                "--json", str(out)] + (["--quick"] if quick else [])
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.codec",
+            "--corpus",
+            str(corpus),
+            "--json",
+            str(out),
+        ] + (["--quick"] if quick else [])
         done = await deferToThread(runTool, argv, 300 if quick else 1800)
         stdout = done.stdout.decode(errors="replace")
         stderr = done.stderr.decode(errors="replace").strip()
         if done.returncode == 2 and "corpus" in stderr:
             return {"scenario": "codec", "skipped": stderr, "errors": 0}
         if done.returncode != 0:
-            return {"scenario": "codec", "failed": f"exit {done.returncode}: "
-                    f"{stderr[-500:]}", "errors": 1}
+            return {
+                "scenario": "codec",
+                "failed": f"exit {done.returncode}: {stderr[-500:]}",
+                "errors": 1,
+            }
         data = json.loads(out.read_text()) if out.exists() else None
-    return {"scenario": "codec", "skipped": None, "errors": 0, "output": stdout,
-            "results": data, "command": shlex.join(argv[1:])}
+    return {
+        "scenario": "codec",
+        "skipped": None,
+        "errors": 0,
+        "output": stdout,
+        "results": data,
+        "command": shlex.join(argv[1:]),
+    }
 
 
-async def runScenario(reactor: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
+async def runScenario(
+    reactor: Any, name: str, args: argparse.Namespace
+) -> dict[str, Any]:
     """
     Run one scenario; a harness failure becomes a result saying so.
     """
@@ -111,8 +154,11 @@ async def runScenario(reactor: Any, name: str, args: argparse.Namespace) -> dict
     except Exception as e:  # noqa: BLE001 (report, then go on with the others)
         import traceback
 
-        result = {"scenario": name, "failed": f"{e!r}\n{traceback.format_exc()}",
-                  "errors": 1}
+        result = {
+            "scenario": name,
+            "failed": f"{e!r}\n{traceback.format_exc()}",
+            "errors": 1,
+        }
     result["wall_s"] = time.monotonic() - started
     return result
 
@@ -122,8 +168,10 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
     command = "python -m bench " + shlex.join(sys.argv[1:])
     machine = machineInfo()
     out = sys.stdout
-    out.write(f"# Railgun benchmarks ({'quick' if args.quick else 'full'})\n"
-              f"machine: {report.machineText(machine)}\ncommand: {command}\n\n")
+    out.write(
+        f"# Railgun benchmarks ({'quick' if args.quick else 'full'})\n"
+        f"machine: {report.machineText(machine)}\ncommand: {command}\n\n"
+    )
     out.flush()
     results = []
     for name in names:
@@ -131,20 +179,35 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
         results.append(result)
         out.write(report.scenarioText(result) + f"\n\n({result['wall_s']:.0f} s)\n\n")
         if result.get("profile"):
-            out.write("Profile of the Railgun roles under the loopback load (py-spy):\n\n"
-                      + report.profileText(result["profile"]) + "\n\n")
+            out.write(
+                "Profile of the Railgun roles under the loopback load (py-spy):\n\n"
+                + report.profileText(result["profile"])
+                + "\n\n"
+            )
         out.flush()
     out.write("### Targets\n\n" + report.targetsTable(results) + "\n")
     errors = sum(int(r.get("errors") or 0) for r in results)
     failed = [r["scenario"] for r in results if r.get("failed")]
-    data = {"command": command, "quick": args.quick, "machine": machine,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "errors": errors,
-            "failed": failed, "results": results}
-    path = args.json or (REPO_ROOT / "bench" / "results" / time.strftime(
-        f"bench-%Y%m%d-%H%M%S{'-quick' if args.quick else ''}.json"))
+    data = {
+        "command": command,
+        "quick": args.quick,
+        "machine": machine,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "errors": errors,
+        "failed": failed,
+        "results": results,
+    }
+    path = args.json or (
+        REPO_ROOT
+        / "bench"
+        / "results"
+        / time.strftime(f"bench-%Y%m%d-%H%M%S{'-quick' if args.quick else ''}.json")
+    )
     report.writeJson(path, data)
-    out.write(f"\nresults: {path}\nerrors: {errors}; failed scenarios: "
-              f"{', '.join(failed) or 'none'}\n")
+    out.write(
+        f"\nresults: {path}\nerrors: {errors}; failed scenarios: "
+        f"{', '.join(failed) or 'none'}\n"
+    )
     docs = args.docs
     if docs is None and not args.quick and not args.no_docs:
         docs = REPO_ROOT / "docs" / "benchmarks.md"
@@ -153,8 +216,10 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
         report.updateDocs(docs, docsSections(results, machine, command, complete))
         out.write(f"docs: {docs}\n")
         if not complete:
-            out.write("docs: only the sections of the scenarios run were replaced; "
-                      "the summary of targets is rewritten by `all` runs only\n")
+            out.write(
+                "docs: only the sections of the scenarios run were replaced; "
+                "the summary of targets is rewritten by `all` runs only\n"
+            )
     return 1 if errors or failed else 0
 
 
@@ -186,8 +251,10 @@ def docsSections(
             continue
         text = report.scenarioText(r)
         if r.get("profile"):
-            text += ("\n\nProfile of the Railgun roles under this load (py-spy, "
-                     "sampling):\n\n" + report.profileText(r["profile"]))
+            text += (
+                "\n\nProfile of the Railgun roles under this load (py-spy, "
+                "sampling):\n\n" + report.profileText(r["profile"])
+            )
         sections.append((r["scenario"], text))
     return sections
 

@@ -62,8 +62,10 @@ async def _transfer(
     out = done.stdout.decode(errors="replace").split()
     problem = None
     if done.returncode != 0 or len(out) != 4:
-        problem = (f"curl exit {done.returncode}: "
-                   f"{done.stderr.decode(errors='replace').strip()[-300:]}")
+        problem = (
+            f"curl exit {done.returncode}: "
+            f"{done.stderr.decode(errors='replace').strip()[-300:]}"
+        )
         seconds = 0.0
     else:
         code, down, up, seconds = int(out[0]), int(out[1]), int(out[2]), float(out[3])
@@ -96,8 +98,13 @@ async def runBulk(reactor: Any, quick: bool) -> dict[str, Any]:
         return {"scenario": "bulk", "skipped": "curl is not installed", "errors": 0}
     procs = Processes.create(reactor, "railgun-bench-bulk-")
     try:
-        return await _run(reactor, procs, QUICK_SIZE if quick else FULL_SIZE, curl,
-                          1 if quick else FULL_ROUNDS)
+        return await _run(
+            reactor,
+            procs,
+            QUICK_SIZE if quick else FULL_SIZE,
+            curl,
+            1 if quick else FULL_ROUNDS,
+        )
     finally:
         await procs.stopAll()
 
@@ -108,11 +115,15 @@ async def _run(
     deployment = RailgunDeployment.create(procs.workdir)
     httpPort, tlsPort = freePort(), freePort()
     origin = procs.start("origin-server", originServerArgv("--http", str(httpPort)))
-    tlsOrigin = procs.start("tls-server", originServerArgv(
-        "--https", str(tlsPort), "--certs", str(deployment.certs)))
+    tlsOrigin = procs.start(
+        "tls-server",
+        originServerArgv("--https", str(tlsPort), "--certs", str(deployment.certs)),
+    )
     linkPort, edgePort = freePort(), freePort()
-    originRole = procs.start("origin-role", originRoleArgv(
-        deployment, linkPort, f"http://127.0.0.1:{httpPort}"))
+    originRole = procs.start(
+        "origin-role",
+        originRoleArgv(deployment, linkPort, f"http://127.0.0.1:{httpPort}"),
+    )
     await procs.waitForPort(origin, httpPort)
     await procs.waitForPort(tlsOrigin, tlsPort)
     await procs.waitForPort(originRole, linkPort)
@@ -128,14 +139,33 @@ async def _run(
     # whichever alternative uploads first.
     await deferToThread(_readThrough, upload)
 
-    common = [curl, "-sS", "--max-time", "600", "-o", "/dev/null", "-w", _WRITE_OUT,
-              "-H", "Expect:"]
+    common = [
+        curl,
+        "-sS",
+        "--max-time",
+        "600",
+        "-o",
+        "/dev/null",
+        "-w",
+        _WRITE_OUT,
+        "-H",
+        "Expect:",
+    ]
     railgunBase = [*common, "-H", f"Host: {BENCH_HOST}"]
-    tlsBase = [*common, "--cacert", str(deployment.certs / "ca.pem"), "--resolve",
-               f"localhost:{tlsPort}:127.0.0.1"]
+    tlsBase = [
+        *common,
+        "--cacert",
+        str(deployment.certs / "ca.pem"),
+        "--resolve",
+        f"localhost:{tlsPort}:127.0.0.1",
+    ]
     alternatives: list[tuple[str, list[str], str, list[Child]]] = [
-        ("railgun", railgunBase, f"http://127.0.0.1:{edgePort}",
-         [edge, originRole, origin]),
+        (
+            "railgun",
+            railgunBase,
+            f"http://127.0.0.1:{edgePort}",
+            [edge, originRole, origin],
+        ),
         ("plain-tls", tlsBase, f"https://localhost:{tlsPort}", [tlsOrigin]),
     ]
     errors = 0
@@ -200,10 +230,12 @@ async def _run(
             for proc, mb in row[direction]["peak_rss_mb"].items():
                 peaks[proc] = max(peaks.get(proc, 0.0), mb)
     targets = [
-        target("Bulk download: railgun MB/s / plain TLS MB/s", share("download"),
-               0.5, ">="),
-        target("Bulk upload: railgun MB/s / plain TLS MB/s", share("upload"),
-               0.5, ">="),
+        target(
+            "Bulk download: railgun MB/s / plain TLS MB/s", share("download"), 0.5, ">="
+        ),
+        target(
+            "Bulk upload: railgun MB/s / plain TLS MB/s", share("upload"), 0.5, ">="
+        ),
     ]
     label = "1 GiB" if size == FULL_SIZE else f"{size / 1024**2:.0f} MiB"
     targets += [
@@ -216,8 +248,12 @@ async def _run(
         "scenario": "bulk",
         "skipped": None,
         "errors": errors,
-        "params": {"bytes": size, "client": "curl", "upload_method": "PUT",
-                   "rounds": rounds},
+        "params": {
+            "bytes": size,
+            "client": "curl",
+            "upload_method": "PUT",
+            "rounds": rounds,
+        },
         "alternatives": rows,
         "railgun_over_plain_by_round": pairedRatios,
         "targets": targets,

@@ -344,7 +344,9 @@ def pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.2f}%"
 
 
-def report(results: list[dict], cli: list[dict], lat: dict, sib: dict, info: dict) -> str:
+def report(
+    results: list[dict], cli: list[dict], lat: dict, sib: dict, info: dict
+) -> str:
     """
     The Markdown tables pasted into C{docs/benchmarks.md}.
     """
@@ -389,10 +391,14 @@ def report(results: list[dict], cli: list[dict], lat: dict, sib: dict, info: dic
     suffix = "" if lat["searchLog"] is None else f"s{lat['searchLog']}"
     add(f"### Encode latency, zstd-{lat['level']}{suffix}+prev (median per pair)")
     add("")
-    add("| sequence | median size | cold ms (base not prepared) | warm ms (prepared base reused) |")
+    add(
+        "| sequence | median size | cold ms (base not prepared) | warm ms (prepared base reused) |"
+    )
     add("|---|---:|---:|---:|")
     for r in lat["bySequence"]:
-        add(f"| {r['sequence']} | {r['size']:,} | {r['coldMs']:.2f} | {r['warmMs']:.2f} |")
+        add(
+            f"| {r['sequence']} | {r['size']:,} | {r['coldMs']:.2f} | {r['warmMs']:.2f} |"
+        )
     g = lat["gil"]
     add("")
     add(
@@ -413,7 +419,9 @@ def report(results: list[dict], cli: list[dict], lat: dict, sib: dict, info: dic
     )
     add("")
     cols = ["zstd-3", "full", "sibling URL", "stale k-5", "trained dict"]
-    add("| sequence | zstd-3 no base | zstd no base | sibling URL as base | same page k-5 as base | trained dictionary |")
+    add(
+        "| sequence | zstd-3 no base | zstd no base | sibling URL as base | same page k-5 as base | trained dictionary |"
+    )
     add("|---|---:|---:|---:|---:|---:|")
     tot: dict[str, list[int]] = {c: [0, 0, 0] for c in cols}
     for r in sib["rows"]:
@@ -461,7 +469,8 @@ def machineInfo(sequences: list[Sequence]) -> dict:
         "cpu": cpu,
         "python": platform.python_version(),
         "zstandard": zstandard.__version__,
-        "libzstd": zstandard.ZSTD_VERSION and ".".join(map(str, zstandard.ZSTD_VERSION)),
+        "libzstd": zstandard.ZSTD_VERSION
+        and ".".join(map(str, zstandard.ZSTD_VERSION)),
         "brotli": getattr(brotli, "__version__", "?"),
         "pairs": sum(len(s.versions) - 1 for s in sequences),
         "identity": sum(len(t) for s in sequences for _, t in s.pairs()),
@@ -506,8 +515,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(
             json.dumps(
-                {"machine": info, "results": results, "cli": cli, "latency": lat,
-                 "siblings": sib},
+                {
+                    "machine": info,
+                    "results": results,
+                    "cli": cli,
+                    "latency": lat,
+                    "siblings": sib,
+                },
                 indent=1,
             )
         )

@@ -59,7 +59,9 @@ class _HoldServer(StreamProtocol):
     when the dialer ends its side.
     """
 
-    def headersReceived(self, headers: list[tuple[bytes, bytes]], endStream: bool) -> None:
+    def headersReceived(
+        self, headers: list[tuple[bytes, bytes]], endStream: bool
+    ) -> None:
         assert self.transport is not None
         self.transport.sendHeaders([(b":status", b"200")])
 
@@ -99,7 +101,9 @@ class _HoldClient(StreamProtocol):
         self._data = b""
         self._headed = False
 
-    def headersReceived(self, headers: list[tuple[bytes, bytes]], endStream: bool) -> None:
+    def headersReceived(
+        self, headers: list[tuple[bytes, bytes]], endStream: bool
+    ) -> None:
         if not self._headed:
             self._headed = True
             self._tally.head()
@@ -135,12 +139,15 @@ def serve(argv: list[str]) -> int:
     from railgun.tls import loadCredentials, serverOptions
 
     links = LinkServerFactory(
-        token=args.token.encode(), clock=reactor,
+        token=args.token.encode(),
+        clock=reactor,
         streamFactory=lambda stream: _HoldServer(),
-        settings=linkSettings(args.streams), pingInterval=0,
+        settings=linkSettings(args.streams),
+        pingInterval=0,
     )
-    tls = TLSMemoryBIOFactory(serverOptions(loadCredentials(args.certs, "origin")),
-                              False, links)
+    tls = TLSMemoryBIOFactory(
+        serverOptions(loadCredentials(args.certs, "origin")), False, links
+    )
     TCP4ServerEndpoint(reactor, args.port, interface="127.0.0.1").listen(tls)
     sys.stdout.write(f"link acceptor on {args.port}\n")
     reactor.run()
@@ -157,16 +164,35 @@ async def runStreams(reactor: Any, procs: Processes, streams: int) -> dict[str, 
 
     deployment = RailgunDeployment.create(procs.workdir)
     port = freePort()
-    server = procs.start("link-acceptor", [
-        sys.executable, "-m", "bench.concurrency", "serve", "--port", str(port),
-        "--certs", str(deployment.certs), "--token", deployment.token,
-        "--streams", str(streams)])
+    server = procs.start(
+        "link-acceptor",
+        [
+            sys.executable,
+            "-m",
+            "bench.concurrency",
+            "serve",
+            "--port",
+            str(port),
+            "--certs",
+            str(deployment.certs),
+            "--token",
+            deployment.token,
+            "--streams",
+            str(streams),
+        ],
+    )
     await procs.waitForPort(server, port)
-    client = LinkClientFactory(token=deployment.token.encode(), clock=reactor,
-                               settings=linkSettings(streams), pingInterval=0)
+    client = LinkClientFactory(
+        token=deployment.token.encode(),
+        clock=reactor,
+        settings=linkSettings(streams),
+        pingInterval=0,
+    )
     tls = TLSMemoryBIOFactory(
-        clientOptions(loadCredentials(deployment.certs, "edge"), "localhost"), True,
-        client)
+        clientOptions(loadCredentials(deployment.certs, "edge"), "localhost"),
+        True,
+        client,
+    )
     wrapper = await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(tls)
     try:
         link = next(iter(client.links))
@@ -207,8 +233,12 @@ async def runStreams(reactor: Any, procs: Processes, streams: int) -> dict[str, 
         "first_error": tally.firstError,
         "seconds_to_open_all": openSeconds,
         "seconds_total": totalSeconds,
-        "rss_kb": {"dialer_before": clientBefore, "dialer_open": clientAt,
-                   "acceptor_before": serverBefore, "acceptor_open": serverAt},
+        "rss_kb": {
+            "dialer_before": clientBefore,
+            "dialer_open": clientAt,
+            "acceptor_before": serverBefore,
+            "acceptor_open": serverAt,
+        },
         "bytes_per_stream": perStream,
     }
 
@@ -227,15 +257,28 @@ async def runConnections(
     origin = procs.start("origin-server", originServerArgv("--http", str(originPort)))
     await procs.waitForPort(origin, originPort)
     limits = ["--max-streams", str(max(1000, 2 * connections))]
-    originRole = procs.start("origin-role", originRoleArgv(
-        deployment, linkPort, f"http://127.0.0.1:{originPort}", extra=limits))
+    originRole = procs.start(
+        "origin-role",
+        originRoleArgv(
+            deployment, linkPort, f"http://127.0.0.1:{originPort}", extra=limits
+        ),
+    )
     await procs.waitForPort(originRole, linkPort)
     edge = procs.start("edge", edgeArgv(deployment, edgePort, linkPort, extra=limits))
     await waitForHttp(reactor, edge, edgePort, "/page", timeout=30)
     children: list[Child] = [edge, originRole, origin]
     before = {c.name: c.rssKb() for c in children}
-    argv = [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "20s",
-            "-H", f"Host: {BENCH_HOST}", f"http://127.0.0.1:{edgePort}/slow/1000"]
+    argv = [
+        wrk,
+        "-t2",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "20s",
+        "-H",
+        f"Host: {BENCH_HOST}",
+        f"http://127.0.0.1:{edgePort}/slow/1000",
+    ]
     done = await deferToThread(runTool, argv, seconds + 60)
     procs.checkAlive()
     if done.returncode != 0:
@@ -255,7 +298,8 @@ async def runConnections(
         "non2xx": result["non2xx"],
         "rss_kb_before": before,
         "peak_rss_kb": peak,
-        "edge_bytes_per_connection": (peak["edge"] - before["edge"]) * 1024
+        "edge_bytes_per_connection": (peak["edge"] - before["edge"])
+        * 1024
         / connections,
     }
 
@@ -274,23 +318,41 @@ async def runConcurrency(reactor: Any, quick: bool) -> dict[str, Any]:
         await procs.stopAll()
     procs = Processes.create(reactor, "railgun-bench-conc-")
     try:
-        connResult = await runConnections(reactor, procs, connections,
-                                          2 if quick else 10)
+        connResult = await runConnections(
+            reactor, procs, connections, 2 if quick else 10
+        )
     finally:
         await procs.stopAll()
     perStream = streamResult["bytes_per_stream"]
     targets = [
-        target(f"Concurrency: errors with {streams} streams on one link",
-               streamResult["errors"], 0, "<="),
-        target("Concurrency: memory per open stream, dialer end (bytes)",
-               perStream["dialer"], 8192, "<="),
-        target("Concurrency: memory per open stream, acceptor end (bytes)",
-               perStream["acceptor"], 8192, "<="),
+        target(
+            f"Concurrency: errors with {streams} streams on one link",
+            streamResult["errors"],
+            0,
+            "<=",
+        ),
+        target(
+            "Concurrency: memory per open stream, dialer end (bytes)",
+            perStream["dialer"],
+            8192,
+            "<=",
+        ),
+        target(
+            "Concurrency: memory per open stream, acceptor end (bytes)",
+            perStream["acceptor"],
+            8192,
+            "<=",
+        ),
     ]
     if "skipped" not in connResult:
-        targets.append(target(
-            f"Concurrency: errors with {connections} client connections at the edge",
-            connResult["errors"], 0, "<="))
+        targets.append(
+            target(
+                f"Concurrency: errors with {connections} client connections at the edge",
+                connResult["errors"],
+                0,
+                "<=",
+            )
+        )
     return {
         "scenario": "concurrency",
         "skipped": None,
@@ -305,9 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
         return serve(argv[1:])
-    sys.stderr.write("usage: python -m bench.concurrency serve --port P --certs DIR "
-                     "--token T --streams N (run the scenario with python -m bench "
-                     "concurrency)\n")
+    sys.stderr.write(
+        "usage: python -m bench.concurrency serve --port P --certs DIR "
+        "--token T --streams N (run the scenario with python -m bench "
+        "concurrency)\n"
+    )
     return 2
 
 

@@ -106,7 +106,8 @@ def corpusSequences(path: Path) -> list[PageSequence]:
     result = []
     for seq in loadCorpus(path):
         files = sorted(
-            f.name for f in (Path(path) / seq.name).iterdir()
+            f.name
+            for f in (Path(path) / seq.name).iterdir()
             if f.is_file() and f.name[:4].isdigit()
         )
         extension = files[0].rpartition(".")[2].lower() if files else "html"
@@ -194,9 +195,9 @@ def localSequences() -> tuple[list[PageSequence], list[str]]:
         Path(sys.base_prefix).parent.glob("*/lib/python2.*")
     )
     for lib in pipLibraries:
-        for f in sorted(lib.glob("site-packages/pip/_vendor/certifi/cacert.pem")) + sorted(
-            lib.glob("site-packages/certifi/cacert.pem")
-        ):
+        for f in sorted(
+            lib.glob("site-packages/pip/_vendor/certifi/cacert.pem")
+        ) + sorted(lib.glob("site-packages/certifi/cacert.pem")):
             init = f.parent / "__init__.py"
             try:
                 match = re.search(r'__version__ = "([\d.]+)"', init.read_text())
@@ -204,7 +205,10 @@ def localSequences() -> tuple[list[PageSequence], list[str]]:
                 match = None
             if match and match[1] not in bundles:
                 bundles[match[1]] = (f"certifi {match[1]} ({f})", f.read_bytes())
-    ordered = [bundles[v] for v in sorted(bundles, key=lambda v: [int(p) for p in v.split(".")])]
+    ordered = [
+        bundles[v]
+        for v in sorted(bundles, key=lambda v: [int(p) for p in v.split(".")])
+    ]
     seq = _dedupe("certifi-cacert", "pem", ordered)
     if seq is None:
         notes.append("certifi-cacert: fewer than two certifi versions found")
@@ -220,7 +224,9 @@ def zstdVersion(zstd: str) -> str:
     """
     @return: e.g. C{"zstd CLI v1.5.4"}.
     """
-    out = subprocess.run([zstd, "--version"], capture_output=True, check=False, timeout=10)
+    out = subprocess.run(
+        [zstd, "--version"], capture_output=True, check=False, timeout=10
+    )
     match = re.search(r"v\d+\.\d+\.\d+", out.stdout.decode(errors="replace"))
     return f"zstd CLI {match[0] if match else 'of unknown version'}"
 
@@ -244,7 +250,9 @@ def zstdPatchSize(zstd: str, base: bytes, target: bytes) -> int:
     return len(out.stdout)
 
 
-def offline(sequences: list[PageSequence], zstd: str | None) -> dict[str, dict[str, list[int]]]:
+def offline(
+    sequences: list[PageSequence], zstd: str | None
+) -> dict[str, dict[str, list[int]]]:
     """
     Per sequence and pair (k-1 -> k): best zstd CLI patch (or nothing when
     the CLI is missing), gzip -6 of the target, and Railgun's own delta
@@ -264,7 +272,12 @@ def offline(sequences: list[PageSequence], zstd: str | None) -> dict[str, dict[s
                 "codec19": [len(codec19.encode(b, t)) for b, t in pairs],
             }
             if zstd is not None:
-                jobs.append((seq.name, [pool.submit(zstdPatchSize, zstd, b, t) for b, t in pairs]))
+                jobs.append(
+                    (
+                        seq.name,
+                        [pool.submit(zstdPatchSize, zstd, b, t) for b, t in pairs],
+                    )
+                )
         for name, futures in jobs:
             result[name]["zstd"] = [f.result() for f in futures]
     return result
@@ -408,7 +421,9 @@ def _modes(before: dict[str, int], after: dict[str, int]) -> str:
     return "+".join(changed) or "?"
 
 
-async def measure(reactor: Any, sequences: list[PageSequence]) -> dict[str, list[dict[str, Any]]]:
+async def measure(
+    reactor: Any, sequences: list[PageSequence]
+) -> dict[str, list[dict[str, Any]]]:
     """
     Fetch every version of every sequence in order through the deployment.
 
@@ -426,7 +441,10 @@ async def measure(reactor: Any, sequences: list[PageSequence]) -> dict[str, list
             records = results[seq.name] = []
             host = f"{seq.name}.{DOMAIN}"
             for k, expected in enumerate(seq.versions):
-                edge, origin = deployment.edge.stats.total, deployment.origin.stats.total
+                edge, origin = (
+                    deployment.edge.stats.total,
+                    deployment.origin.stats.total,
+                )
                 before = (
                     edge.bodyBytesOnLink,
                     origin.bodyBytesOnLink,
@@ -447,7 +465,9 @@ async def measure(reactor: Any, sequences: list[PageSequence]) -> dict[str, list
                         "link_frame_bytes": deployment.linkFrameBytes() - before[4],
                         "fallbacks": {
                             k2: v - before[3].get(k2, 0)
-                            for k2, v in (dict(edge.fallbacks) | dict(origin.fallbacks)).items()
+                            for k2, v in (
+                                dict(edge.fallbacks) | dict(origin.fallbacks)
+                            ).items()
                             if v != before[3].get(k2, 0)
                         },
                     }
@@ -530,15 +550,28 @@ def _ratios(row: dict[str, Any]) -> None:
     offline = row["offline_zstd_bytes"]
     row["ratio_offline"] = link / offline if offline else None
     row["ratio_gzip"] = link / row["gzip6_bytes"] if row["gzip6_bytes"] else None
-    row["meets_offline"] = None if row["ratio_offline"] is None else row["ratio_offline"] <= OFFLINE_LIMIT
-    row["meets_gzip"] = None if row["ratio_gzip"] is None else row["ratio_gzip"] < GZIP_LIMIT
+    row["meets_offline"] = (
+        None if row["ratio_offline"] is None else row["ratio_offline"] <= OFFLINE_LIMIT
+    )
+    row["meets_gzip"] = (
+        None if row["ratio_gzip"] is None else row["ratio_gzip"] < GZIP_LIMIT
+    )
 
 
 def _total(name: str, members: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("versions", "first_identity_bytes", "first_link_bytes", "pairs",
-            "target_identity_bytes", "link_bytes", "origin_link_bytes",
-            "link_frame_bytes", "codec_offline_bytes", "codec19_offline_bytes",
-            "gzip6_bytes")
+    keys = (
+        "versions",
+        "first_identity_bytes",
+        "first_link_bytes",
+        "pairs",
+        "target_identity_bytes",
+        "link_bytes",
+        "origin_link_bytes",
+        "link_frame_bytes",
+        "codec_offline_bytes",
+        "codec19_offline_bytes",
+        "gzip6_bytes",
+    )
     total: dict[str, Any] = {"sequence": f"total ({name})", "group": name, "type": ""}
     for key in keys:
         total[key] = sum(m[key] for m in members)
@@ -600,16 +633,31 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         "summed over the same pairs; **gzip** = gzip -6 of each target.",
         "",
     ]
-    header = ["sequence", "type", "versions", "first fetch: identity → link",
-              "pair identity bytes", "link bytes", "link frames", "best offline",
-              "link / offline", "gzip -6", "link / gzip",
-              f"≤ {OFFLINE_LIMIT:g}× offline", f"< {GZIP_LIMIT:g} gzip"]
+    header = [
+        "sequence",
+        "type",
+        "versions",
+        "first fetch: identity → link",
+        "pair identity bytes",
+        "link bytes",
+        "link frames",
+        "best offline",
+        "link / offline",
+        "gzip -6",
+        "link / gzip",
+        f"≤ {OFFLINE_LIMIT:g}× offline",
+        f"< {GZIP_LIMIT:g} gzip",
+    ]
 
     def row(r: dict[str, Any], bold: bool = False) -> list[str]:
         cells = [
-            r["sequence"], r["type"], str(r["versions"]),
+            r["sequence"],
+            r["type"],
+            str(r["versions"]),
             f"{r['first_identity_bytes']:,} → {r['first_link_bytes']:,}",
-            _n(r["target_identity_bytes"]), _n(r["link_bytes"]), _n(r["link_frame_bytes"]),
+            _n(r["target_identity_bytes"]),
+            _n(r["link_bytes"]),
+            _n(r["link_frame_bytes"]),
             _n(r["offline_zstd_bytes"]),
             "–" if r["ratio_offline"] is None else f"{r['ratio_offline']:.3f}",
             _n(r["gzip6_bytes"]),
@@ -620,8 +668,10 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         return [f"**{c}**" if bold and i == 0 else c for i, c in enumerate(cells)]
 
     totals = summary["totals"]
-    for group, title in (("corpus", "The project's corpus"),
-                         ("local", "Unseen real sequences found on this machine")):
+    for group, title in (
+        ("corpus", "The project's corpus"),
+        ("local", "Unseen real sequences found on this machine"),
+    ):
         members = [r for r in summary["sequences"] if r["group"] == group]
         lines.append(f"### {title}")
         lines.append("")
@@ -652,14 +702,20 @@ def findings(summary: dict[str, Any]) -> list[str]:
     """
     out = []
     totals = summary["totals"]
-    for group, what in (("corpus", "the corpus"), ("local", "the unseen local sequences"),
-                        ("all", "everything")):
+    for group, what in (
+        ("corpus", "the corpus"),
+        ("local", "the unseen local sequences"),
+        ("all", "everything"),
+    ):
         t = totals.get(group)
         if t is None or (group == "all" and "local" not in totals):
             continue
-        offline = ("not measured" if t["ratio_offline"] is None else
-                   f"{t['ratio_offline']:.3f}× the best offline delta "
-                   f"({'within' if t['meets_offline'] else '**not within**'} 10%)")
+        offline = (
+            "not measured"
+            if t["ratio_offline"] is None
+            else f"{t['ratio_offline']:.3f}× the best offline delta "
+            f"({'within' if t['meets_offline'] else '**not within**'} 10%)"
+        )
         out.append(
             f"**Acceptance, {what}** ({t['sequences']} sequences, {t['pairs']} pairs): "
             f"{t['link_bytes']:,} link bytes = {offline}, and "
@@ -675,7 +731,7 @@ def findings(summary: dict[str, Any]) -> list[str]:
             "over, against 10% allowed) and the reference is the strict one: without "
             "zstd's 4-byte frame checksum (Railgun sends none; its digest travels in "
             f"the headers). With the CLI's default checksum it would be {checked:,} "
-            f"bytes and the ratio {corpus['link_bytes'] / checked:.3f} (the \"Codec\" "
+            f'bytes and the ratio {corpus["link_bytes"] / checked:.3f} (the "Codec" '
             "section's 78,956 bytes are that figure)."
         )
     rows = summary["sequences"]
@@ -689,10 +745,13 @@ def findings(summary: dict[str, Any]) -> list[str]:
         + "; fallbacks: "
         + (", ".join(f"{k} ({v})" for k, v in sorted(t["fallbacks"].items())) or "none")
         + ". So the gap to the best offline figure is the codec level, chosen for "
-        "speed (see \"Codec\"): `ZstdPatchCodec(19)` would send "
+        'speed (see "Codec"): `ZstdPatchCodec(19)` would send '
         f"{t['codec19_offline_bytes']:,} bytes here "
-        + ("" if not t["offline_zstd_bytes"] else
-           f"({t['codec19_offline_bytes'] / t['offline_zstd_bytes']:.3f}× the best offline) ")
+        + (
+            ""
+            if not t["offline_zstd_bytes"]
+            else f"({t['codec19_offline_bytes'] / t['offline_zstd_bytes']:.3f}× the best offline) "
+        )
         + "at about 1/20 of the speed."
     )
     for r in rows:
@@ -707,13 +766,19 @@ def findings(summary: dict[str, Any]) -> list[str]:
         if r["meets_gzip"] is False and r["offline_zstd_bytes"]:
             best = r["offline_zstd_bytes"] / r["gzip6_bytes"]
             if best >= GZIP_LIMIT:
-                why = (f"even the best offline delta is {best:.3f} of gzip there: its "
-                       "versions differ by more than a tenth of their compressed size, "
-                       "which no delta can hide")
+                why = (
+                    f"even the best offline delta is {best:.3f} of gzip there: its "
+                    "versions differ by more than a tenth of their compressed size, "
+                    "which no delta can hide"
+                )
             else:
-                why = (f"the best offline delta would be {best:.3f} of gzip, just under; "
-                       "the codec level makes the difference")
-            out.append(f"`{r['sequence']}` alone is {r['ratio_gzip']:.3f} of gzip: {why}.")
+                why = (
+                    f"the best offline delta would be {best:.3f} of gzip, just under; "
+                    "the codec level makes the difference"
+                )
+            out.append(
+                f"`{r['sequence']}` alone is {r['ratio_gzip']:.3f} of gzip: {why}."
+            )
     pairs = t["pairs"] or 1
     out.append(
         f"Link frames: {(t['link_frame_bytes'] - t['link_bytes']) / pairs:.0f} bytes "
@@ -734,13 +799,24 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bench.deltas",
         description="Delta compression end to end on real page sequences.",
     )
-    p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
-                   help=f"corpus directory (default {DEFAULT_CORPUS})")
-    p.add_argument("--no-local", dest="local", action="store_false",
-                   help="do not add the sequences found on this machine")
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        default=DEFAULT_CORPUS,
+        help=f"corpus directory (default {DEFAULT_CORPUS})",
+    )
+    p.add_argument(
+        "--no-local",
+        dest="local",
+        action="store_false",
+        help="do not add the sequences found on this machine",
+    )
     p.add_argument("--json", type=Path, help="write every figure here")
-    p.add_argument("--docs", type=Path,
-                   help="update the bench:deltas section of this Markdown file")
+    p.add_argument(
+        "--docs",
+        type=Path,
+        help="update the bench:deltas section of this Markdown file",
+    )
     return p
 
 
@@ -769,12 +845,16 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
         return 2
     zstd = shutil.which("zstd")
     if zstd is None:
-        notes.append("The `zstd` CLI was not found: the best-offline column is not "
-                     "measured (install zstd to get it).")
+        notes.append(
+            "The `zstd` CLI was not found: the best-offline column is not "
+            "measured (install zstd to get it)."
+        )
         print("zstd CLI not found: skipping the best offline column", file=sys.stderr)
     print(f"offline references for {len(sequences)} sequences...", file=sys.stderr)
     # In a thread: the zstd CLI at -22 takes a while, the reactor stays free.
-    refs = await deferToThreadPool(reactor, reactor.getThreadPool(), offline, sequences, zstd)
+    refs = await deferToThreadPool(
+        reactor, reactor.getThreadPool(), offline, sequences, zstd
+    )
     print("fetching through the deployment...", file=sys.stderr)
     fetches = await measure(reactor, sequences)
     summary = summarise(sequences, fetches, refs)
@@ -801,7 +881,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
     meta = {
         "command": cmd,
         "machine": f"{machine['nproc']} cores ({machine['cpu']}), Python {machine['python']}, "
-                   f"Twisted {machine['twisted']}",
+        f"Twisted {machine['twisted']}",
         "date": datetime.date.today().isoformat(),
         "zstd": zstdVersion(zstd) if zstd else "zstd CLI not found",
         "local_text": localText,
@@ -810,8 +890,13 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
     text = markdown(summary, meta)
     print(text)
     if args.json:
-        data = {"meta": meta, "machine": machine, "summary": summary, "fetches": fetches,
-                "offline": refs}
+        data = {
+            "meta": meta,
+            "machine": machine,
+            "summary": summary,
+            "fetches": fetches,
+            "offline": refs,
+        }
         args.json.write_text(json.dumps(data, indent=1))
     if args.docs:
         from bench.report import updateDocs

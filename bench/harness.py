@@ -384,8 +384,11 @@ class Processes:
             while child.alive() and time.monotonic() < deadline:
                 await sleep(self.reactor, 0.05)
         if child.alive():
-            _log.warn("{name} ignored SIGTERM for {grace} s: killed", name=child.name,
-                      grace=grace)
+            _log.warn(
+                "{name} ignored SIGTERM for {grace} s: killed",
+                name=child.name,
+                grace=grace,
+            )
         _killGroup(child.proc, signal.SIGKILL)
         try:
             child.proc.wait(timeout=5)
@@ -448,10 +451,19 @@ def originRoleArgv(
     @return: the command line of an origin role process, as a user runs it.
     """
     argv = TWISTD + [
-        "-n", "--pidfile=", "railgun", "--role", "origin",
-        "--link-listen", f"tcp:{linkPort}:interface=127.0.0.1",
-        "--map", f"{BENCH_HOST}={originUrl}",
-        "--certs", str(deployment.certs), "--token", deployment.token,
+        "-n",
+        "--pidfile=",
+        "railgun",
+        "--role",
+        "origin",
+        "--link-listen",
+        f"tcp:{linkPort}:interface=127.0.0.1",
+        "--map",
+        f"{BENCH_HOST}={originUrl}",
+        "--certs",
+        str(deployment.certs),
+        "--token",
+        deployment.token,
     ]
     if not delta:
         argv.append("--no-delta")
@@ -469,10 +481,21 @@ def edgeArgv(
     @return: the command line of an edge process, as a user runs it.
     """
     argv = TWISTD + [
-        "-n", "--pidfile=", "railgun", "--role", "edge",
-        "--http-listen", f"tcp:{httpPort}:interface=127.0.0.1",
-        "--link", f"{BENCH_HOST}=127.0.0.1:{linkPort}", "--tls-name", "localhost",
-        "--certs", str(deployment.certs), "--token", deployment.token,
+        "-n",
+        "--pidfile=",
+        "railgun",
+        "--role",
+        "edge",
+        "--http-listen",
+        f"tcp:{httpPort}:interface=127.0.0.1",
+        "--link",
+        f"{BENCH_HOST}=127.0.0.1:{linkPort}",
+        "--tls-name",
+        "localhost",
+        "--certs",
+        str(deployment.certs),
+        "--token",
+        deployment.token,
     ]
     if not delta:
         argv.append("--no-delta")
@@ -487,8 +510,12 @@ def originServerArgv(*args: str) -> list[str]:
 
 
 async def waitForHttp(
-    reactor: Any, child: Child, port: int, path: str = "/page",
-    timeout: float = 20.0, host: str = BENCH_HOST,
+    reactor: Any,
+    child: Child,
+    port: int,
+    path: str = "/page",
+    timeout: float = 20.0,
+    host: str = BENCH_HOST,
 ) -> None:
     """
     Wait until an HTTP GET on 127.0.0.1:C{port} answers 200 (for the edge:
@@ -526,7 +553,8 @@ async def _httpStatus(reactor: Any, port: int, path: str, host: str) -> int:
 
     agent = Agent(reactor, connectTimeout=2)
     d = agent.request(
-        b"GET", f"http://127.0.0.1:{port}{path}".encode(),
+        b"GET",
+        f"http://127.0.0.1:{port}{path}".encode(),
         Headers({b"host": [host.encode()]}),
     )
     d.addTimeout(5, reactor)
@@ -594,12 +622,24 @@ def target(
     if op not in ("<=", ">="):
         raise ValueError(f"unknown comparison {op!r}")
     if value is None:
-        return {"name": name, "value": None, "limit": limit, "op": op,
-                "met": False, "by": None}
+        return {
+            "name": name,
+            "value": None,
+            "limit": limit,
+            "op": op,
+            "met": False,
+            "by": None,
+        }
     met = value <= limit if op == "<=" else value >= limit
     margin = (limit - value) if op == "<=" else (value - limit)
-    return {"name": name, "value": value, "limit": limit, "op": op, "met": met,
-            "by": margin / limit if limit else None}
+    return {
+        "name": name,
+        "value": value,
+        "limit": limit,
+        "op": op,
+        "met": met,
+        "by": margin / limit if limit else None,
+    }
 
 
 def runInReactor(run: Any, args: Any) -> int:

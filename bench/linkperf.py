@@ -103,7 +103,10 @@ def responseHeaders(i: int, bodyLength: int) -> list[Header]:
     page = i % 8
     return [
         (b":status", b"200"),
-        (b"date", b"Sun, 29 Nov 2026 00:%02d:%02d GMT" % ((i // 6000) % 60, (i // 100) % 60)),
+        (
+            b"date",
+            b"Sun, 29 Nov 2026 00:%02d:%02d GMT" % ((i // 6000) % 60, (i // 100) % 60),
+        ),
         (b"server", b"TwistedWeb/24.3.0"),
         (b"content-type", b"text/html; charset=utf-8"),
         (b"cache-control", b"private, max-age=0, must-revalidate"),
@@ -309,7 +312,9 @@ def runExchanges(
     }
 
 
-def headerSequence(n: int, bodySize: int) -> Iterator[tuple[list[Header], list[Header]]]:
+def headerSequence(
+    n: int, bodySize: int
+) -> Iterator[tuple[list[Header], list[Header]]]:
     """
     The request (with a C{:request-id}) and response lists of C{n} exchanges.
     """
@@ -339,7 +344,9 @@ def runHeaderCodecs(n: int, bodySize: int) -> list[dict[str, Any]]:
 
     lists = list(headerSequence(n, bodySize))
 
-    def hpackCodec(huffman: bool) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+    def hpackCodec(
+        huffman: bool,
+    ) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
         encoder, decoder = hpack.Encoder(), hpack.Decoder()
 
         def encode(headers: Any) -> bytes:
@@ -391,7 +398,9 @@ def runHeaderCodecs(n: int, bodySize: int) -> list[dict[str, Any]]:
     return rows
 
 
-def profileSide(side: str, exchanges: int, concurrency: int, bodySize: int, chunk: int) -> None:
+def profileSide(
+    side: str, exchanges: int, concurrency: int, bodySize: int, chunk: int
+) -> None:
     """
     Print the functions that cost the most in one side's work.
     """
@@ -445,7 +454,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.profile:
-        profileSide(args.profile, args.exchanges, args.concurrency, args.body, args.chunk)
+        profileSide(
+            args.profile, args.exchanges, args.concurrency, args.body, args.chunk
+        )
         return 0
 
     report: dict[str, Any] = {
@@ -493,4 +504,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

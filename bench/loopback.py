@@ -65,10 +65,10 @@ class LoopParams:
     @classmethod
     def forMode(cls, quick: bool) -> LoopParams:
         if quick:
-            return cls(duration=1, warmup=0, rounds=1, connections=16,
-                       profileSeconds=2.0)
-        return cls(duration=10, warmup=2, rounds=5, connections=32,
-                   profileSeconds=15.0)
+            return cls(
+                duration=1, warmup=0, rounds=1, connections=16, profileSeconds=2.0
+            )
+        return cls(duration=10, warmup=2, rounds=5, connections=32, profileSeconds=15.0)
 
 
 @define
@@ -85,7 +85,8 @@ class Target:
 
 _WRK_REQUESTS = re.compile(rb"(\d+) requests in ([\d.]+)(\w+),")
 _WRK_ERRORS = re.compile(
-    rb"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+    rb"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+)
 _WRK_NON2XX = re.compile(rb"Non-2xx or 3xx responses: (\d+)")
 _UNITS = {b"us": 1e-6, b"ms": 1e-3, b"s": 1.0, b"m": 60.0, b"h": 3600.0}
 
@@ -154,14 +155,19 @@ http {{
 """
 
 
-async def runLoopback(reactor: Any, quick: bool, profile: bool = False) -> dict[str, Any]:
+async def runLoopback(
+    reactor: Any, quick: bool, profile: bool = False
+) -> dict[str, Any]:
     """
     Run scenario 2 (and, with C{profile}, py-spy on the Railgun roles).
     """
     wrk = findTool("wrk", "/usr/bin/wrk")
     if wrk is None:
-        return {"scenario": "loopback", "skipped": "wrk is not installed "
-                "(Debian: apt-get install wrk)", "errors": 0}
+        return {
+            "scenario": "loopback",
+            "skipped": "wrk is not installed (Debian: apt-get install wrk)",
+            "errors": 0,
+        }
     params = LoopParams.forMode(quick)
     procs = Processes.create(reactor, "railgun-bench-loop-")
     try:
@@ -182,27 +188,48 @@ async def _run(
     roles: dict[str, Child] = {}
     for name, delta in (("railgun", True), ("railgun-nodelta", False)):
         linkPort, edgePort = freePort(), freePort()
-        originRole = procs.start(f"{name}-origin-role", originRoleArgv(
-            deployment, linkPort, f"http://127.0.0.1:{originPort}", delta=delta))
+        originRole = procs.start(
+            f"{name}-origin-role",
+            originRoleArgv(
+                deployment, linkPort, f"http://127.0.0.1:{originPort}", delta=delta
+            ),
+        )
         await procs.waitForPort(originRole, linkPort)
-        edge = procs.start(f"{name}-edge", edgeArgv(deployment, edgePort, linkPort,
-                                                    delta=delta))
+        edge = procs.start(
+            f"{name}-edge", edgeArgv(deployment, edgePort, linkPort, delta=delta)
+        )
         await waitForHttp(reactor, edge, edgePort, "/page", timeout=30)
         targets.append(Target(name, edgePort, [edge, originRole, origin]))
         if delta:
             roles = {"edge": edge, "origin-role": originRole}
     linkPort, edgePort = freePort(), freePort()
-    memoryRole = procs.start(f"{MEMORY_ROLE}-origin-role", [
-        sys.executable, "-m", "bench.memoryrole",
-        *originRoleArgv(deployment, linkPort, f"http://127.0.0.1:{originPort}")[len(TWISTD):]])
+    memoryRole = procs.start(
+        f"{MEMORY_ROLE}-origin-role",
+        [
+            sys.executable,
+            "-m",
+            "bench.memoryrole",
+            *originRoleArgv(deployment, linkPort, f"http://127.0.0.1:{originPort}")[
+                len(TWISTD) :
+            ],
+        ],
+    )
     await procs.waitForPort(memoryRole, linkPort)
     edge = procs.start(f"{MEMORY_ROLE}-edge", edgeArgv(deployment, edgePort, linkPort))
     await waitForHttp(reactor, edge, edgePort, "/page", timeout=30)
     targets.append(Target(MEMORY_ROLE, edgePort, [edge, memoryRole]))
     proxyPort = freePort()
-    proxy = procs.start("twisted-revproxy", [
-        *originServerArgv()[:2], "bench.revproxy", "--port", str(proxyPort),
-        "--to-port", str(originPort)])
+    proxy = procs.start(
+        "twisted-revproxy",
+        [
+            *originServerArgv()[:2],
+            "bench.revproxy",
+            "--port",
+            str(proxyPort),
+            "--to-port",
+            str(originPort),
+        ],
+    )
     await waitForHttp(reactor, proxy, proxyPort, "/page")
     targets.append(Target("twisted-revproxy", proxyPort, [proxy, origin]))
     nginx = findTool("nginx", "/usr/sbin/nginx")
@@ -212,9 +239,18 @@ async def _run(
         nginxPort = freePort()
         conf = procs.workdir / "nginx.conf"
         conf.write_text(nginxConfig(procs.workdir, nginxPort, originPort))
-        child = procs.start("nginx", [nginx, "-p", str(procs.workdir), "-e",
-                                      str(procs.workdir / "nginx-error.log"),
-                                      "-c", str(conf)])
+        child = procs.start(
+            "nginx",
+            [
+                nginx,
+                "-p",
+                str(procs.workdir),
+                "-e",
+                str(procs.workdir / "nginx-error.log"),
+                "-c",
+                str(conf),
+            ],
+        )
         await waitForHttp(reactor, child, nginxPort, "/page")
         targets.append(Target("nginx", nginxPort, [child, origin]))
     targets.append(Target("origin-direct", originPort, [origin]))
@@ -231,9 +267,17 @@ async def _run(
             notes.append(f"{t.name} served a wrong body ({len(body)} bytes)")
 
     async def load(t: Target, seconds: int, measure: bool) -> dict[str, Any] | None:
-        argv = [wrk, "-t1", f"-c{params.connections}", f"-d{max(1, int(seconds))}s",
-                "--timeout", "10s", "-H", f"Host: {BENCH_HOST}",
-                f"http://127.0.0.1:{t.port}/page"]
+        argv = [
+            wrk,
+            "-t1",
+            f"-c{params.connections}",
+            f"-d{max(1, int(seconds))}s",
+            "--timeout",
+            "10s",
+            "-H",
+            f"Host: {BENCH_HOST}",
+            f"http://127.0.0.1:{t.port}/page",
+        ]
         before = {c.name: c.cpuSeconds() for c in t.processes}
         done = await deferToThread(runTool, argv, seconds + 30)
         after = {c.name: c.cpuSeconds() for c in t.processes}
@@ -263,19 +307,22 @@ async def _run(
         cpu: Counter[str] = Counter()
         for run in t.runs:
             cpu.update(run["cpu_s"])
-        rows.append({
-            "name": t.name,
-            "rps_median": statistics.median(run["rps"] for run in t.runs),
-            "rps_runs": [run["rps"] for run in t.runs],
-            "requests": requests,
-            "errors": sum(run["socket_errors"] + run["non2xx"] for run in t.runs),
-            "cpu_us_per_request": {
-                name: 1e6 * seconds / requests if requests else None
-                for name, seconds in cpu.items()
-            },
-            "cpu_us_per_request_total": 1e6 * sum(cpu.values()) / requests
-            if requests else None,
-        })
+        rows.append(
+            {
+                "name": t.name,
+                "rps_median": statistics.median(run["rps"] for run in t.runs),
+                "rps_runs": [run["rps"] for run in t.runs],
+                "requests": requests,
+                "errors": sum(run["socket_errors"] + run["non2xx"] for run in t.runs),
+                "cpu_us_per_request": {
+                    name: 1e6 * seconds / requests if requests else None
+                    for name, seconds in cpu.items()
+                },
+                "cpu_us_per_request_total": 1e6 * sum(cpu.values()) / requests
+                if requests
+                else None,
+            }
+        )
     byName = {row["name"]: row for row in rows}
     diagnostics = [byName.pop(MEMORY_ROLE)]
     rows = [row for row in rows if row["name"] != MEMORY_ROLE]
@@ -285,19 +332,28 @@ async def _run(
     pairedRatios = [
         ours / theirs
         for ours, theirs in zip(
-            byName["railgun"]["rps_runs"], byName["twisted-revproxy"]["rps_runs"], strict=True
+            byName["railgun"]["rps_runs"],
+            byName["twisted-revproxy"]["rps_runs"],
+            strict=True,
         )
     ]
-    targetsOut = [target(
-        "Loopback: railgun (2 hops) req/s >= twisted-revproxy (1 hop) req/s",
-        statistics.median(pairedRatios), 1.0, ">=")]
+    targetsOut = [
+        target(
+            "Loopback: railgun (2 hops) req/s >= twisted-revproxy (1 hop) req/s",
+            statistics.median(pairedRatios),
+            1.0,
+            ">=",
+        )
+    ]
     result: dict[str, Any] = {
         "scenario": "loopback",
         "skipped": None,
         "errors": bodyErrors + sum(row["errors"] for row in rows),
         "params": {
-            "tool": "wrk -t1", "connections": params.connections,
-            "duration_s": params.duration, "rounds": params.rounds,
+            "tool": "wrk -t1",
+            "connections": params.connections,
+            "duration_s": params.duration,
+            "rounds": params.rounds,
             "page_bytes": len(page),
         },
         "alternatives": rows,
@@ -308,13 +364,18 @@ async def _run(
     }
     if profile:
         result["profile"] = await profileRoles(
-            reactor, procs, roles, targets[0], params, load)
+            reactor, procs, roles, targets[0], params, load
+        )
     return result
 
 
 async def profileRoles(
-    reactor: Any, procs: Processes, roles: dict[str, Child], chain: Target,
-    params: LoopParams, load: Any,
+    reactor: Any,
+    procs: Processes,
+    roles: dict[str, Child],
+    chain: Target,
+    params: LoopParams,
+    load: Any,
 ) -> dict[str, Any]:
     """
     Sample the edge and the origin role with py-spy while wrk loads the
@@ -329,10 +390,27 @@ async def profileRoles(
     recordings = {}
     for name, child in roles.items():
         out = procs.workdir / f"profile-{name}.txt"
-        recordings[name] = (out, procs.start(f"py-spy-{name}", [
-            pyspy, "record", "--pid", str(child.pid), "--duration",
-            str(int(params.profileSeconds)), "--rate", "250", "--format", "raw",
-            "--nonblocking", "--output", str(out)]))
+        recordings[name] = (
+            out,
+            procs.start(
+                f"py-spy-{name}",
+                [
+                    pyspy,
+                    "record",
+                    "--pid",
+                    str(child.pid),
+                    "--duration",
+                    str(int(params.profileSeconds)),
+                    "--rate",
+                    "250",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--output",
+                    str(out),
+                ],
+            ),
+        )
     await load(chain, int(params.profileSeconds) + 1, measure=False)
     out: dict[str, Any] = {}
     for name, (path, recorder) in recordings.items():
@@ -374,8 +452,13 @@ def summarizeCollapsed(text: str, top: int = 15) -> dict[str, Any]:
     return {
         "samples": total,
         "self": [(f, n / total) for f, n in own.most_common(top)] if total else [],
-        "inclusive": [(f, n / total) for f, n in inclusive.most_common(top * 3)
-                      if not _isFramework(f)][:top] if total else [],
+        "inclusive": [
+            (f, n / total)
+            for f, n in inclusive.most_common(top * 3)
+            if not _isFramework(f)
+        ][:top]
+        if total
+        else [],
     }
 
 
@@ -390,9 +473,26 @@ def _frameName(frame: str) -> str:
 def _isFramework(frame: str) -> bool:
     # The reactor loop, its dispatch and the process bootstrap include
     # everything; listing them says nothing about where the time goes.
-    return any(s in frame for s in (
-        "runReactor", "mainLoop", "doPoll", "run (twisted", "<module>", "runApp",
-        "twistd.py", "_twistd_unix", "app.py", "<string>", "callWithLogger",
-        "callWithContext", "_doReadOrWrite", "Connection.doRead",
-        "Connection._dataReceived", "_WrappingProtocol.dataReceived",
-        "startReactor", "run (twisted/application"))
+    return any(
+        s in frame
+        for s in (
+            "runReactor",
+            "mainLoop",
+            "doPoll",
+            "run (twisted",
+            "<module>",
+            "runApp",
+            "twistd.py",
+            "_twistd_unix",
+            "app.py",
+            "<string>",
+            "callWithLogger",
+            "callWithContext",
+            "_doReadOrWrite",
+            "Connection.doRead",
+            "Connection._dataReceived",
+            "_WrappingProtocol.dataReceived",
+            "startReactor",
+            "run (twisted/application",
+        )
+    )

@@ -55,12 +55,14 @@ class MemoryResponse:
     def __init__(self, body: bytes) -> None:
         self._body = body
         self.length = len(body)
-        self.headers = Headers({
-            b"server": [b"TwistedWeb"],
-            b"date": [b"Sun, 29 Nov 2026 00:00:00 GMT"],
-            b"content-type": [b"text/html; charset=utf-8"],
-            b"content-length": [b"%d" % len(body)],
-        })
+        self.headers = Headers(
+            {
+                b"server": [b"TwistedWeb"],
+                b"date": [b"Sun, 29 Nov 2026 00:00:00 GMT"],
+                b"content-type": [b"text/html; charset=utf-8"],
+                b"content-length": [b"%d" % len(body)],
+            }
+        )
 
     def deliverBody(self, protocol: Any) -> None:
         protocol.makeConnection(_StillTransport())

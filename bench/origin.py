@@ -49,8 +49,20 @@ def loopbackPage(size: int = 10 * 1024) -> bytes:
     @return: a deterministic HTML page of exactly C{size} bytes.
     """
     rng = random.Random(10)
-    words = ["railgun", "twisted", "origin", "edge", "delta", "stream", "link",
-             "reactor", "deferred", "protocol", "transport", "factory"]
+    words = [
+        "railgun",
+        "twisted",
+        "origin",
+        "edge",
+        "delta",
+        "stream",
+        "link",
+        "reactor",
+        "deferred",
+        "protocol",
+        "transport",
+        "factory",
+    ]
     parts = ["<!doctype html><html><head><title>bench</title></head><body>\n"]
     total = len(parts[0])
     while total < size:
@@ -81,10 +93,15 @@ def generatedSequences(count: int = 4, versions: int = 6) -> list[Sequence]:
         for v in range(versions):
             for _ in range(3):
                 i = rng.randrange(len(lines))
-                lines[i] = f"<div class='item' id='i{i}'>changed in v{v}: {rng.random()}</div>"
+                lines[i] = (
+                    f"<div class='item' id='i{i}'>changed in v{v}: {rng.random()}</div>"
+                )
             bodies.append(
-                (f"<html><body><h1>generated {s} v{v}</h1>\n" + "\n".join(lines)
-                 + "\n</body></html>\n").encode()
+                (
+                    f"<html><body><h1>generated {s} v{v}</h1>\n"
+                    + "\n".join(lines)
+                    + "\n</body></html>\n"
+                ).encode()
             )
         out.append(Sequence(f"generated-{s}", tuple(bodies)))
     return out
@@ -170,8 +187,11 @@ class SequenceResource(Resource):
         self._hits[request.path] = k + 1
         index = k % len(sequence.versions)
         body = sequence.versions[index]
-        kind = (b"application/json" if body.lstrip()[:1] in (b"{", b"[")
-                else b"text/html; charset=utf-8")
+        kind = (
+            b"application/json"
+            if body.lstrip()[:1] in (b"{", b"[")
+            else b"text/html; charset=utf-8"
+        )
         request.setHeader(b"content-type", kind)
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"vary", b"Accept-Encoding")
@@ -306,8 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--https", type=int, help="HTTPS port on 127.0.0.1")
     parser.add_argument("--certs", type=Path, help="railgun certs DIR (origin.pem)")
     parser.add_argument("--corpus", type=Path, default=None)
-    parser.add_argument("--generated", action="store_true",
-                        help="serve generated sequences, not the corpus")
+    parser.add_argument(
+        "--generated",
+        action="store_true",
+        help="serve generated sequences, not the corpus",
+    )
     args = parser.parse_args(argv)
     if args.https and not args.certs:
         parser.error("--https needs --certs")
@@ -322,16 +345,19 @@ def main(argv: list[str] | None = None) -> int:
         sequences = loadCorpus(args.corpus or DEFAULT_CORPUS)
     site = originSite(reactor, sequences)
     if args.http:
-        TCP4ServerEndpoint(reactor, args.http, backlog=4096,
-                           interface="127.0.0.1").listen(site)
+        TCP4ServerEndpoint(
+            reactor, args.http, backlog=4096, interface="127.0.0.1"
+        ).listen(site)
     if args.https:
         from railgun.tls import loadCredentials
 
         identity = loadCredentials(args.certs, "origin").identity
-        SSL4ServerEndpoint(reactor, args.https, identity.options(), backlog=4096,
-                           interface="127.0.0.1").listen(site)
-    sys.stdout.write(f"origin http={args.http} https={args.https} "
-                     f"sequences={len(sequences)}\n")
+        SSL4ServerEndpoint(
+            reactor, args.https, identity.options(), backlog=4096, interface="127.0.0.1"
+        ).listen(site)
+    sys.stdout.write(
+        f"origin http={args.http} https={args.https} sequences={len(sequences)}\n"
+    )
     reactor.run()
     return 0
 

@@ -40,8 +40,10 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """
     @return: a Markdown table (also readable as plain text).
     """
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -65,8 +67,14 @@ def targetsTable(results: Sequence[dict[str, Any]]) -> str:
     rows = []
     for result in results:
         for t in result.get("targets", []):
-            rows.append([t["name"], _fmt(t["value"]), f"{t['op']} {_fmt(t['limit'])}",
-                         verdict(t)])
+            rows.append(
+                [
+                    t["name"],
+                    _fmt(t["value"]),
+                    f"{t['op']} {_fmt(t['limit'])}",
+                    verdict(t),
+                ]
+            )
     if not rows:
         return "(no targets measured)"
     return table(["target", "measured", "required", "verdict"], rows)
@@ -74,29 +82,54 @@ def targetsTable(results: Sequence[dict[str, Any]]) -> str:
 
 def wanTables(r: dict[str, Any]) -> str:
     p = r["params"]
-    shared = ("shared by all of an alternative's connections, as on one real path"
-              if p.get("shared_bottleneck") else "for each connection")
-    head = (f"RTT {p['rtt_s'] * 1000:.0f} ms, {p['rate_bps'] / 1e6:.0f} Mbit/s "
-            f"{shared} (railgun.wan). Sequential: {p['fetches_per_alternative']} fetches per "
-            f"alternative, one every {p['interval_s']} s, over "
-            f"{len(p['sequences'])} sequences ({', '.join(p['sequences'])}; "
-            f"{p['source']}), versions 1..{p['versions_per_sequence']}. Bursts: "
-            f"{p['bursts']} x {p['burst']} concurrent fetches. Times are to the last "
-            "body byte; every body was checked against the version it must be.")
+    shared = (
+        "shared by all of an alternative's connections, as on one real path"
+        if p.get("shared_bottleneck")
+        else "for each connection"
+    )
+    head = (
+        f"RTT {p['rtt_s'] * 1000:.0f} ms, {p['rate_bps'] / 1e6:.0f} Mbit/s "
+        f"{shared} (bench.wan). Sequential: {p['fetches_per_alternative']} fetches per "
+        f"alternative, one every {p['interval_s']} s, over "
+        f"{len(p['sequences'])} sequences ({', '.join(p['sequences'])}; "
+        f"{p['source']}), versions 1..{p['versions_per_sequence']}. Bursts: "
+        f"{p['bursts']} x {p['burst']} concurrent fetches. Times are to the last "
+        "body byte; every body was checked against the version it must be."
+    )
     rows = []
     for a in r["alternatives"]:
         s, b = a["sequential"], a["burst"]
-        rows.append([
-            a["name"], _ms(s["median_s"]), _ms(s["p95_s"]),
-            f"{s['wan_bytes_per_fetch']:,.0f}", _ms(b["median_s"]), _ms(b["p95_s"]),
-            _ms(b["fetch_median_s"]), f"{b['wan_bytes_per_fetch']:,.0f}",
-            s["errors"] + b["errors"],
-        ])
-    main = table(["alternative", "seq. median ms", "seq. p95 ms", "WAN bytes/fetch",
-                  "burst median ms", "burst p95 ms", "fetch in burst median ms",
-                  "WAN bytes/fetch (bursts)", "errors"], rows)
-    ratios = table(["ratio (same run)", "value"],
-                   [[k, _fmt(v)] for k, v in r.get("ratios", {}).items()])
+        rows.append(
+            [
+                a["name"],
+                _ms(s["median_s"]),
+                _ms(s["p95_s"]),
+                f"{s['wan_bytes_per_fetch']:,.0f}",
+                _ms(b["median_s"]),
+                _ms(b["p95_s"]),
+                _ms(b["fetch_median_s"]),
+                f"{b['wan_bytes_per_fetch']:,.0f}",
+                s["errors"] + b["errors"],
+            ]
+        )
+    main = table(
+        [
+            "alternative",
+            "seq. median ms",
+            "seq. p95 ms",
+            "WAN bytes/fetch",
+            "burst median ms",
+            "burst p95 ms",
+            "fetch in burst median ms",
+            "WAN bytes/fetch (bursts)",
+            "errors",
+        ],
+        rows,
+    )
+    ratios = table(
+        ["ratio (same run)", "value"],
+        [[k, _fmt(v)] for k, v in r.get("ratios", {}).items()],
+    )
     perSequence = r.get("per_sequence")
     if not perSequence:
         return f"{head}\n\n{main}\n\n{ratios}"
@@ -105,36 +138,66 @@ def wanTables(r: dict[str, Any]) -> str:
     for s in perSequence:
         m = s["median_s"]
         keep, rail = m.get("direct-keepalive"), m.get("railgun")
-        seqRows.append([s["sequence"], f"{s['identity_bytes']:,}", f"{s['gzip_bytes']:,}"]
-                       + [_ms(m.get(n)) for n in names]
-                       + [_fmt(rail / keep if rail and keep else None)])
-    bySequence = table(["sequence", "page bytes", "gzip bytes"]
-                       + [f"{n} median ms" for n in names]
-                       + ["railgun / keep-alive"], seqRows)
-    return (f"{head}\n\n{main}\n\n{ratios}\n\nSequential fetches by sequence "
-            f"(median of {p['versions_per_sequence']} fetches each):\n\n{bySequence}")
+        seqRows.append(
+            [s["sequence"], f"{s['identity_bytes']:,}", f"{s['gzip_bytes']:,}"]
+            + [_ms(m.get(n)) for n in names]
+            + [_fmt(rail / keep if rail and keep else None)]
+        )
+    bySequence = table(
+        ["sequence", "page bytes", "gzip bytes"]
+        + [f"{n} median ms" for n in names]
+        + ["railgun / keep-alive"],
+        seqRows,
+    )
+    return (
+        f"{head}\n\n{main}\n\n{ratios}\n\nSequential fetches by sequence "
+        f"(median of {p['versions_per_sequence']} fetches each):\n\n{bySequence}"
+    )
 
 
 def loopbackTables(r: dict[str, Any]) -> str:
     p = r["params"]
-    head = (f"{p['tool']}, {p['connections']} connections, {p['duration_s']} s x "
-            f"{p['rounds']} rounds (median req/s), {p['page_bytes']:,}-byte page. CPU "
-            "µs per request per process: utime+stime from /proc over the measured "
-            "runs / requests completed (wrk's own CPU not included).")
+    head = (
+        f"{p['tool']}, {p['connections']} connections, {p['duration_s']} s x "
+        f"{p['rounds']} rounds (median req/s), {p['page_bytes']:,}-byte page. CPU "
+        "µs per request per process: utime+stime from /proc over the measured "
+        "runs / requests completed (wrk's own CPU not included)."
+    )
     rows = []
     for a in r["alternatives"]:
         cpu = ", ".join(f"{n} {_fmt(v, 0)}" for n, v in a["cpu_us_per_request"].items())
-        rows.append([a["name"], f"{a['rps_median']:,.0f}",
-                     _fmt(a["cpu_us_per_request_total"], 0), cpu, a["errors"]])
-    text = head + "\n\n" + table(
-        ["alternative", "req/s", "CPU µs/req (all processes)", "CPU µs/req by process",
-         "errors"], rows)
+        rows.append(
+            [
+                a["name"],
+                f"{a['rps_median']:,.0f}",
+                _fmt(a["cpu_us_per_request_total"], 0),
+                cpu,
+                a["errors"],
+            ]
+        )
+    text = (
+        head
+        + "\n\n"
+        + table(
+            [
+                "alternative",
+                "req/s",
+                "CPU µs/req (all processes)",
+                "CPU µs/req by process",
+                "errors",
+            ],
+            rows,
+        )
+    )
     paired = r.get("railgun_over_revproxy_by_round")
     if paired:
-        text += ("\n\nrailgun / twisted-revproxy req/s within each round (the "
-                 "alternatives run back to back; the target takes the median, which "
-                 "the machine's drift between rounds does not move): "
-                 + ", ".join(_fmt(x) for x in paired) + ".")
+        text += (
+            "\n\nrailgun / twisted-revproxy req/s within each round (the "
+            "alternatives run back to back; the target takes the median, which "
+            "the machine's drift between rounds does not move): "
+            + ", ".join(_fmt(x) for x in paired)
+            + "."
+        )
     text += _fetchCost(r)
     for note in r.get("notes", []):
         text += f"\n\n{note}"
@@ -153,89 +216,160 @@ def _fetchCost(r: dict[str, Any]) -> str:
         return ""
 
     def role(row: dict[str, Any]) -> float | None:
-        return next((v for n, v in row["cpu_us_per_request"].items()
-                     if n.endswith("origin-role")), None)
+        return next(
+            (
+                v
+                for n, v in row["cpu_us_per_request"].items()
+                if n.endswith("origin-role")
+            ),
+            None,
+        )
 
     def edge(row: dict[str, Any]) -> float | None:
-        return next((v for n, v in row["cpu_us_per_request"].items()
-                     if n.endswith("-edge")), None)
+        return next(
+            (v for n, v in row["cpu_us_per_request"].items() if n.endswith("-edge")),
+            None,
+        )
 
-    rows = [[row["name"], f"{row['rps_median']:,.0f}", _fmt(edge(row), 0),
-             _fmt(role(row), 0), row["errors"]] for row in (real, memory)]
+    rows = [
+        [
+            row["name"],
+            f"{row['rps_median']:,.0f}",
+            _fmt(edge(row), 0),
+            _fmt(role(row), 0),
+            row["errors"],
+        ]
+        for row in (real, memory)
+    ]
     realRole, memoryRole = role(real), role(memory)
     share = ""
     if realRole and memoryRole is not None:
-        share = (f" Fetching through treq (treq, twisted.web's Agent, pool and "
-                 f"HTTP/1.1 client, the origin socket) costs the origin role "
-                 f"{realRole - memoryRole:,.0f} µs of its {realRole:,.0f} µs per "
-                 f"request ({(realRole - memoryRole) / realRole:.0%}).")
-    return ("\n\nDiagnostic, not an alternative: the same chain with an origin "
-            "role that answers from memory instead of fetching (`bench.memoryrole`; "
-            "same rounds, same load)." + share + "\n\n" + table(
-                ["chain", "req/s", "edge CPU µs/req", "origin role CPU µs/req",
-                 "errors"], rows))
+        share = (
+            f" Fetching through treq (treq, twisted.web's Agent, pool and "
+            f"HTTP/1.1 client, the origin socket) costs the origin role "
+            f"{realRole - memoryRole:,.0f} µs of its {realRole:,.0f} µs per "
+            f"request ({(realRole - memoryRole) / realRole:.0%})."
+        )
+    return (
+        "\n\nDiagnostic, not an alternative: the same chain with an origin "
+        "role that answers from memory instead of fetching (`bench.memoryrole`; "
+        "same rounds, same load)."
+        + share
+        + "\n\n"
+        + table(
+            ["chain", "req/s", "edge CPU µs/req", "origin role CPU µs/req", "errors"],
+            rows,
+        )
+    )
 
 
 def bulkTables(r: dict[str, Any]) -> str:
     size = r["params"]["bytes"]
     rounds = r["params"].get("rounds", 1)
-    head = (f"{size / 1024**2:,.0f} MiB each way through one stream; client curl "
-            f"(download GET, upload PUT); {rounds} round(s), the alternatives taking "
-            "turns in alternating order. MB/s and seconds: median over the rounds; "
-            "CPU s: mean per transfer. MB = 10^6 bytes. Peak RSS = VmHWM.")
+    head = (
+        f"{size / 1024**2:,.0f} MiB each way through one stream; client curl "
+        f"(download GET, upload PUT); {rounds} round(s), the alternatives taking "
+        "turns in alternating order. MB/s and seconds: median over the rounds; "
+        "CPU s: mean per transfer. MB = 10^6 bytes. Peak RSS = VmHWM."
+    )
     rows = []
     for a in r["alternatives"]:
         for direction in ("download", "upload"):
             d = a[direction]
             cpu = ", ".join(f"{n} {v:.1f}" for n, v in d["cpu_s"].items())
             rss = ", ".join(f"{n} {v:.0f}" for n, v in d["peak_rss_mb"].items())
-            rows.append([a["name"], direction, _fmt(d["mb_per_s"]), _fmt(d["seconds"]),
-                         cpu, rss, d["error"] or 0])
-    text = head + "\n\n" + table(
-        ["alternative", "direction", "MB/s", "seconds", "CPU s by process",
-         "peak RSS MB by process", "error"], rows)
+            rows.append(
+                [
+                    a["name"],
+                    direction,
+                    _fmt(d["mb_per_s"]),
+                    _fmt(d["seconds"]),
+                    cpu,
+                    rss,
+                    d["error"] or 0,
+                ]
+            )
+    text = (
+        head
+        + "\n\n"
+        + table(
+            [
+                "alternative",
+                "direction",
+                "MB/s",
+                "seconds",
+                "CPU s by process",
+                "peak RSS MB by process",
+                "error",
+            ],
+            rows,
+        )
+    )
     paired = r.get("railgun_over_plain_by_round")
     if paired:
-        text += ("\n\nrailgun / plain TLS MB/s within each round (the target takes "
-                 "the median): " + "; ".join(
-                     f"{direction} " + ", ".join(_fmt(x) for x in ratios)
-                     for direction, ratios in paired.items()) + ".")
+        text += (
+            "\n\nrailgun / plain TLS MB/s within each round (the target takes "
+            "the median): "
+            + "; ".join(
+                f"{direction} " + ", ".join(_fmt(x) for x in ratios)
+                for direction, ratios in paired.items()
+            )
+            + "."
+        )
     return text
 
 
 def concurrencyTables(r: dict[str, Any]) -> str:
     s = r["streams"]
-    rows = [[
-        f"{s['streams']:,} streams on one TLS link", s["errors"],
-        f"dialer {s['rss_kb']['dialer_open'] / 1024:.0f}, acceptor "
-        f"{s['rss_kb']['acceptor_open'] / 1024:.0f}",
-        f"dialer {s['bytes_per_stream']['dialer']:,.0f}, acceptor "
-        f"{s['bytes_per_stream']['acceptor']:,.0f}",
-        f"all open in {s['seconds_to_open_all']:.2f} s, done in "
-        f"{s['seconds_total']:.2f} s",
-    ]]
+    rows = [
+        [
+            f"{s['streams']:,} streams on one TLS link",
+            s["errors"],
+            f"dialer {s['rss_kb']['dialer_open'] / 1024:.0f}, acceptor "
+            f"{s['rss_kb']['acceptor_open'] / 1024:.0f}",
+            f"dialer {s['bytes_per_stream']['dialer']:,.0f}, acceptor "
+            f"{s['bytes_per_stream']['acceptor']:,.0f}",
+            f"all open in {s['seconds_to_open_all']:.2f} s, done in "
+            f"{s['seconds_total']:.2f} s",
+        ]
+    ]
     c = r["connections"]
     if "skipped" in c:
-        rows.append(["client connections at the edge", "–", "–", "–",
-                     f"skipped: {c['skipped']}"])
+        rows.append(
+            [
+                "client connections at the edge",
+                "–",
+                "–",
+                "–",
+                f"skipped: {c['skipped']}",
+            ]
+        )
     else:
-        rows.append([
-            f"{c['connections']:,} client connections at the edge (wrk, 1 s origin "
-            "delay)", c["errors"],
-            ", ".join(f"{n} {v / 1024:.0f}" for n, v in c["peak_rss_kb"].items()),
-            f"edge {c['edge_bytes_per_connection']:,.0f}",
-            f"{c['requests']:,} requests in {c['seconds']:.0f} s, "
-            f"~{c['mean_in_flight']:,.0f} in flight on average",
-        ])
-    return table(["test", "errors", "RSS MB at peak", "bytes per stream/connection",
-                  "notes"], rows)
+        rows.append(
+            [
+                f"{c['connections']:,} client connections at the edge (wrk, 1 s origin "
+                "delay)",
+                c["errors"],
+                ", ".join(f"{n} {v / 1024:.0f}" for n, v in c["peak_rss_kb"].items()),
+                f"edge {c['edge_bytes_per_connection']:,.0f}",
+                f"{c['requests']:,} requests in {c['seconds']:.0f} s, "
+                f"~{c['mean_in_flight']:,.0f} in flight on average",
+            ]
+        )
+    return table(
+        ["test", "errors", "RSS MB at peak", "bytes per stream/connection", "notes"],
+        rows,
+    )
 
 
 def codecTables(r: dict[str, Any]) -> str:
     if r.get("output"):
-        return ("Output of `python -m bench.codec` (owned by the codec benchmark; "
-                "see its own section of docs/benchmarks.md):\n\n```\n"
-                + r["output"].strip() + "\n```")
+        return (
+            "Output of `python -m bench.codec` (owned by the codec benchmark; "
+            "see its own section of docs/benchmarks.md):\n\n```\n"
+            + r["output"].strip()
+            + "\n```"
+        )
     return "(no output)"
 
 
@@ -268,23 +402,34 @@ def profileText(profile: dict[str, Any], top: int = 10) -> str:
     parts = []
     for role, data in profile.items():
         if not isinstance(data, dict) or "skipped" in data:
-            parts.append(f"{role}: {data.get('skipped') if isinstance(data, dict) else data}")
+            parts.append(
+                f"{role}: {data.get('skipped') if isinstance(data, dict) else data}"
+            )
             continue
-        rows = [[f"{share * 100:.1f}%", f"`{name}`"] for name, share in data["self"][:top]]
-        parts.append(f"**{role}** ({data['samples']} samples), own time:\n\n"
-                     + table(["share", "function"], rows))
-        rows = [[f"{share * 100:.1f}%", f"`{name}`"]
-                for name, share in data["inclusive"][:top]]
-        parts.append(f"**{role}**, including callees:\n\n"
-                     + table(["share", "function"], rows))
+        rows = [
+            [f"{share * 100:.1f}%", f"`{name}`"] for name, share in data["self"][:top]
+        ]
+        parts.append(
+            f"**{role}** ({data['samples']} samples), own time:\n\n"
+            + table(["share", "function"], rows)
+        )
+        rows = [
+            [f"{share * 100:.1f}%", f"`{name}`"]
+            for name, share in data["inclusive"][:top]
+        ]
+        parts.append(
+            f"**{role}**, including callees:\n\n" + table(["share", "function"], rows)
+        )
     return "\n\n".join(parts)
 
 
 def machineText(machine: dict[str, Any]) -> str:
-    return (f"{machine.get('nproc')} cores ({machine.get('cpu')}), "
-            f"{machine.get('memory_mb')} MB RAM, Python {machine.get('python')}, "
-            f"Twisted {machine.get('twisted')}, nginx {machine.get('nginx')}, "
-            f"{machine.get('platform')}")
+    return (
+        f"{machine.get('nproc')} cores ({machine.get('cpu')}), "
+        f"{machine.get('memory_mb')} MB RAM, Python {machine.get('python')}, "
+        f"Twisted {machine.get('twisted')}, nginx {machine.get('nginx')}, "
+        f"{machine.get('platform')}"
+    )
 
 
 def writeJson(path: Path, data: dict[str, Any]) -> None:
@@ -316,7 +461,7 @@ def replaceSection(text: str, name: str, body: str) -> str:
         return text.rstrip("\n") + "\n\n" + block + "\n"
     if i == -1 or j == -1 or j < i:
         raise ValueError(f"malformed markers for section {name!r}")
-    return text[:i] + block + text[j + len(end):]
+    return text[:i] + block + text[j + len(end) :]
 
 
 def updateDocs(path: Path, sections: Sequence[tuple[str, str]]) -> None:

@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
     site = Site(ReverseProxyResource("127.0.0.1", args.to_port, b""))
-    TCP4ServerEndpoint(reactor, args.port, backlog=4096,
-                       interface="127.0.0.1").listen(site)
+    TCP4ServerEndpoint(reactor, args.port, backlog=4096, interface="127.0.0.1").listen(
+        site
+    )
     sys.stdout.write(f"reverse proxy on {args.port} to {args.to_port}\n")
     reactor.run()
     return 0

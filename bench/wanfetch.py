@@ -1,5 +1,5 @@
 """
-Scenario 1: dynamic pages fetched across an emulated WAN (C{railgun.wan}).
+Scenario 1: dynamic pages fetched across an emulated WAN (C{bench.wan}).
 
 Four alternatives, measured in the same run against the same origin server:
 
@@ -49,7 +49,7 @@ from bench.harness import (
     waitForHttp,
 )
 from bench.origin import generatedSequences, loopbackPage
-from railgun.wan import WanProfile, WanRelayFactory
+from bench.wan import WanProfile, WanRelayFactory
 
 _log = Logger()
 
@@ -59,8 +59,12 @@ BURST = 16
 #: The order sequences are taken in (a full run takes every sequence of the
 #: corpus; this only fixes which come first, for runs asking for fewer).
 FULL_SEQUENCES = (
-    "hn-json", "cdr-home", "netcup-offers", "spiegeldaily-home",
-    "cafires-json", "fr-politik",
+    "hn-json",
+    "cdr-home",
+    "netcup-offers",
+    "spiegeldaily-home",
+    "cafires-json",
+    "fr-politik",
 )
 
 
@@ -178,8 +182,12 @@ async def fetchOne(
     except (ValueError, zlib.error) as e:
         return Fetch(seconds, len(body), False, f"{path}: cannot decode: {e}")
     if decoded != expected:
-        return Fetch(seconds, len(body), False,
-                     f"{path}: wrong body ({len(decoded)} bytes, expected {len(expected)})")
+        return Fetch(
+            seconds,
+            len(body),
+            False,
+            f"{path}: wrong body ({len(decoded)} bytes, expected {len(expected)})",
+        )
     return Fetch(seconds, len(body), True)
 
 
@@ -192,7 +200,9 @@ def _summary(values: SequenceType[float]) -> dict[str, Any]:
     }
 
 
-def loadSequences(corpus: Any, quick: bool, params: WanParams) -> tuple[list[Sequence], str]:
+def loadSequences(
+    corpus: Any, quick: bool, params: WanParams
+) -> tuple[list[Sequence], str]:
     """
     @return: the sequences to fetch and where they come from.
     @raise CorpusMissing: when the corpus is missing in a full run.
@@ -227,8 +237,9 @@ async def runWan(reactor: Any, quick: bool, corpus: Any) -> dict[str, Any]:
     pools: list[HTTPConnectionPool] = []
     relays: list[Any] = []
     try:
-        return await _runWan(reactor, procs, params, sequences, source, quick, pools,
-                             relays)
+        return await _runWan(
+            reactor, procs, params, sequences, source, quick, pools, relays
+        )
     finally:
         for pool in pools:
             await pool.closeCachedConnections()
@@ -239,15 +250,28 @@ async def runWan(reactor: Any, quick: bool, corpus: Any) -> dict[str, Any]:
 
 
 async def _runWan(
-    reactor: Any, procs: Processes, params: WanParams, sequences: list[Sequence],
-    source: str, quick: bool, pools: list[HTTPConnectionPool], relays: list[Any],
+    reactor: Any,
+    procs: Processes,
+    params: WanParams,
+    sequences: list[Sequence],
+    source: str,
+    quick: bool,
+    pools: list[HTTPConnectionPool],
+    relays: list[Any],
 ) -> dict[str, Any]:
     deployment = RailgunDeployment.create(procs.workdir)
-    profile = WanProfile(rtt=params.rtt, rateBps=params.rateBps,
-                         sharedBottleneck=params.sharedBottleneck)
+    profile = WanProfile(
+        rtt=params.rtt, rateBps=params.rateBps, sharedBottleneck=params.sharedBottleneck
+    )
     http, https = freePort(), freePort()
-    originArgs = ["--http", str(http), "--https", str(https), "--certs",
-                  str(deployment.certs)]
+    originArgs = [
+        "--http",
+        str(http),
+        "--https",
+        str(https),
+        "--certs",
+        str(deployment.certs),
+    ]
     if source == "generated":
         originArgs.append("--generated")
     else:
@@ -258,8 +282,9 @@ async def _runWan(
 
     async def relayTo(port: int) -> tuple[WanRelayFactory, int]:
         factory = WanRelayFactory(reactor, "127.0.0.1", port, profile)
-        listening = await TCP4ServerEndpoint(
-            reactor, 0, interface="127.0.0.1").listen(factory)
+        listening = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            factory
+        )
         relays.append((factory, listening))
         return factory, listening.getHost().port
 
@@ -270,22 +295,31 @@ async def _runWan(
         pool = HTTPConnectionPool(reactor, persistent=name == "direct-keepalive")
         pool.maxPersistentPerHost = BURST
         pools.append(pool)
-        agent = Agent(reactor, contextFactory=_TrustCA(ca), pool=pool, connectTimeout=30)
-        alternatives.append(Alternative(name, agent, f"https://127.0.0.1:{relayPort}",
-                                        relay, pool))
+        agent = Agent(
+            reactor, contextFactory=_TrustCA(ca), pool=pool, connectTimeout=30
+        )
+        alternatives.append(
+            Alternative(name, agent, f"https://127.0.0.1:{relayPort}", relay, pool)
+        )
     for name, delta in (("railgun", True), ("railgun-nodelta", False)):
         linkPort, edgePort = freePort(), freePort()
-        procs.start(f"{name}-origin-role", originRoleArgv(
-            deployment, linkPort, f"http://127.0.0.1:{http}", delta=delta))
+        procs.start(
+            f"{name}-origin-role",
+            originRoleArgv(
+                deployment, linkPort, f"http://127.0.0.1:{http}", delta=delta
+            ),
+        )
         relay, relayPort = await relayTo(linkPort)
-        edge = procs.start(f"{name}-edge", edgeArgv(
-            deployment, edgePort, relayPort, delta=delta))
+        edge = procs.start(
+            f"{name}-edge", edgeArgv(deployment, edgePort, relayPort, delta=delta)
+        )
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = BURST
         pools.append(pool)
         agent = Agent(reactor, pool=pool, connectTimeout=30)
-        alternatives.append(Alternative(name, agent, f"http://127.0.0.1:{edgePort}",
-                                        relay, pool))
+        alternatives.append(
+            Alternative(name, agent, f"http://127.0.0.1:{edgePort}", relay, pool)
+        )
         await waitForHttp(reactor, edge, edgePort, "/page", timeout=30)
     procs.checkAlive()
 
@@ -310,8 +344,12 @@ async def _runWan(
             delay = due - time.perf_counter()
             if delay > 0:
                 await sleep(reactor, delay)
-            fetch = await fetchOne(reactor, alt, f"/seq/{alt.name}/{seq.name}",
-                                   seq.versions[v % len(seq.versions)])
+            fetch = await fetchOne(
+                reactor,
+                alt,
+                f"/seq/{alt.name}/{seq.name}",
+                seq.versions[v % len(seq.versions)],
+            )
             fetch.sequence = seq.name
             alt.sequential.append(fetch)
             if fetch.error:
@@ -319,10 +357,14 @@ async def _runWan(
         alt.seqWanBytes = alt.relay.counters.total - before
 
     began = time.perf_counter()
-    await gatherResults([
-        Deferred.fromCoroutine(sequential(alt, i * params.interval / len(alternatives)))
-        for i, alt in enumerate(alternatives)
-    ])
+    await gatherResults(
+        [
+            Deferred.fromCoroutine(
+                sequential(alt, i * params.interval / len(alternatives))
+            )
+            for i, alt in enumerate(alternatives)
+        ]
+    )
     sequentialSeconds = time.perf_counter() - began
 
     # Bursts: one alternative at a time, round-robin, so bursts never compete.
@@ -332,12 +374,19 @@ async def _runWan(
     for b in range(params.bursts):
         for alt in alternatives:
             start = time.perf_counter()
-            fetches = await gatherResults([
-                Deferred.fromCoroutine(fetchOne(
-                    reactor, alt, f"/seq/{alt.name}-burst{i}/{seq.name}",
-                    seq.versions[b % len(seq.versions)]))
-                for i, seq in burstPaths
-            ])
+            fetches = await gatherResults(
+                [
+                    Deferred.fromCoroutine(
+                        fetchOne(
+                            reactor,
+                            alt,
+                            f"/seq/{alt.name}-burst{i}/{seq.name}",
+                            seq.versions[b % len(seq.versions)],
+                        )
+                    )
+                    for i, seq in burstPaths
+                ]
+            )
             alt.bursts.append(time.perf_counter() - start)
             alt.burstFetches.extend(fetches)
             alt.errors.extend(f.error for f in fetches if f.error)
@@ -349,68 +398,94 @@ async def _runWan(
 
 
 def _results(
-    params: WanParams, alternatives: list[Alternative], sequences: list[Sequence],
-    source: str, sequentialSeconds: float,
+    params: WanParams,
+    alternatives: list[Alternative],
+    sequences: list[Sequence],
+    source: str,
+    sequentialSeconds: float,
 ) -> dict[str, Any]:
     rows = []
     for alt in alternatives:
         seqOk = [f.seconds for f in alt.sequential if f.ok]
-        rows.append({
-            "name": alt.name,
-            "sequential": _summary(seqOk) | {
-                "fetches": len(alt.sequential),
-                "errors": sum(not f.ok for f in alt.sequential),
-                "wan_bytes": alt.seqWanBytes,
-                "wan_bytes_per_fetch": alt.seqWanBytes / max(1, len(alt.sequential)),
-                "client_body_bytes": sum(f.wireBytes for f in alt.sequential),
-            },
-            "burst": _summary(alt.bursts) | {
-                "bursts": len(alt.bursts),
-                "fetch_median_s": percentile([f.seconds for f in alt.burstFetches
-                                              if f.ok], 50),
-                "errors": sum(not f.ok for f in alt.burstFetches),
-                "wan_bytes": alt.burstWanBytes,
-                "wan_bytes_per_fetch": alt.burstWanBytes
-                / max(1, len(alt.burstFetches)),
-            },
-            "error_samples": alt.errors[:5],
-        })
+        rows.append(
+            {
+                "name": alt.name,
+                "sequential": _summary(seqOk)
+                | {
+                    "fetches": len(alt.sequential),
+                    "errors": sum(not f.ok for f in alt.sequential),
+                    "wan_bytes": alt.seqWanBytes,
+                    "wan_bytes_per_fetch": alt.seqWanBytes
+                    / max(1, len(alt.sequential)),
+                    "client_body_bytes": sum(f.wireBytes for f in alt.sequential),
+                },
+                "burst": _summary(alt.bursts)
+                | {
+                    "bursts": len(alt.bursts),
+                    "fetch_median_s": percentile(
+                        [f.seconds for f in alt.burstFetches if f.ok], 50
+                    ),
+                    "errors": sum(not f.ok for f in alt.burstFetches),
+                    "wan_bytes": alt.burstWanBytes,
+                    "wan_bytes_per_fetch": alt.burstWanBytes
+                    / max(1, len(alt.burstFetches)),
+                },
+                "error_samples": alt.errors[:5],
+            }
+        )
     byName = {r["name"]: r for r in rows}
     perSequence = []
     for seq in sequences:
         medians = {
-            alt.name: percentile([f.seconds for f in alt.sequential
-                                  if f.ok and f.sequence == seq.name], 50)
+            alt.name: percentile(
+                [f.seconds for f in alt.sequential if f.ok and f.sequence == seq.name],
+                50,
+            )
             for alt in alternatives
         }
-        perSequence.append({
-            "sequence": seq.name,
-            "identity_bytes": len(seq.versions[0]),
-            "gzip_bytes": len(zlib.compress(seq.versions[0], 6)),
-            "median_s": medians,
-        })
+        perSequence.append(
+            {
+                "sequence": seq.name,
+                "identity_bytes": len(seq.versions[0]),
+                "gzip_bytes": len(zlib.compress(seq.versions[0], 6)),
+                "median_s": medians,
+            }
+        )
 
     def ratio(a: str, b: str, part: str) -> float | None:
         x, y = byName[a][part]["median_s"], byName[b][part]["median_s"]
         return x / y if x is not None and y else None
 
     targets = [
-        target("WAN sequential: railgun median / direct-new median",
-                ratio("railgun", "direct-new", "sequential"), 1 / 3),
-        target("WAN sequential: railgun median / direct-keepalive median",
-                ratio("railgun", "direct-keepalive", "sequential"), 0.6),
-        target("WAN 16-way bursts: railgun burst median / direct-keepalive",
-                ratio("railgun", "direct-keepalive", "burst"), 0.5),
+        target(
+            "WAN sequential: railgun median / direct-new median",
+            ratio("railgun", "direct-new", "sequential"),
+            1 / 3,
+        ),
+        target(
+            "WAN sequential: railgun median / direct-keepalive median",
+            ratio("railgun", "direct-keepalive", "sequential"),
+            0.6,
+        ),
+        target(
+            "WAN 16-way bursts: railgun burst median / direct-keepalive",
+            ratio("railgun", "direct-keepalive", "burst"),
+            0.5,
+        ),
     ]
     info = {
-        "railgun-nodelta / direct-new (sequential)":
-            ratio("railgun-nodelta", "direct-new", "sequential"),
-        "railgun-nodelta / direct-keepalive (sequential)":
-            ratio("railgun-nodelta", "direct-keepalive", "sequential"),
-        "railgun-nodelta / direct-keepalive (bursts)":
-            ratio("railgun-nodelta", "direct-keepalive", "burst"),
-        "railgun / railgun-nodelta (sequential)":
-            ratio("railgun", "railgun-nodelta", "sequential"),
+        "railgun-nodelta / direct-new (sequential)": ratio(
+            "railgun-nodelta", "direct-new", "sequential"
+        ),
+        "railgun-nodelta / direct-keepalive (sequential)": ratio(
+            "railgun-nodelta", "direct-keepalive", "sequential"
+        ),
+        "railgun-nodelta / direct-keepalive (bursts)": ratio(
+            "railgun-nodelta", "direct-keepalive", "burst"
+        ),
+        "railgun / railgun-nodelta (sequential)": ratio(
+            "railgun", "railgun-nodelta", "sequential"
+        ),
     }
     errors = sum(r["sequential"]["errors"] + r["burst"]["errors"] for r in rows)
     return {
@@ -418,16 +493,22 @@ def _results(
         "skipped": None,
         "errors": errors,
         "params": {
-            "rtt_s": params.rtt, "rate_bps": params.rateBps,
+            "rtt_s": params.rtt,
+            "rate_bps": params.rateBps,
             "shared_bottleneck": params.sharedBottleneck,
-            "interval_s": params.interval, "burst": BURST, "bursts": params.bursts,
+            "interval_s": params.interval,
+            "burst": BURST,
+            "bursts": params.bursts,
             "fetches_per_alternative": len(sequences) * params.versions,
             "sequences": [s.name for s in sequences],
             "versions_per_sequence": params.versions,
             "source": source,
             "identity_bytes_per_sequence_pass": sum(
-                len(s.versions[v % len(s.versions)]) for s in sequences
-                for v in range(params.versions)) // params.versions,
+                len(s.versions[v % len(s.versions)])
+                for s in sequences
+                for v in range(params.versions)
+            )
+            // params.versions,
             "sequential_wall_s": sequentialSeconds,
         },
         "alternatives": rows,
@@ -435,7 +516,6 @@ def _results(
         "ratios": info,
         "targets": targets,
     }
-
 
 
 async def fetchBody(

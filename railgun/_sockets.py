@@ -149,9 +149,18 @@ _EAGER = {tcp.Server: _EagerServer, tcp.Client: _EagerClient}
 # What _EagerWrites reads of a transport; all but the last are set by
 # Twisted's FileDescriptor and TCP Connection.
 _EAGER_NEEDS = (
-    "TLS", "connected", "disconnecting", "_writeDisconnecting", "_writeDisconnected",
-    "_tempDataLen", "offset", "dataBuffer", "producer", "streamingProducer",
-    "SEND_LIMIT", "writeSomeData",
+    "TLS",
+    "connected",
+    "disconnecting",
+    "_writeDisconnecting",
+    "_writeDisconnected",
+    "_tempDataLen",
+    "offset",
+    "dataBuffer",
+    "producer",
+    "streamingProducer",
+    "SEND_LIMIT",
+    "writeSomeData",
 )
 
 

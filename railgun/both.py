@@ -74,7 +74,9 @@ class BothService(MultiService):
             log.info("sample origin serving on 127.0.0.1:{port}", port=port)
         linkListen = built.origin.get("linkListen", "tcp:0:interface=127.0.0.1")
         self.origin = OriginService(
-            built.originConfig(entries, token=token, certsDir=None, linkListen=linkListen),
+            built.originConfig(
+                entries, token=token, certsDir=None, linkListen=linkListen
+            ),
             self._reactor,
             credentials=credentialsFromDeployment(deployment, "origin"),
         )
@@ -93,7 +95,11 @@ class BothService(MultiService):
         )
         self.edge.setServiceParent(self)
         httpPort = await self.edge.whenListening()
-        log.info("railgun (both roles) ready: try curl http://{h}:{p}/", h=httpPort.getHost().host, p=httpPort.getHost().port)
+        log.info(
+            "railgun (both roles) ready: try curl http://{h}:{p}/",
+            h=httpPort.getHost().host,
+            p=httpPort.getHost().port,
+        )
 
     def whenStarted(self) -> Deferred[Any]:
         """

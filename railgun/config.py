@@ -65,13 +65,21 @@ LINK_SETTING_RANGES: dict[str, tuple[int, int]] = {
 
 def _linkSetting(instance: object, attribute: Any, value: int) -> None:
     low, high = LINK_SETTING_RANGES[attribute.name]
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"{attribute.name} must be a whole number from {low} to {high}, not {value!r}")
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not low <= value <= high
+    ):
+        raise ConfigError(
+            f"{attribute.name} must be a whole number from {low} to {high}, not {value!r}"
+        )
 
 
 def _zstdLevel(instance: object, attribute: Any, value: int) -> None:
     if not 1 <= value <= 22:
-        raise ConfigError(f"{attribute.name} must be a zstd level from 1 to 22, not {value!r}")
+        raise ConfigError(
+            f"{attribute.name} must be a zstd level from 1 to 22, not {value!r}"
+        )
 
 
 @frozen

@@ -64,7 +64,7 @@ def renderPage(epoch: int) -> bytes:
         for i in items(epoch)
     )
     return (
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Railgun sample"
+        '<!doctype html>\n<html><head><meta charset="utf-8"><title>Railgun sample'
         f"</title></head>\n<body><header>Edition {epoch}</header>\n<main>\n{rows}\n"
         "</main>\n<footer>Served by Railgun's built-in sample origin.</footer>\n"
         "</body></html>\n"
@@ -83,7 +83,6 @@ class _SampleResource(Resource):
 
 
 class _Page(_SampleResource):
-
     def __init__(self, clock: IReactorTime, period: float, kind: str) -> None:
         super().__init__()
         self._clock = clock

@@ -121,39 +121,131 @@ class Options(usage.Options):
     optParameters = [
         ["role", None, None, "edge, origin or both (both roles in one process)"],
         ["config", "c", None, "a TOML configuration file; flags override it"],
-        ["certs", None, None, "directory made by `railgun certs` (ca.pem, origin.pem, edge.pem)"],
-        ["token", None, None, "the shared link token (prefer --token-file or RAILGUN_TOKEN; not with --token-file)"],
-        ["token-file", None, None, "a file holding the shared link token (not with --token)"],
-        ["link-listen", None, None, "origin: endpoint for links [default: tcp:2408:interface=127.0.0.1]"],
-        ["http-listen", None, None, "edge: endpoint for HTTP clients [default: tcp:8080:interface=127.0.0.1]"],
-        ["links-per-origin", None, None, "edge: links kept to each origin role [default: 2]"],
-        ["tls-name", None, None, "edge: name expected in the origin role's certificate [default: the link's host]"],
-        ["max-header-bytes", None, None, "edge: request line + headers limit, else 431 [default: 16k]"],
-        ["max-body-bytes", None, None, "edge: request body limit, else 413 [default: 2g]"],
-        ["connect-timeout", None, None, "seconds to connect to an origin server or origin role [default: 5]"],
-        ["response-timeout", None, None, "origin: seconds for the origin server's response head, and the longest "
-         "silence inside its body [default: 30]; edge: seconds for the response head to come back over the "
-         "link [default: 60]"],
-        ["ping-interval", None, None, "seconds between link PINGs, 0 = off [default: 10]"],
-        ["ping-timeout", None, None, "seconds without PONG before a link is dead [default: 30]"],
-        ["max-streams", None, None, "streams a peer may open on one link [default: 1000]"],
+        [
+            "certs",
+            None,
+            None,
+            "directory made by `railgun certs` (ca.pem, origin.pem, edge.pem)",
+        ],
+        [
+            "token",
+            None,
+            None,
+            "the shared link token (prefer --token-file or RAILGUN_TOKEN; not with --token-file)",
+        ],
+        [
+            "token-file",
+            None,
+            None,
+            "a file holding the shared link token (not with --token)",
+        ],
+        [
+            "link-listen",
+            None,
+            None,
+            "origin: endpoint for links [default: tcp:2408:interface=127.0.0.1]",
+        ],
+        [
+            "http-listen",
+            None,
+            None,
+            "edge: endpoint for HTTP clients [default: tcp:8080:interface=127.0.0.1]",
+        ],
+        [
+            "links-per-origin",
+            None,
+            None,
+            "edge: links kept to each origin role [default: 2]",
+        ],
+        [
+            "tls-name",
+            None,
+            None,
+            "edge: name expected in the origin role's certificate [default: the link's host]",
+        ],
+        [
+            "max-header-bytes",
+            None,
+            None,
+            "edge: request line + headers limit, else 431 [default: 16k]",
+        ],
+        [
+            "max-body-bytes",
+            None,
+            None,
+            "edge: request body limit, else 413 [default: 2g]",
+        ],
+        [
+            "connect-timeout",
+            None,
+            None,
+            "seconds to connect to an origin server or origin role [default: 5]",
+        ],
+        [
+            "response-timeout",
+            None,
+            None,
+            "origin: seconds for the origin server's response head, and the longest "
+            "silence inside its body [default: 30]; edge: seconds for the response head to come back over the "
+            "link [default: 60]",
+        ],
+        [
+            "ping-interval",
+            None,
+            None,
+            "seconds between link PINGs, 0 = off [default: 10]",
+        ],
+        [
+            "ping-timeout",
+            None,
+            None,
+            "seconds without PONG before a link is dead [default: 30]",
+        ],
+        [
+            "max-streams",
+            None,
+            None,
+            "streams a peer may open on one link [default: 1000]",
+        ],
         ["delta-max-size", None, None, "largest body kept for deltas [default: 1m]"],
         ["delta-level", None, None, "origin: zstd level of deltas, 1-22 [default: 9]"],
-        ["delta-large-level", None, None, "origin: zstd level of deltas of pages over 256 KiB [default: the delta level]"],
-        ["store-size", None, None, "bytes of versions kept in memory (edge: the latest version per URL; "
-         "origin: versions by digest, unless --memcached) [default: 256m]"],
-        ["sample-period", None, None, "both: seconds between editions of the sample origin [default: 5]"],
+        [
+            "delta-large-level",
+            None,
+            None,
+            "origin: zstd level of deltas of pages over 256 KiB [default: the delta level]",
+        ],
+        [
+            "store-size",
+            None,
+            None,
+            "bytes of versions kept in memory (edge: the latest version per URL; "
+            "origin: versions by digest, unless --memcached) [default: 256m]",
+        ],
+        [
+            "sample-period",
+            None,
+            None,
+            "both: seconds between editions of the sample origin [default: 5]",
+        ],
     ]
     optFlags = [
         ["no-delta", None, "send bodies in full (no delta compression)"],
-        ["insecure-origin-tls", None, "origin: do not verify HTTPS origin servers' certificates"],
+        [
+            "insecure-origin-tls",
+            None,
+            "origin: do not verify HTTPS origin servers' certificates",
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         # --help prints the opt_* methods' docstrings: one line each, not
         # their indentation.
-        self.docs = {name: " ".join(doc.split()) if doc else doc for name, doc in self.docs.items()}
+        self.docs = {
+            name: " ".join(doc.split()) if doc else doc
+            for name, doc in self.docs.items()
+        }
         self["map"] = []
         self["link"] = []
         self["fallback"] = []
@@ -232,10 +324,14 @@ def _merge(options: Options) -> dict[str, Any]:
                     f"--{flag} must be {_PARSED[parse]}, not {options[flag]!r}"
                 ) from e
             for otherSection, otherKey in _ALSO_REPLACES.get(flag, []):
-                fromFile = settings if otherSection is None else settings.get(otherSection)
+                fromFile = (
+                    settings if otherSection is None else settings.get(otherSection)
+                )
                 if isinstance(fromFile, dict):
                     fromFile.pop(otherKey, None)
-            (settings if section is None else settings.setdefault(section, {}))[key] = value
+            (settings if section is None else settings.setdefault(section, {}))[key] = (
+                value
+            )
     for flag, section, key in [
         ("map", "origin", "map"),
         ("link", "edge", "links"),
@@ -284,14 +380,18 @@ def _token(settings: dict[str, Any]) -> bytes:
     if token is None:
         token = os.environ.get("RAILGUN_TOKEN")
     if not token:
-        raise ConfigError("a link token is required: --token, --token-file, token = ... or RAILGUN_TOKEN")
+        raise ConfigError(
+            "a link token is required: --token, --token-file, token = ... or RAILGUN_TOKEN"
+        )
     encoded = token.encode("utf-8")
     if len(encoded) > 1024:
         raise ConfigError("the link token is longer than 1024 bytes")
     return encoded
 
 
-def _pick(section: dict[str, Any], keys: dict[str, str], allowed: set[str], where: str) -> dict[str, Any]:
+def _pick(
+    section: dict[str, Any], keys: dict[str, str], allowed: set[str], where: str
+) -> dict[str, Any]:
     unknown = set(section) - allowed
     if unknown:
         raise ConfigError(f"unknown key(s) in [{where}]: {', '.join(sorted(unknown))}")
@@ -310,8 +410,18 @@ _LINK_KEYS = {
     "max_frame_size": "maxFrameSize",
     "max_buffered_bytes": "maxBufferedBytes",
 }
-_DELTA_KEYS = {"enabled": "enabled", "max_size": "maxSize", "level": "level", "large_level": "largeLevel"}
-_STORE_KEYS = {"memory_bytes": "memoryBytes", "memcached": "memcached", "ttl": "ttl", "timeout": "timeout"}
+_DELTA_KEYS = {
+    "enabled": "enabled",
+    "max_size": "maxSize",
+    "level": "level",
+    "large_level": "largeLevel",
+}
+_STORE_KEYS = {
+    "memory_bytes": "memoryBytes",
+    "memcached": "memcached",
+    "ttl": "ttl",
+    "timeout": "timeout",
+}
 _ORIGIN_KEYS = {
     "link_listen": "linkListen",
     "max_connections_per_origin": "maxConnectionsPerOrigin",
@@ -328,9 +438,23 @@ _EDGE_KEYS = {
     "connect_timeout": "connectTimeout",
     "response_timeout": "responseTimeout",
 }
-_TABLES = {"origin": _ORIGIN_KEYS, "edge": _EDGE_KEYS, "link": _LINK_KEYS, "delta": _DELTA_KEYS,
-           "store": _STORE_KEYS, "both": {"sample_period": "samplePeriod"}}
-_TOP = {"role", "token", "token_file", "certs", "connect_timeout", "response_timeout", *_TABLES}
+_TABLES = {
+    "origin": _ORIGIN_KEYS,
+    "edge": _EDGE_KEYS,
+    "link": _LINK_KEYS,
+    "delta": _DELTA_KEYS,
+    "store": _STORE_KEYS,
+    "both": {"sample_period": "samplePeriod"},
+}
+_TOP = {
+    "role",
+    "token",
+    "token_file",
+    "certs",
+    "connect_timeout",
+    "response_timeout",
+    *_TABLES,
+}
 
 # The type of each key's value: (section or None for top level, key) -> kind.
 # The host maps (origin.map, edge.links, edge.fallback) are checked by
@@ -380,7 +504,7 @@ _KIND_WANTED = {
     "number": "a number",
     "integer": "a whole number",
     "size": "a whole number of bytes (sizes in the file are plain integers, "
-            "like 1048576: the k, m and g suffixes are for flags only)",
+    "like 1048576: the k, m and g suffixes are for flags only)",
     "boolean": "true or false",
     "servers": 'a list of "HOST:PORT" or "unix:/path" strings',
 }
@@ -415,7 +539,9 @@ _FIELD_LABELS: dict[str, str] = {
     for key, attr in keys.items()
 }
 for _key in ("connect_timeout", "response_timeout"):
-    _FIELD_LABELS[_EDGE_KEYS[_key]] = f"{_label(None, _key)} (or origin.{_key}, edge.{_key})"
+    _FIELD_LABELS[_EDGE_KEYS[_key]] = (
+        f"{_label(None, _key)} (or origin.{_key}, edge.{_key})"
+    )
 
 
 def _translate(message: str) -> str:
@@ -487,7 +613,9 @@ def _checkTypes(settings: dict[str, Any]) -> None:
     """
     for name in _TABLES:
         if not isinstance(settings.get(name, {}), dict):
-            raise ConfigError(f"{name} must be a table ([{name}]), not {settings[name]!r}")
+            raise ConfigError(
+                f"{name} must be a table ([{name}]), not {settings[name]!r}"
+            )
     for (section, key), kind in _KINDS.items():
         table = settings if section is None else settings.get(section, {})
         if key not in table:
@@ -514,11 +642,15 @@ def _checkTypes(settings: dict[str, Any]) -> None:
 
 
 def _linkTuning(settings: dict[str, Any]) -> LinkTuning:
-    return LinkTuning(**_pick(settings.get("link", {}), _LINK_KEYS, set(_LINK_KEYS), "link"))
+    return LinkTuning(
+        **_pick(settings.get("link", {}), _LINK_KEYS, set(_LINK_KEYS), "link")
+    )
 
 
 def _delta(settings: dict[str, Any]) -> DeltaConfig:
-    return DeltaConfig(**_pick(settings.get("delta", {}), _DELTA_KEYS, set(_DELTA_KEYS), "delta"))
+    return DeltaConfig(
+        **_pick(settings.get("delta", {}), _DELTA_KEYS, set(_DELTA_KEYS), "delta")
+    )
 
 
 def _store(settings: dict[str, Any]) -> StoreConfig:
@@ -550,14 +682,18 @@ class RoleSettings:
     linkEntries: list[str]
     samplePeriod: float = 5.0
 
-    def originConfig(self, entries: list[str] | None = None, **overrides: Any) -> OriginConfig:
+    def originConfig(
+        self, entries: list[str] | None = None, **overrides: Any
+    ) -> OriginConfig:
         """
         @param entries: the origin map (default: the configured one).
         """
         values = {**self.common, **self.origin, **overrides}
         return OriginConfig(origins=parseOriginMap(entries or self.originMap), **values)
 
-    def edgeConfig(self, entries: list[str] | None = None, **overrides: Any) -> EdgeConfig:
+    def edgeConfig(
+        self, entries: list[str] | None = None, **overrides: Any
+    ) -> EdgeConfig:
         """
         @param entries: the link map (default: the configured one).
         """
@@ -600,7 +736,10 @@ def buildConfigs(role: str, settings: dict[str, Any]) -> RoleSettings:
                 f"store.ttl must be at most {MEMCACHED_MAX_TTL} seconds (30 days) with memcached, "
                 f"not {store['ttl']!r}"
             )
-    hasToken = any(settings.get(k) for k in ("token", "token_file")) or "RAILGUN_TOKEN" in os.environ
+    hasToken = (
+        any(settings.get(k) for k in ("token", "token_file"))
+        or "RAILGUN_TOKEN" in os.environ
+    )
     common: dict[str, Any] = dict(
         # --role both makes a random token when none is given.
         token=_token(settings) if role != "both" or hasToken else b"",
@@ -620,13 +759,28 @@ def buildConfigs(role: str, settings: dict[str, Any]) -> RoleSettings:
     if role == "edge" and not linkEntries:
         raise ConfigError("the edge role needs at least one --link HOST=ADDRESS[:PORT]")
     if role != "both" and common["certsDir"] is None:
-        raise ConfigError(f"the {role} role needs --certs DIR (make one with `railgun certs DIR`)")
-    both = _pick(settings.get("both", {}), {"sample_period": "samplePeriod"}, {"sample_period"}, "both")
+        raise ConfigError(
+            f"the {role} role needs --certs DIR (make one with `railgun certs DIR`)"
+        )
+    both = _pick(
+        settings.get("both", {}),
+        {"sample_period": "samplePeriod"},
+        {"sample_period"},
+        "both",
+    )
     samplePeriod = float(both.get("samplePeriod", 5.0))
     if samplePeriod <= 0:
-        raise ConfigError(f"{_label('both', 'sample_period')} must be > 0, not {samplePeriod!r}")
+        raise ConfigError(
+            f"{_label('both', 'sample_period')} must be > 0, not {samplePeriod!r}"
+        )
     built = RoleSettings(
-        role, common, origin, originMap, edge, linkEntries, samplePeriod=samplePeriod,
+        role,
+        common,
+        origin,
+        originMap,
+        edge,
+        linkEntries,
+        samplePeriod=samplePeriod,
     )
     # Build now what can be built, so that bad values are usage errors.
     if role == "origin":
@@ -674,7 +828,10 @@ class TwistdService(MultiService):
     """
 
     def __init__(
-        self, role: str, roleService: IService, reactor: Any,
+        self,
+        role: str,
+        roleService: IService,
+        reactor: Any,
         exit: Callable[[int], None] = exitStatusAtExit,
     ) -> None:
         super().__init__()
@@ -687,7 +844,9 @@ class TwistdService(MultiService):
     def startService(self) -> None:
         super().startService()
         service: Any = self.roleService
-        started = service.whenStarted() if self.role == "both" else service.whenListening()
+        started = (
+            service.whenStarted() if self.role == "both" else service.whenListening()
+        )
         started.addErrback(self._cannotStart)
 
     def _cannotStart(self, failure: Failure) -> None:
@@ -696,7 +855,8 @@ class TwistdService(MultiService):
             cause += "."
         log.critical(
             "railgun --role {role} cannot start: {cause} Stopping (exit status 1).",
-            role=self.role, cause=cause,
+            role=self.role,
+            cause=cause,
         )
         self._exit(1)
         self._reactor.callWhenRunning(self._reactor.stop)
@@ -714,11 +874,15 @@ def makeService(options: Options) -> IService:
     if options.role == "origin":
         from railgun.origin.service import OriginService
 
-        service = OriginService(built.originConfig(), reactor, credentials=options.credentials)
+        service = OriginService(
+            built.originConfig(), reactor, credentials=options.credentials
+        )
     elif options.role == "edge":
         from railgun.edge.service import EdgeService
 
-        service = EdgeService(built.edgeConfig(), reactor, credentials=options.credentials)
+        service = EdgeService(
+            built.edgeConfig(), reactor, credentials=options.credentials
+        )
     else:
         from railgun.both import BothService
 

@@ -616,7 +616,9 @@ class LinkTLSFactory(TLSMemoryBIOFactory):
     it to the origin role's link listener.
     """
 
-    protocol = LinkTLSProtocol if batchedTLSAvailable() else TLSMemoryBIOFactory.protocol
+    protocol = (
+        LinkTLSProtocol if batchedTLSAvailable() else TLSMemoryBIOFactory.protocol
+    )
 
     def buildProtocol(self, addr: Any) -> Any:
         # Twisted's WrappingFactory wraps whatever its factory returns,

@@ -107,7 +107,9 @@ def decodeVersion(
     """
     if mode == SAME:
         if base is None or base[0] != digest:
-            raise VersionMismatch("origin role answered 'same' for a base the edge does not hold")
+            raise VersionMismatch(
+                "origin role answered 'same' for a base the edge does not hold"
+            )
         return base[1]
     if mode == DELTA:
         if base is None or not IDeltaCodec.providedBy(codec):

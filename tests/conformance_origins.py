@@ -71,7 +71,9 @@ def htmlPage(edition: int) -> bytes:
         for i in range(600)
     ]
     rows[edition % 600] = f"<p>edition {edition} changed this row</p>"
-    head = f"<!DOCTYPE html>\n<html><head><title>Edition {edition}</title></head><body>\n"
+    head = (
+        f"<!DOCTYPE html>\n<html><head><title>Edition {edition}</title></head><body>\n"
+    )
     return (head + "\n".join(rows) + "\n</body></html>\n").encode("utf-8")
 
 
@@ -87,7 +89,12 @@ def fillDocumentRoot(root: FilePath) -> dict[str, bytes]:
         "index.html": htmlPage(1),
         "page.html": htmlPage(1),
         "data.json": json.dumps(
-            {"items": [{"id": i, "name": f"item {i}", "tags": ["a", "b"]} for i in range(300)]},
+            {
+                "items": [
+                    {"id": i, "name": f"item {i}", "tags": ["a", "b"]}
+                    for i in range(300)
+                ]
+            },
             indent=1,
         ).encode("ascii"),
         "style.css": b"".join(
@@ -95,7 +102,8 @@ def fillDocumentRoot(root: FilePath) -> dict[str, bytes]:
             for i in range(400)
         ),
         "app.js": b"".join(
-            b"function f%d(x) { return x * %d + %d; }\n" % (i, i, i * 3) for i in range(400)
+            b"function f%d(x) { return x * %d + %d; }\n" % (i, i, i * 3)
+            for i in range(400)
         ),
         "plain.txt": b"a small text file\n",
         "empty.txt": b"",
@@ -366,7 +374,8 @@ class NginxOrigin(_ChildServer):
                 docroot=self.docroot.path,
                 port=port,
                 manyHeaders="\n".join(
-                    f"            add_header X-Header-{i:02d} value-{i}-{'v' * i};" for i in range(60)
+                    f"            add_header X-Header-{i:02d} value-{i}-{'v' * i};"
+                    for i in range(60)
                 )
                 + f"\n            add_header X-Long {'L' * 4000};",
             ).encode("utf-8")
@@ -376,9 +385,12 @@ class NginxOrigin(_ChildServer):
         conf = self.workdir.child("nginx.conf").path
         return [
             NGINX,
-            "-p", self.workdir.path,
-            "-c", conf,
-            "-e", self.workdir.child("error.log").path,
+            "-p",
+            self.workdir.path,
+            "-c",
+            conf,
+            "-e",
+            self.workdir.child("error.log").path,
         ]
 
 
@@ -392,8 +404,11 @@ class PythonHTTPServerOrigin(_ChildServer):
     def argv(self, port: int) -> list[str]:
         return [
             sys.executable,
-            "-m", "http.server",
-            "--bind", "127.0.0.1",
-            "--directory", self.docroot.path,
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            self.docroot.path,
             str(port),
         ]

@@ -50,7 +50,15 @@ class Echo(Resource):
         request.setHeader(b"x-body-sha256", hashlib.sha256(body).hexdigest().encode())
         request.setHeader(b"x-body-length", b"%d" % len(body))
         request.setHeader(b"x-host", request.getHeader(b"host") or b"")
-        for name in (b"x-forwarded-for", b"forwarded", b"via", b"connection", b"x-custom", b"railgun-base", b"te"):
+        for name in (
+            b"x-forwarded-for",
+            b"forwarded",
+            b"via",
+            b"connection",
+            b"x-custom",
+            b"railgun-base",
+            b"te",
+        ):
             value = request.getHeader(name)
             if value is not None:
                 request.setHeader(b"x-seen-" + name, value)
@@ -80,7 +88,9 @@ def changingPage(version: int) -> bytes:
     """
     A ~60 KB page where a few lines differ between versions.
     """
-    lines = [f"<p>paragraph {i}: {'lorem ipsum dolor sit amet ' * 3}</p>" for i in range(600)]
+    lines = [
+        f"<p>paragraph {i}: {'lorem ipsum dolor sit amet ' * 3}</p>" for i in range(600)
+    ]
     lines[version % 600] = f"<p>changed at version {version}</p>"
     lines.insert(0, f"<h1>Edition {version}</h1>")
     return "\n".join(lines).encode()
@@ -200,10 +210,18 @@ class StallingOrigin(Protocol):
     closes the connection after the part.
     """
 
-    def __init__(self, contentType: bytes, partial: bytes, length: int | None = None) -> None:
-        framing = b"connection: close" if length is None else b"content-length: %d" % length
+    def __init__(
+        self, contentType: bytes, partial: bytes, length: int | None = None
+    ) -> None:
+        framing = (
+            b"connection: close" if length is None else b"content-length: %d" % length
+        )
         self._head = (
-            b"HTTP/1.1 200 OK\r\ncontent-type: " + contentType + b"\r\n" + framing + b"\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\ncontent-type: "
+            + contentType
+            + b"\r\n"
+            + framing
+            + b"\r\n\r\n"
         )
         self._partial = partial
         self._closeAfter = length is not None
@@ -233,7 +251,9 @@ def originSite(bigSize: int = 1 << 20) -> tuple[Site, dict[str, Any]]:
     root.putChild(b"upload", Upload())
     root.putChild(b"hang", Hang())
     root.putChild(b"stall", StallMidBody())
-    root.putChild(b"static", Data(b"<p>the same page whatever the query</p>\n" * 50, "text/html"))
+    root.putChild(
+        b"static", Data(b"<p>the same page whatever the query</p>\n" * 50, "text/html")
+    )
     root.putChild(b"largetext", Data(LARGE_TEXT, "text/html"))
     site = Site(root)
     site.displayTracebacks = False
@@ -268,14 +288,18 @@ class Deployment:
         self.tlsDeployment = deployment
         if originURL is None:
             site, self.pages = originSite(bigSize)
-            port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+            port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+                site
+            )
             self.ports.append(port)
             originURL = f"http://127.0.0.1:{port.getHost().port}"
         self.originURL = originURL
         tuning = linkTuning or LinkTuning(pingInterval=0)
         self.origin = OriginService(
             OriginConfig(
-                origins=parseOriginMap([f"{HOST}={originURL}", f"*.wild.test={originURL}"]),
+                origins=parseOriginMap(
+                    [f"{HOST}={originURL}", f"*.wild.test={originURL}"]
+                ),
                 token=token,
                 linkListen="tcp:0:interface=127.0.0.1",
                 link=tuning,
@@ -292,7 +316,13 @@ class Deployment:
             edgeOptions["fallback"] = parseOriginMap([f"{HOST}={originURL}"])
         self.edge = EdgeService(
             EdgeConfig(
-                links=parseLinkMap([f"{HOST}=127.0.0.1:{linkPort}", f"*.wild.test=127.0.0.1:{linkPort}", f"unmapped.test=127.0.0.1:{linkPort}"]),
+                links=parseLinkMap(
+                    [
+                        f"{HOST}=127.0.0.1:{linkPort}",
+                        f"*.wild.test=127.0.0.1:{linkPort}",
+                        f"unmapped.test=127.0.0.1:{linkPort}",
+                    ]
+                ),
                 token=edgeToken if edgeToken is not None else token,
                 httpListen="tcp:0:interface=127.0.0.1",
                 tlsName="localhost",
@@ -300,7 +330,8 @@ class Deployment:
                 **edgeOptions,
             ),
             reactor,
-            credentials=edgeCredentials or credentialsFromDeployment(deployment, "edge"),
+            credentials=edgeCredentials
+            or credentialsFromDeployment(deployment, "edge"),
         )
         self.edge.startService()
         self.services.append(self.edge)
@@ -324,8 +355,12 @@ class Deployment:
 
     @inlineCallbacks
     def fetch(
-        self, path: str, method: bytes = b"GET", host: str = HOST,
-        headers: dict[bytes, list[bytes]] | None = None, body: Any = None,
+        self,
+        path: str,
+        method: bytes = b"GET",
+        host: str = HOST,
+        headers: dict[bytes, list[bytes]] | None = None,
+        body: Any = None,
     ) -> Any:
         """
         @return: (response, body bytes)
@@ -360,7 +395,9 @@ def rawRequest(port: int, data: bytes, timeout: float = 5.0) -> Any:
 
     from twisted.internet.protocol import Factory
 
-    proto = yield TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(Factory.forProtocol(Collect))
+    proto = yield TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(
+        Factory.forProtocol(Collect)
+    )
     timer = reactor.callLater(timeout, proto.transport.loseConnection)
     result = yield done
     if timer.active():

@@ -66,25 +66,32 @@ class ReportSectionTests(SynchronousTestCase):
         text = "# Benchmarks\n\n## Codec\n\nnumbers\n"
         out = replaceSection(text, "wan", "WAN table")
         self.assertTrue(out.startswith(text.rstrip("\n")))
-        self.assertIn("<!-- bench:wan:start -->\nWAN table\n<!-- bench:wan:end -->",
-                      out)
+        self.assertIn(
+            "<!-- bench:wan:start -->\nWAN table\n<!-- bench:wan:end -->", out
+        )
 
     def test_replacesOnlyBetweenMarkers(self) -> None:
         """
         With markers, only the text between them is replaced.
         """
-        text = ("intro\n<!-- bench:wan:start -->\nold\n<!-- bench:wan:end -->\n"
-                "codec section\n")
+        text = (
+            "intro\n<!-- bench:wan:start -->\nold\n<!-- bench:wan:end -->\n"
+            "codec section\n"
+        )
         out = replaceSection(text, "wan", "new")
-        self.assertEqual(out, "intro\n<!-- bench:wan:start -->\nnew\n"
-                              "<!-- bench:wan:end -->\ncodec section\n")
+        self.assertEqual(
+            out,
+            "intro\n<!-- bench:wan:start -->\nnew\n"
+            "<!-- bench:wan:end -->\ncodec section\n",
+        )
 
     def test_malformedMarkers(self) -> None:
         """
         A start marker without its end is refused, not guessed at.
         """
-        self.assertRaises(ValueError, replaceSection,
-                          "<!-- bench:wan:start -->\nx\n", "wan", "y")
+        self.assertRaises(
+            ValueError, replaceSection, "<!-- bench:wan:start -->\nx\n", "wan", "y"
+        )
 
     def test_updateDocsKeepsOtherEdits(self) -> None:
         """
@@ -167,9 +174,11 @@ class MeasurementTests(SynchronousTestCase):
         """
         Collapsed stacks give own and inclusive shares per function.
         """
-        text = ("main (a.py:1);f (a.py:5);g (b.py:7) 3\n"
-                "main (a.py:1);f (a.py:6) 1\n"
-                "garbage\n")
+        text = (
+            "main (a.py:1);f (a.py:5);g (b.py:7) 3\n"
+            "main (a.py:1);f (a.py:6) 1\n"
+            "garbage\n"
+        )
         s = summarizeCollapsed(text)
         self.assertEqual(s["samples"], 4)
         self.assertEqual(s["self"][0], ("g (b.py)", 0.75))
@@ -189,9 +198,15 @@ class MeasurementTests(SynchronousTestCase):
         keeps every file in the working directory.
         """
         conf = nginxConfig(Path("/tmp/x"), 8080, 9090)
-        for needle in ("daemon off;", "master_process off;", "keepalive 64;",
-                       "pid /tmp/x/nginx.pid;", 'proxy_set_header Connection "";',
-                       "listen 127.0.0.1:8080;", "server 127.0.0.1:9090;"):
+        for needle in (
+            "daemon off;",
+            "master_process off;",
+            "keepalive 64;",
+            "pid /tmp/x/nginx.pid;",
+            'proxy_set_header Connection "";',
+            "listen 127.0.0.1:8080;",
+            "server 127.0.0.1:9090;",
+        ):
             self.assertIn(needle, conf)
 
 
@@ -226,8 +241,9 @@ class OriginTests(SynchronousTestCase):
         request.requestHeaders.setRawHeaders(b"accept-encoding", [b"gzip, br"])
         body = SequenceResource(seqs).render_GET(request)
         self.assertEqual(gzip.decompress(body), seqs[0].versions[0])
-        self.assertEqual(request.responseHeaders.getRawHeaders(b"content-encoding"),
-                         [b"gzip"])
+        self.assertEqual(
+            request.responseHeaders.getRawHeaders(b"content-encoding"), [b"gzip"]
+        )
 
     def test_unknownSequence(self) -> None:
         """
@@ -269,14 +285,28 @@ def _runQuick() -> dict[str, Any]:
         out = Path(tmp) / "quick.json"
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         done = subprocess.run(
-            [sys.executable, "-m", "bench", "all", "--quick", "--no-docs",
-             "--json", str(out)],
-            cwd=REPO_ROOT, env=env, capture_output=True, timeout=200, check=False)
+            [
+                sys.executable,
+                "-m",
+                "bench",
+                "all",
+                "--quick",
+                "--no-docs",
+                "--json",
+                str(out),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            timeout=200,
+            check=False,
+        )
         if not out.exists():
             raise AssertionError(
                 f"python -m bench all --quick wrote no results (exit {done.returncode}):"
                 f"\n{done.stdout[-2000:].decode(errors='replace')}"
-                f"\n{done.stderr[-2000:].decode(errors='replace')}")
+                f"\n{done.stderr[-2000:].decode(errors='replace')}"
+            )
         data = json.loads(out.read_text())
     data["exit"] = done.returncode
     data["stdout"] = done.stdout.decode(errors="replace")
@@ -335,6 +365,7 @@ class QuickRunTests(TestCase):
         The quick run exits 0, counts no error, prints the targets, and
         records the machine.
         """
+
         async def check() -> None:
             data = await quickRun()
             self.assertEqual(data["exit"], 0, data["stdout"][-3000:])
@@ -342,6 +373,7 @@ class QuickRunTests(TestCase):
             self.assertTrue(data["quick"])
             self.assertEqual(data["machine"]["nproc"], os.cpu_count())
             self.assertIn("### Targets", data["stdout"])
+
         return ensureDeferred(check())
 
     def test_wan(self) -> Deferred[None]:
@@ -349,11 +381,13 @@ class QuickRunTests(TestCase):
         Every WAN alternative fetched every page, correctly, with timings and
         WAN byte counts.
         """
+
         async def check() -> None:
             r = await self._scenario("wan")
             names = [a["name"] for a in r["alternatives"]]
-            self.assertEqual(names, ["direct-new", "direct-keepalive", "railgun",
-                                     "railgun-nodelta"])
+            self.assertEqual(
+                names, ["direct-new", "direct-keepalive", "railgun", "railgun-nodelta"]
+            )
             for a in r["alternatives"]:
                 s = a["sequential"]
                 self.assertEqual(s["n"], r["params"]["fetches_per_alternative"])
@@ -361,6 +395,7 @@ class QuickRunTests(TestCase):
                 self.assertGreater(s["wan_bytes"], 0)
                 self.assertEqual(a["burst"]["bursts"], r["params"]["bursts"])
             self.assertEqual(len(r["targets"]), 3)
+
         return ensureDeferred(check())
 
     def test_loopback(self) -> Deferred[None]:
@@ -368,21 +403,27 @@ class QuickRunTests(TestCase):
         Every loopback alternative served requests and has CPU per request
         for each of its processes.
         """
+
         async def check() -> None:
             r = await self._scenario("loopback")
             names = {a["name"] for a in r["alternatives"]}
             self.assertTrue({"railgun", "twisted-revproxy", "origin-direct"} <= names)
             for a in r["alternatives"] + r["diagnostics"]:
                 self.assertGreater(a["requests"], 0)
-                self.assertTrue(all(v is not None and v > 0
-                                    for v in a["cpu_us_per_request"].values()))
+                self.assertTrue(
+                    all(
+                        v is not None and v > 0
+                        for v in a["cpu_us_per_request"].values()
+                    )
+                )
             # The diagnostic chain runs the origin role answering from memory
             # (and served the right page: a wrong body counts as an error).
-            self.assertEqual([d["name"] for d in r["diagnostics"]],
-                             ["railgun-role-from-memory"])
+            self.assertEqual(
+                [d["name"] for d in r["diagnostics"]], ["railgun-role-from-memory"]
+            )
             self.assertEqual(r["errors"], 0)
-            self.assertIn("origin role that answers from memory",
-                          loopbackTables(r))
+            self.assertIn("origin role that answers from memory", loopbackTables(r))
+
         return ensureDeferred(check())
 
     def test_bulk(self) -> Deferred[None]:
@@ -390,6 +431,7 @@ class QuickRunTests(TestCase):
         Both directions moved every byte through Railgun and plain TLS, with
         peak RSS per process.
         """
+
         async def check() -> None:
             r = await self._scenario("bulk")
             for a in r["alternatives"]:
@@ -397,6 +439,7 @@ class QuickRunTests(TestCase):
                     self.assertIsNone(a[direction]["error"])
                     self.assertGreater(a[direction]["mb_per_s"], 0)
                     self.assertTrue(a[direction]["peak_rss_mb"])
+
         return ensureDeferred(check())
 
     def test_concurrency(self) -> Deferred[None]:
@@ -404,6 +447,7 @@ class QuickRunTests(TestCase):
         All streams opened and finished on one link, and the edge held its
         client connections, without errors.
         """
+
         async def check() -> None:
             r = await self._scenario("concurrency")
             s = r["streams"]
@@ -413,13 +457,16 @@ class QuickRunTests(TestCase):
                 raise SkipTest(f"client connections: {c['skipped']}")
             self.assertEqual(c["errors"], 0)
             self.assertGreater(c["requests"], 0)
+
         return ensureDeferred(check())
 
     def test_codec(self) -> Deferred[None]:
         """
         The codec benchmark ran through its own entry point.
         """
+
         async def check() -> None:
             r = await self._scenario("codec")
             self.assertIn("% of identity", r["output"])
+
         return ensureDeferred(check())

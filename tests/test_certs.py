@@ -487,7 +487,9 @@ class CommandLineTests(SynchronousTestCase):
         # localhost: the origin role keeps its loopback default.
         self.assertNotIn("--link-listen", commands["origin"])
         self.assertIn(" --link www.example.com=localhost:2408", commands["edge"])
-        self.assertIn(" --map www.example.com=http://127.0.0.1:8000", commands["origin"])
+        self.assertIn(
+            " --map www.example.com=http://127.0.0.1:8000", commands["origin"]
+        )
 
     def test_printedCommandsOtherNames(self) -> None:
         """
@@ -496,7 +498,11 @@ class CommandLineTests(SynchronousTestCase):
         brackets), so no C{--tls-name} is needed.
         """
         cases = [
-            ("origin.example.net", "tcp:2408", "www.example.com=origin.example.net:2408"),
+            (
+                "origin.example.net",
+                "tcp:2408",
+                "www.example.com=origin.example.net:2408",
+            ),
             ("192.0.2.7", "tcp:2408", "www.example.com=192.0.2.7:2408"),
             ("2001:db8::7", "tcp6:2408", "'www.example.com=[2001:db8::7]:2408'"),
         ]

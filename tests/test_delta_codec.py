@@ -41,9 +41,21 @@ def page(seed: int, size: int) -> bytes:
     """
     rnd = random.Random(seed)
     words = [
-        b"<div class=\"teaser\">", b"</div>", b"<a href=\"/news/", b"\">",
-        b"</a>", b"Politik", b"Wirtschaft", b"comments", b"12", b"345",
-        b"\n", b"  ", b"data-id=\"", b"<span>", b"</span>",
+        b'<div class="teaser">',
+        b"</div>",
+        b'<a href="/news/',
+        b'">',
+        b"</a>",
+        b"Politik",
+        b"Wirtschaft",
+        b"comments",
+        b"12",
+        b"345",
+        b"\n",
+        b"  ",
+        b'data-id="',
+        b"<span>",
+        b"</span>",
     ]
     out = bytearray()
     while len(out) < size:
@@ -98,7 +110,9 @@ class DigestTests(SynchronousTestCase):
         """
         Bodies differing in one byte have different digests.
         """
-        self.assertNotEqual(versionDigest(b"a" * 1000), versionDigest(b"a" * 999 + b"b"))
+        self.assertNotEqual(
+            versionDigest(b"a" * 1000), versionDigest(b"a" * 999 + b"b")
+        )
 
     def test_rejectsMalformed(self) -> None:
         """
@@ -106,7 +120,13 @@ class DigestTests(SynchronousTestCase):
         """
         good = versionDigest(b"x")
         for bad in [
-            good[:-1], good + "0", good.upper(), good + "\n", "g" * 32, "", "é" * 32,
+            good[:-1],
+            good + "0",
+            good.upper(),
+            good + "\n",
+            "g" * 32,
+            "",
+            "é" * 32,
         ]:
             self.assertFalse(isValidDigest(bad), bad)
         self.assertFalse(isValidDigest(good.encode("ascii") + b"\n"))
@@ -216,7 +236,9 @@ class ZstdPatchRoundTripTests(SynchronousTestCase):
         the base is really used as a dictionary.
         """
         base = page(2, 150_000)
-        target = base[:50_000] + b"<b>breaking</b>" + base[50_100:120_000] + base[120_500:]
+        target = (
+            base[:50_000] + b"<b>breaking</b>" + base[50_100:120_000] + base[120_500:]
+        )
         delta = self.roundTrip(base, target)
         self.assertLess(len(delta), 200)
         self.assertGreater(len(zlib.compress(target, 6)), 50 * len(delta))
@@ -246,7 +268,9 @@ class ZstdPatchRoundTripTests(SynchronousTestCase):
         checksum (the digest checks the result).
         """
         target = page(6, 5000)
-        params = zstandard.get_frame_parameters(self.codec.encode(page(7, 5000), target))
+        params = zstandard.get_frame_parameters(
+            self.codec.encode(page(7, 5000), target)
+        )
         self.assertEqual(params.content_size, len(target))
         self.assertFalse(params.has_checksum)
 
@@ -441,7 +465,9 @@ class FullCodecTests(SynchronousTestCase):
         """
         body = b"\0" * 1_000_000
         for codec in [ZstdFullCodec(), GzipFullCodec(), IdentityFullCodec()]:
-            self.assertRaises(DeltaError, codec.decompress, codec.compress(body), 999_999)
+            self.assertRaises(
+                DeltaError, codec.decompress, codec.compress(body), 999_999
+            )
 
     def test_truncatedAndTrailing(self) -> None:
         """
@@ -487,7 +513,11 @@ class DeferEncodeTests(SynchronousTestCase):
 
         base, target = page(41, 5000), page(41, 5100)
         d = deferEncode(
-            ImmediateReactor(), RecordingPool(), ZstdPatchCodec(), base, target,
+            ImmediateReactor(),
+            RecordingPool(),
+            ZstdPatchCodec(),
+            base,
+            target,
             threshold=1000,
         )
         delta = self.successResultOf(d)

@@ -22,7 +22,11 @@ from railgun.delta.content import (
     isTextLike,
 )
 
-BODY = b"<html><body>" + b"".join(b"<p>item %d</p>\n" % i for i in range(3000)) + b"</body></html>"
+BODY = (
+    b"<html><body>"
+    + b"".join(b"<p>item %d</p>\n" % i for i in range(3000))
+    + b"</body></html>"
+)
 MB = 1024 * 1024
 
 
@@ -51,12 +55,25 @@ class EligibilityTests(SynchronousTestCase):
         parameters and case notwithstanding.
         """
         for ct in [
-            b"text/html", b"text/html; charset=utf-8", b"TEXT/CSS", b"text/plain",
-            b"application/json", b"application/ld+json", b"application/problem+json",
-            b"application/javascript", b"application/x-javascript", b"text/javascript",
-            b"application/ecmascript", b"application/xml", b"application/rss+xml",
-            b"application/atom+xml", b"image/svg+xml", b"application/xhtml+xml",
-            b"application/dart", b"application/vnd.api+json", b"  text/csv ;q",
+            b"text/html",
+            b"text/html; charset=utf-8",
+            b"TEXT/CSS",
+            b"text/plain",
+            b"application/json",
+            b"application/ld+json",
+            b"application/problem+json",
+            b"application/javascript",
+            b"application/x-javascript",
+            b"text/javascript",
+            b"application/ecmascript",
+            b"application/xml",
+            b"application/rss+xml",
+            b"application/atom+xml",
+            b"image/svg+xml",
+            b"application/xhtml+xml",
+            b"application/dart",
+            b"application/vnd.api+json",
+            b"  text/csv ;q",
         ]:
             self.assertTrue(isDeltaEligible(b"GET", 200, ct, 1000, 250_000), ct)
 
@@ -65,10 +82,21 @@ class EligibilityTests(SynchronousTestCase):
         Binary types, forms, streams and malformed values are not eligible.
         """
         for ct in [
-            None, b"", b"image/png", b"application/octet-stream", b"video/mp4",
-            b"application/x-www-form-urlencoded", b"multipart/form-data; boundary=x",
-            b"application/zip", b"text/event-stream", b"text", b"/json", b"text/",
-            b"application/pdf", b"font/woff2", b"\xff\xfe/\x00",
+            None,
+            b"",
+            b"image/png",
+            b"application/octet-stream",
+            b"video/mp4",
+            b"application/x-www-form-urlencoded",
+            b"multipart/form-data; boundary=x",
+            b"application/zip",
+            b"text/event-stream",
+            b"text",
+            b"/json",
+            b"text/",
+            b"application/pdf",
+            b"font/woff2",
+            b"\xff\xfe/\x00",
         ]:
             self.assertFalse(isDeltaEligible(b"GET", 200, ct, 1000, 250_000), ct)
 
@@ -137,9 +165,13 @@ class DecodeTests(SynchronousTestCase):
         """
         data = brotli.compress(gzip.compress(BODY))
         self.assertEqual(decodeContentEncoding(data, b"gzip, br", MB), BODY)
-        self.assertRaises(ContentDecodingError, decodeContentEncoding, data, b"br, gzip", MB)
+        self.assertRaises(
+            ContentDecodingError, decodeContentEncoding, data, b"br, gzip", MB
+        )
         data = zstandard.ZstdCompressor().compress(zlib.compress(BODY))
-        self.assertEqual(decodeContentEncoding(data, b"deflate,identity, zstd", MB), BODY)
+        self.assertEqual(
+            decodeContentEncoding(data, b"deflate,identity, zstd", MB), BODY
+        )
 
     def test_tooManyStacked(self) -> None:
         """
@@ -172,9 +204,7 @@ class DecodeTests(SynchronousTestCase):
                 self.assertRaises(
                     ContentDecodingError, decodeContentEncoding, bad, coding, MB
                 )
-        self.assertRaises(
-            ContentDecodingError, decodeContentEncoding, b"", b"zstd", MB
-        )
+        self.assertRaises(ContentDecodingError, decodeContentEncoding, b"", b"zstd", MB)
 
     def test_gzipMembers(self) -> None:
         """
@@ -194,7 +224,11 @@ class DecodeTests(SynchronousTestCase):
                 ContentDecodingError, decodeContentEncoding, data, coding, len(BODY) - 1
             )
         self.assertRaises(
-            ContentDecodingError, decodeContentEncoding, BODY, b"identity", len(BODY) - 1
+            ContentDecodingError,
+            decodeContentEncoding,
+            BODY,
+            b"identity",
+            len(BODY) - 1,
         )
 
     def test_bombsCapped(self) -> None:
@@ -207,9 +241,9 @@ class DecodeTests(SynchronousTestCase):
             b"gzip": gzip.compress(zeros, 9),
             b"deflate": zlib.compress(zeros, 9),
             b"br": brotli.compress(zeros, quality=1),
-            b"zstd": zstandard.ZstdCompressor(level=1, write_content_size=False).compress(
-                zeros
-            ),
+            b"zstd": zstandard.ZstdCompressor(
+                level=1, write_content_size=False
+            ).compress(zeros),
         }
         del zeros
         for coding, bomb in bombs.items():

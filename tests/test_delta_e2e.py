@@ -91,7 +91,7 @@ def generatedVersions(seed: int, count: int, kind: str) -> list[bytes]:
             rows = "\n".join(
                 f'<tr id="{i["id"]}"><td class="title"><a href="https://{i["site"]}/">'
                 f'{i["title"]}</a> ({i["site"]})</td><td class="sub">{i["score"]} points '
-                f'by {i["by"]} | {i["comments"]} comments</td></tr>'
+                f"by {i['by']} | {i['comments']} comments</td></tr>"
                 for i in items
             )
             body = (
@@ -181,7 +181,9 @@ class _DeltaCase(TestCase):
             root.putChild(path[1:].encode(), page)
         site = Site(root)
         site.displayTracebacks = False
-        port = await TCP4ServerEndpoint(_reactor(), 0, interface="127.0.0.1").listen(site)
+        port = await TCP4ServerEndpoint(_reactor(), 0, interface="127.0.0.1").listen(
+            site
+        )
         self.addCleanup(port.stopListening)
         self.originURL = f"http://127.0.0.1:{port.getHost().port}"
         self.d = await self.deploy()
@@ -192,7 +194,9 @@ class _DeltaCase(TestCase):
         """
         d = Deployment()
         self.addCleanup(d.stop)
-        await _within(d.start(originURL=self.originURL, originOptions=originOptions), "start")
+        await _within(
+            d.start(originURL=self.originURL, originOptions=originOptions), "start"
+        )
         await _within(d.edge.whenLinked(), "links")
         return d
 
@@ -212,7 +216,11 @@ class _DeltaCase(TestCase):
         edge, origin = _snapshot(d.edge.stats.total), _snapshot(d.origin.stats.total)
 
         def changed(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
-            return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+            return {
+                k: v - before.get(k, 0)
+                for k, v in after.items()
+                if v != before.get(k, 0)
+            }
 
         return {
             "body": body,
@@ -225,8 +233,10 @@ class _DeltaCase(TestCase):
             },
             "edgeFallbacks": changed(edge["fallbacks"], edgeBefore["fallbacks"]),
             "originFallbacks": changed(origin["fallbacks"], originBefore["fallbacks"]),
-            "errors": edge["errors"] - edgeBefore["errors"]
-            + origin["errors"] - originBefore["errors"],
+            "errors": edge["errors"]
+            - edgeBefore["errors"]
+            + origin["errors"]
+            - originBefore["errors"],
         }
 
     def assertDelta(self, result: dict[str, Any]) -> None:
@@ -335,7 +345,9 @@ class DeltaTests(_DeltaCase):
         # The digest prefix is kept: the edge names the right base, but its
         # bytes are wrong in a region the delta copies from.
         middle = 32 + (len(stored) - 32) // 2
-        await cache.set(key, stored[:middle] + bytes([stored[middle] ^ 1]) + stored[middle + 1 :])
+        await cache.set(
+            key, stored[:middle] + bytes([stored[middle] ^ 1]) + stored[middle + 1 :]
+        )
         hitsBefore = self.pages["/page.html"].hits
         result = await self.fetch("/page.html")
         self.assertEqual(result["edgeFallbacks"], {"digest-mismatch": 1})
@@ -482,8 +494,13 @@ class BenchDeltasTests(TestCase):
         from bench.deltas import PageSequence, measure, offline, summarise
 
         sequences = [
-            PageSequence(f"gen-{kind}", kind, "local",
-                         tuple(generatedVersions(seed, 6, kind)), ("generated",) * 6)
+            PageSequence(
+                f"gen-{kind}",
+                kind,
+                "local",
+                tuple(generatedVersions(seed, 6, kind)),
+                ("generated",) * 6,
+            )
             for seed, kind in ((3, "html"), (4, "json"))
         ]
         fetches = await measure(_reactor(), sequences)
@@ -504,7 +521,8 @@ class BenchDeltasTests(TestCase):
         if total["offline_zstd_bytes"] is not None:
             self.assertGreater(total["offline_zstd_bytes"], 0)
             self.assertAlmostEqual(
-                total["ratio_offline"], total["link_bytes"] / total["offline_zstd_bytes"]
+                total["ratio_offline"],
+                total["link_bytes"] / total["offline_zstd_bytes"],
             )
 
     def test_dedupe(self) -> None:

@@ -41,7 +41,9 @@ class RequestBodyTests(SynchronousTestCase):
     def setUp(self):
         self.reading = []
         self.body = RequestBody(
-            None, lambda: self.reading.append("pause"), lambda: self.reading.append("resume")
+            None,
+            lambda: self.reading.append("pause"),
+            lambda: self.reading.append("resume"),
         )
 
     def test_heldUntilAttached(self):
@@ -154,7 +156,9 @@ class StreamingUploadTests(TestCase):
         """
         factory = Factory.forProtocol(_RecordingOrigin)
         factory.connections = []
-        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            factory
+        )
         self.addCleanup(port.stopListening)
         d = Deployment()
         yield d.start(originURL=f"http://127.0.0.1:{port.getHost().port}")
@@ -167,15 +171,19 @@ class StreamingUploadTests(TestCase):
         )
         self.addCleanup(client.transport.abortConnection)
         client.transport.write(
-            b"PUT /upload HTTP/1.1\r\nHost: " + HOST.encode()
-            + b"\r\nContent-Length: 100000\r\n\r\n" + half
+            b"PUT /upload HTTP/1.1\r\nHost: "
+            + HOST.encode()
+            + b"\r\nContent-Length: 100000\r\n\r\n"
+            + half
         )
         deadline = reactor.seconds() + 10
         while True:
             received = factory.connections[0].received if factory.connections else b""
             if received.endswith(half):
                 break
-            self.assertLess(reactor.seconds(), deadline, f"origin got {len(received)} bytes")
+            self.assertLess(
+                reactor.seconds(), deadline, f"origin got {len(received)} bytes"
+            )
             yield deferLater(reactor, 0.02, lambda: None)
         head, _, body = received.partition(b"\r\n\r\n")
         self.assertIn(b"PUT /upload HTTP/1.1", head)

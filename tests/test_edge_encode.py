@@ -35,7 +35,9 @@ class _InlinePool:
     def __init__(self) -> None:
         self.calls: list[Any] = []
 
-    def callInThreadWithCallback(self, onResult: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+    def callInThreadWithCallback(
+        self, onResult: Any, f: Any, *args: Any, **kwargs: Any
+    ) -> None:
         self.calls.append(f)
         onResult(True, f(*args, **kwargs))
 
@@ -75,10 +77,14 @@ class DeferEncodeBodyTests(SynchronousTestCase):
         self.assertEqual(pool.calls, [encodeBody])
 
 
-def _edge(encode: Any, kept: ClientEncodings | None = None) -> tuple[Any, _Link, EdgeProxy]:
+def _edge(
+    encode: Any, kept: ClientEncodings | None = None
+) -> tuple[Any, _Link, EdgeProxy]:
     clock = Clock()
     link = _Link()
-    cache = MemoryVersionStore(maxBytes=1 << 20, maxItemBytes=1 << 16, ttl=None, clock=clock)
+    cache = MemoryVersionStore(
+        maxBytes=1 << 20, maxItemBytes=1 << 16, ttl=None, clock=clock
+    )
     cache.set(b"bench.local /page", DIGEST + PAGE)
     proxy = EdgeProxy(
         pools=HostMap({"bench.local": _Pool(link)}),
@@ -88,7 +94,13 @@ def _edge(encode: Any, kept: ClientEncodings | None = None) -> tuple[Any, _Link,
         encodeForClient=encode,
         clientEncodings=kept,
     )
-    return EdgeHTTPFactory(proxy, reactor=clock, maxHeaderBytes=16384, maxBodyBytes=1 << 20), link, proxy
+    return (
+        EdgeHTTPFactory(
+            proxy, reactor=clock, maxHeaderBytes=16384, maxBodyBytes=1 << 20
+        ),
+        link,
+        proxy,
+    )
 
 
 _SAME = [

@@ -63,7 +63,9 @@ class _Link:
     def __init__(self) -> None:
         self.opened: list[tuple[Any, list[tuple[bytes, bytes]], _Stream]] = []
 
-    def openStream(self, handler: Any, headers: list[tuple[bytes, bytes]], endStream: bool = False) -> _Stream:
+    def openStream(
+        self, handler: Any, headers: list[tuple[bytes, bytes]], endStream: bool = False
+    ) -> _Stream:
         stream = _Stream(f"r{len(self.opened)}")
         handler.makeConnection(stream)
         self.opened.append((handler, list(headers), stream))
@@ -86,7 +88,9 @@ def _edge(clock: Clock, cache: Any = None) -> tuple[Any, _Link]:
         responseTimeout=30,
         cache=cache,
     )
-    factory = EdgeHTTPFactory(proxy, reactor=clock, maxHeaderBytes=16384, maxBodyBytes=1 << 20)
+    factory = EdgeHTTPFactory(
+        proxy, reactor=clock, maxHeaderBytes=16384, maxBodyBytes=1 << 20
+    )
     return factory, link
 
 
@@ -135,7 +139,9 @@ class EdgeChannelTests(SynchronousTestCase):
             handler.headersReceived([(b":status", b"204")], True)
         self.assertEqual(sorted(transport.asked), ["host", "peer"])
         self.assertEqual(len(link.opened), 3)
-        self.assertIn((b"x-forwarded-for", transport.getPeer().host.encode()), link.opened[-1][1])
+        self.assertIn(
+            (b"x-forwarded-for", transport.getPeer().host.encode()), link.opened[-1][1]
+        )
 
     def test_writeHeadersAsTwisted(self) -> None:
         """
@@ -194,7 +200,12 @@ class OneSendPerResponseTests(SynchronousTestCase):
     """
 
     def _respond(
-        self, channelFactory: Any, method: bytes, code: int, length: bool, writes: list[bytes]
+        self,
+        channelFactory: Any,
+        method: bytes,
+        code: int,
+        length: bool,
+        writes: list[bytes],
     ) -> _WritesTransport:
         channel = channelFactory()
         transport = _WritesTransport()
@@ -209,9 +220,13 @@ class OneSendPerResponseTests(SynchronousTestCase):
             request.write(data)
         return transport
 
-    def _both(self, method: bytes, code: int, length: bool, writes: list[bytes]) -> tuple[Any, Any]:
+    def _both(
+        self, method: bytes, code: int, length: bool, writes: list[bytes]
+    ) -> tuple[Any, Any]:
         factory, _ = _edge(Clock())
-        ours = self._respond(lambda: factory.buildProtocol(None), method, code, length, writes)
+        ours = self._respond(
+            lambda: factory.buildProtocol(None), method, code, length, writes
+        )
         theirs = self._respond(HTTPChannel, method, code, length, writes)
         self.assertEqual(ours.value(), theirs.value())
         return ours, theirs
@@ -298,7 +313,9 @@ class EdgeRequestTests(SynchronousTestCase):
         the edge having named its version as the base.
         """
         clock = Clock()
-        cache = MemoryVersionStore(maxBytes=1 << 20, maxItemBytes=1 << 16, ttl=None, clock=clock)
+        cache = MemoryVersionStore(
+            maxBytes=1 << 20, maxItemBytes=1 << 16, ttl=None, clock=clock
+        )
         cache.set(b"bench.local /page", DIGEST + PAGE)
         factory, link = _edge(clock, cache)
         channel, transport = _connect(factory)
@@ -350,7 +367,11 @@ class EdgeRequestTests(SynchronousTestCase):
         )
         _, headers, _ = link.opened[0]
         expected = addForwarding(
-            [(b"x-forwarded-for", b"198.51.100.1"), (b"via", b"1.0 other"), (b"x-keep", b"2")],
+            [
+                (b"x-forwarded-for", b"198.51.100.1"),
+                (b"via", b"1.0 other"),
+                (b"x-keep", b"2"),
+            ],
             clientAddress="192.0.2.7",
             host=b"bench.local",
             proto="http",
@@ -364,12 +385,18 @@ class FormatDiagnosticTests(SynchronousTestCase):
     """
 
     @given(
-        st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=20),
+        st.text(
+            alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E),
+            min_size=1,
+            max_size=20,
+        ),
         st.floats(min_value=0, max_value=1e9),
         st.floats(min_value=0, max_value=1e6),
         st.integers(min_value=0, max_value=0xFFFF),
     )
-    def test_sameAsObject(self, requestId: str, ratio: float, seconds: float, flags: int) -> None:
+    def test_sameAsObject(
+        self, requestId: str, ratio: float, seconds: float, flags: int
+    ) -> None:
         """
         Valid fields are written as L{RailgunDiagnostic.format} writes them.
         """
@@ -409,7 +436,9 @@ class ValidHeaderValuesTests(SynchronousTestCase):
         """
         The list is valid exactly when each value is.
         """
-        self.assertEqual(validHeaderValues(values), all(validHeaderValue(v) for v in values))
+        self.assertEqual(
+            validHeaderValues(values), all(validHeaderValue(v) for v in values)
+        )
 
     def test_lineFeedInside(self) -> None:
         """
@@ -477,6 +506,7 @@ class LargeUploadTests(SynchronousTestCase):
         each bounded by it).
         """
         small = self._start(
-            b"PUT /u HTTP/1.1\r\nHost: bench.local\r\nContent-Length: %d\r\n\r\n" % LARGE_BODY
+            b"PUT /u HTTP/1.1\r\nHost: bench.local\r\nContent-Length: %d\r\n\r\n"
+            % LARGE_BODY
         )
         self.assertEqual(small.bufferSize, FileDescriptor.bufferSize)

@@ -4,6 +4,7 @@ memory: twisted.web's channel on a string transport, a fake link whose
 streams record what is written to them, and a Clock. Each test was first
 a demonstration of a defect an adversarial review found.
 """
+
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address
@@ -69,8 +70,15 @@ class _WLink(_Link):
 
 def _edge(clock, maxBodyBytes=1 << 20, **kw):
     link = _WLink()
-    proxy = EdgeProxy(pools=HostMap({"bench.local": _Pool(link)}), clock=clock, responseTimeout=30, **kw)
-    factory = EdgeHTTPFactory(proxy, reactor=clock, maxHeaderBytes=16384, maxBodyBytes=maxBodyBytes)
+    proxy = EdgeProxy(
+        pools=HostMap({"bench.local": _Pool(link)}),
+        clock=clock,
+        responseTimeout=30,
+        **kw,
+    )
+    factory = EdgeHTTPFactory(
+        proxy, reactor=clock, maxHeaderBytes=16384, maxBodyBytes=maxBodyBytes
+    )
     return factory, link, proxy
 
 
@@ -100,7 +108,9 @@ class EarlyAnswerTests(SynchronousTestCase):
             b"POST /x HTTP/1.1\r\nHost: bench.local\r\nContent-Length: 10\r\n\r\nhello"
         )
         handler, headers, stream = link.opened[-1]
-        handler.headersReceived([(b":status", b"401"), (b"content-length", b"2")], False)
+        handler.headersReceived(
+            [(b":status", b"401"), (b"content-length", b"2")], False
+        )
         handler.dataReceived(b"no")
         handler.readConnectionLost()
         self.assertTrue(transport.value().endswith(b"no"))
@@ -123,7 +133,9 @@ class ChunkedOverLimitTests(SynchronousTestCase):
         )
         handler, headers, stream = link.opened[-1]
         self.assertIn(b"413", transport.value())
-        self.assertFalse(stream.ended and not stream.resets, "truncated body sent as complete")
+        self.assertFalse(
+            stream.ended and not stream.resets, "truncated body sent as complete"
+        )
 
     def test_noSecondResponseAfter413(self):
         """
@@ -137,7 +149,9 @@ class ChunkedOverLimitTests(SynchronousTestCase):
             b"5\r\nhello\r\n8\r\nworld!!!\r\n"
         )
         handler, headers, stream = link.opened[-1]
-        handler.headersReceived([(b":status", b"200"), (b"content-length", b"2")], False)
+        handler.headersReceived(
+            [(b":status", b"200"), (b"content-length", b"2")], False
+        )
         handler.dataReceived(b"ok")
         self.assertEqual(transport.value().count(b"HTTP/1.1 "), 1)
 
@@ -198,7 +212,10 @@ class _OriginBodyTransport:
 
     def stopProducing(self):
         from twisted.web._newclient import ResponseFailed
-        self.relay.connectionLost(Failure(ResponseFailed([Failure(Exception("stopped"))])))
+
+        self.relay.connectionLost(
+            Failure(ResponseFailed([Failure(Exception("stopped"))]))
+        )
 
 
 class DirectSlowReaderTests(SynchronousTestCase):
@@ -255,7 +272,11 @@ class _FullTransport(StringTransport):
 
     def write(self, data):
         super().write(data)
-        if self.producer is not None and self.streaming and len(self.io.getvalue()) > self.bufferSize:
+        if (
+            self.producer is not None
+            and self.streaming
+            and len(self.io.getvalue()) > self.bufferSize
+        ):
             self.producer.pauseProducing()
 
 
@@ -268,7 +289,9 @@ class PipelinedAmplificationTests(SynchronousTestCase):
         page = b"<html>" + b"y" * (512 * 1024) + b"</html>"
         digest = versionDigest(page).encode("ascii")
         clock = Clock()
-        cache = MemoryVersionStore(maxBytes=8 << 20, maxItemBytes=2 << 20, ttl=None, clock=clock)
+        cache = MemoryVersionStore(
+            maxBytes=8 << 20, maxItemBytes=2 << 20, ttl=None, clock=clock
+        )
         cache.set(b"bench.local /page", digest + page)
         factory, link, _ = _edge(clock, cache=cache, deltaMaxSize=2 << 20)
         channel = factory.buildProtocol(None)
@@ -286,8 +309,12 @@ class PipelinedAmplificationTests(SynchronousTestCase):
             # The origin role: the page has not changed ("same": nothing
             # crosses the link).
             handler.headersReceived(
-                [(b":status", b"200"), (b"content-type", b"text/html"),
-                 (b"railgun-body", b"same"), (b"railgun-digest", digest)],
+                [
+                    (b":status", b"200"),
+                    (b"content-type", b"text/html"),
+                    (b"railgun-body", b"same"),
+                    (b"railgun-digest", digest),
+                ],
                 True,
             )
         queued = len(transport.value())
@@ -303,8 +330,12 @@ class PipelinedAmplificationTests(SynchronousTestCase):
                 handler, headers, stream = link.opened[answered]
                 answered += 1
                 handler.headersReceived(
-                    [(b":status", b"200"), (b"content-type", b"text/html"),
-                     (b"railgun-body", b"same"), (b"railgun-digest", digest)],
+                    [
+                        (b":status", b"200"),
+                        (b"content-type", b"text/html"),
+                        (b"railgun-body", b"same"),
+                        (b"railgun-digest", digest),
+                    ],
                     True,
                 )
                 served += transport.value().count(b"HTTP/1.1 200 ")
@@ -329,7 +360,9 @@ class PipelinedAmplificationTests(SynchronousTestCase):
         channel.makeConnection(transport)
         channel.dataReceived(b"GET /big HTTP/1.1\r\nHost: bench.local\r\n\r\n")
         handler, headers, stream = link.opened[0]
-        handler.headersReceived([(b":status", b"200"), (b"content-length", b"%d" % (1 << 20))], False)
+        handler.headersReceived(
+            [(b":status", b"200"), (b"content-length", b"%d" % (1 << 20))], False
+        )
         handler.dataReceived(b"z" * 100000)  # fills the client's buffer: paused
         clock.advance(SEND_TIMEOUT - 1)
         channel.resumeProducing()  # it read a little
@@ -346,7 +379,9 @@ class RawLengthTests(SynchronousTestCase):
         channel, transport = _connect(factory)
         channel.dataReceived(b"GET /a HTTP/1.1\r\nHost: bench.local\r\n\r\n")
         handler, headers, stream = link.opened[-1]
-        handler.headersReceived([(b":status", b"200"), (b"content-length", b"%d" % announced)], False)
+        handler.headersReceived(
+            [(b":status", b"200"), (b"content-length", b"%d" % announced)], False
+        )
         handler.dataReceived(sent)
         handler.readConnectionLost()
         return transport
@@ -381,7 +416,12 @@ class MalformedResponseTests(SynchronousTestCase):
         channel.dataReceived(b"GET /a HTTP/1.1\r\nHost: bench.local\r\n\r\n")
         handler, headers, stream = link.opened[-1]
         handler.headersReceived(
-            [(b":status", b"200"), (b"content-length", b"2"), (b"content-length", b"3")], False
+            [
+                (b":status", b"200"),
+                (b"content-length", b"2"),
+                (b"content-length", b"3"),
+            ],
+            False,
         )
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 502 "))
         self.assertIn(b"the origin role sent a malformed response", transport.value())
@@ -404,7 +444,9 @@ class SlowHeadTests(SynchronousTestCase):
             clock.advance(10)
             channel.dataReceived(bytes([byte]))
         self.assertTrue(transport.disconnecting)
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 Request Timeout\r\n"))
+        self.assertTrue(
+            transport.value().startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        )
         self.assertLessEqual(clock.seconds(), HEAD_TIMEOUT + 20)
         self.assertEqual(link.opened, [])
 
@@ -422,7 +464,9 @@ class SlowHeadTests(SynchronousTestCase):
             channel.dataReceived(bytes([byte]))
         self.assertEqual(len(link.opened), 1)
         handler = link.opened[0][0]
-        handler.headersReceived([(b":status", b"200"), (b"content-length", b"2")], False)
+        handler.headersReceived(
+            [(b":status", b"200"), (b"content-length", b"2")], False
+        )
         handler.dataReceived(b"ok")
         handler.readConnectionLost()
         clock.advance(HEAD_TIMEOUT * 0.9)  # idle between requests: not the head's
@@ -444,14 +488,20 @@ class RefetchWithBodyTests(SynchronousTestCase):
         )
         handler, headers, stream = link.opened[0]
         handler.headersReceived(
-            [(b":status", b"200"), (b"content-type", b"text/html"),
-             (b"railgun-body", b"full"), (b"railgun-digest", b"0" * 32)],
+            [
+                (b":status", b"200"),
+                (b"content-type", b"text/html"),
+                (b"railgun-body", b"full"),
+                (b"railgun-digest", b"0" * 32),
+            ],
             False,
         )
         handler.dataReceived(b"<p>not matching the digest</p>")
         handler.readConnectionLost()
         self.assertEqual(len(link.opened), 1)
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 502 "), transport.value())
+        self.assertTrue(
+            transport.value().startswith(b"HTTP/1.1 502 "), transport.value()
+        )
         self.assertIn(b"could not be rebuilt", transport.value())
 
 
@@ -474,7 +524,9 @@ class SlowUploadTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"")
         # Silence after the upload: the edge's own timeout answers 504.
         clock.advance(30)
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 504 "), transport.value()[:60])
+        self.assertTrue(
+            transport.value().startswith(b"HTTP/1.1 504 "), transport.value()[:60]
+        )
         self.assertIn(b"the origin role did not answer in time", transport.value())
 
     def test_headTimeoutIs504(self):
@@ -487,7 +539,9 @@ class SlowUploadTests(SynchronousTestCase):
         channel, transport = _connect(factory)
         channel.dataReceived(b"GET /slow HTTP/1.1\r\nHost: bench.local\r\n\r\n")
         clock.advance(30)
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 504 "), transport.value()[:60])
+        self.assertTrue(
+            transport.value().startswith(b"HTTP/1.1 504 "), transport.value()[:60]
+        )
         self.assertEqual(link.opened[0][2].resets, [ErrorCode.CANCEL])
 
 
@@ -523,5 +577,7 @@ class NoTransformTests(SynchronousTestCase):
         text = [(b"content-type", b"text/html")]
         self.assertEqual(_clientCoding(Request(), text), b"gzip")
         self.assertIsNone(
-            _clientCoding(Request(), text + [(b"cache-control", b"public, No-Transform")])
+            _clientCoding(
+                Request(), text + [(b"cache-control", b"public, No-Transform")]
+            )
         )

@@ -34,7 +34,9 @@ class _PausingReader(Protocol):
         self.paused = False
 
     def connectionMade(self) -> None:
-        self.transport.write(b"GET /big HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n\r\n")
+        self.transport.write(
+            b"GET /big HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n\r\n"
+        )
 
     def dataReceived(self, data: bytes) -> None:
         if not self.paused:
@@ -46,8 +48,11 @@ class _PausingReader(Protocol):
             if b"\r\n\r\n" not in self.buffer:
                 return
             self.head, _, data = self.buffer.partition(b"\r\n\r\n")
-            length = [line for line in self.head.lower().split(b"\r\n")
-                      if line.startswith(b"content-length:")]
+            length = [
+                line
+                for line in self.head.lower().split(b"\r\n")
+                if line.startswith(b"content-length:")
+            ]
             self.length = int(length[0].split(b":")[1]) if length else None
         self.body += len(data)
         if self.length is not None and self.body >= self.length:
@@ -69,7 +74,9 @@ class _SteadyUploader(Protocol):
 
     def connectionMade(self) -> None:
         self.transport.write(
-            b"POST /upload HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nContent-Length: 65536\r\n\r\n"
+            b"POST /upload HTTP/1.1\r\nHost: "
+            + HOST.encode()
+            + b"\r\nContent-Length: 65536\r\n\r\n"
         )
         self.call = reactor.callLater(0.4, self.more)
 
@@ -82,8 +89,11 @@ class _SteadyUploader(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.received += data
         head, sep, body = self.received.partition(b"\r\n\r\n")
-        lengths = [line.split(b":")[1] for line in head.lower().split(b"\r\n")
-                   if line.startswith(b"content-length:")]
+        lengths = [
+            line.split(b":")[1]
+            for line in head.lower().split(b"\r\n")
+            if line.startswith(b"content-length:")
+        ]
         if sep and lengths and len(body) >= int(lengths[0]):
             self.transport.loseConnection()
 

@@ -68,7 +68,9 @@ class RequestsTests(_Base):
         response, body = yield self.d.fetch("/echo?x=1&y=%20z")
         self.assertEqual(response.code, 200)
         self.assertEqual(body, b"echo")
-        self.assertEqual(response.headers.getRawHeaders(b"x-uri"), [b"/echo?x=1&y=%20z"])
+        self.assertEqual(
+            response.headers.getRawHeaders(b"x-uri"), [b"/echo?x=1&y=%20z"]
+        )
         self.assertEqual(response.headers.getRawHeaders(b"x-host"), [HOST.encode()])
         self.assertEqual(response.headers.getRawHeaders(b"x-method"), [b"GET"])
         diagnostic = self.diagnostic(response)
@@ -119,7 +121,14 @@ class RequestsTests(_Base):
         )
         seen = {
             name: response.headers.getRawHeaders(b"x-seen-" + name)
-            for name in (b"x-custom", b"te", b"railgun-base", b"x-forwarded-for", b"via", b"forwarded")
+            for name in (
+                b"x-custom",
+                b"te",
+                b"railgun-base",
+                b"x-forwarded-for",
+                b"via",
+                b"forwarded",
+            )
         }
         self.assertIsNone(seen[b"x-custom"])
         self.assertIsNone(seen[b"te"])
@@ -135,7 +144,9 @@ class RequestsTests(_Base):
         reason phrase, which twisted.web does not know).
         """
         response, body = yield self.d.fetch("/echo", host="nowhere.test")
-        self.assertEqual((response.code, response.phrase), (421, b"Misdirected Request"))
+        self.assertEqual(
+            (response.code, response.phrase), (421, b"Misdirected Request")
+        )
         self.assertIn(b"not served", body)
 
     @inlineCallbacks
@@ -145,7 +156,9 @@ class RequestsTests(_Base):
         (it is not an open proxy).
         """
         response, body = yield self.d.fetch("/echo", host="unmapped.test")
-        self.assertEqual((response.code, response.phrase), (421, b"Misdirected Request"))
+        self.assertEqual(
+            (response.code, response.phrase), (421, b"Misdirected Request")
+        )
         self.assertIn(b"not served by this origin role", body)
 
     @inlineCallbacks
@@ -168,14 +181,22 @@ class RequestsTests(_Base):
             self.assertTrue(ok, result)
             response, body = result
             self.assertEqual(response.code, 200)
-            self.assertEqual(response.headers.getRawHeaders(b"x-uri"), [f"/echo?n={i}".encode()])
+            self.assertEqual(
+                response.headers.getRawHeaders(b"x-uri"), [f"/echo?n={i}".encode()]
+            )
 
     @inlineCallbacks
     def test_headerTooLarge(self):
         """
         A request head over the limit gets 431.
         """
-        data = b"GET /echo HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
+        data = (
+            b"GET /echo HTTP/1.1\r\nHost: "
+            + HOST.encode()
+            + b"\r\nX-Big: "
+            + b"a" * 20000
+            + b"\r\n\r\n"
+        )
         answer = yield rawRequest(self.d.edgePort, data)
         self.assertTrue(answer.startswith(b"HTTP/1.1 431 "), answer[:100])
 
@@ -185,7 +206,8 @@ class RequestsTests(_Base):
         A request body over the limit gets 413 before it is read.
         """
         data = (
-            b"POST /echo HTTP/1.1\r\nHost: " + HOST.encode()
+            b"POST /echo HTTP/1.1\r\nHost: "
+            + HOST.encode()
             + b"\r\nContent-Length: 99999999999\r\n\r\nxx"
         )
         answer = yield rawRequest(self.d.edgePort, data)
@@ -197,13 +219,16 @@ class RequestsTests(_Base):
         A chunked request body reaches the origin whole.
         """
         data = (
-            b"POST /upload HTTP/1.1\r\nHost: " + HOST.encode()
+            b"POST /upload HTTP/1.1\r\nHost: "
+            + HOST.encode()
             + b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
             + b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
         )
         answer = yield rawRequest(self.d.edgePort, data)
         self.assertIn(b"200 OK", answer.split(b"\r\n")[0])
-        self.assertIn(b"11 " + hashlib.sha256(b"hello world").hexdigest().encode(), answer)
+        self.assertIn(
+            b"11 " + hashlib.sha256(b"hello world").hexdigest().encode(), answer
+        )
 
 
 class DeltaTests(_Base):
@@ -241,7 +266,9 @@ class DeltaTests(_Base):
         self.d.origin.store._items.clear()
         response, body = yield self.d.fetch("/changing")
         self.assertEqual(body, changingPage(2))
-        self.assertEqual(self.d.origin.stats.total.fallbacks["base-missing-at-origin"], 1)
+        self.assertEqual(
+            self.d.origin.stats.total.fallbacks["base-missing-at-origin"], 1
+        )
 
     @inlineCallbacks
     def test_corruptedEdgeBase(self):
@@ -269,10 +296,14 @@ class DeltaTests(_Base):
         """
         import gzip
 
-        response, body = yield self.d.fetch("/changing", headers={b"accept-encoding": [b"gzip"]})
+        response, body = yield self.d.fetch(
+            "/changing", headers={b"accept-encoding": [b"gzip"]}
+        )
         self.assertEqual(response.headers.getRawHeaders(b"content-encoding"), [b"gzip"])
         self.assertEqual(gzip.decompress(body), changingPage(1))
-        self.assertIn(b"Accept-Encoding", b",".join(response.headers.getRawHeaders(b"vary")))
+        self.assertIn(
+            b"Accept-Encoding", b",".join(response.headers.getRawHeaders(b"vary"))
+        )
 
     @inlineCallbacks
     def test_largeCompressedForClient(self):
@@ -291,7 +322,9 @@ class DeltaTests(_Base):
             response, body = yield self.d.fetch(
                 "/largetext", headers={b"accept-encoding": [coding]}
             )
-            self.assertEqual(response.headers.getRawHeaders(b"content-encoding"), [coding])
+            self.assertEqual(
+                response.headers.getRawHeaders(b"content-encoding"), [coding]
+            )
             self.assertEqual(decoders[coding](body), LARGE_TEXT)
         self.assertEqual(self.d.edge.stats.total.bodies["same"], 2)
 
@@ -344,7 +377,9 @@ class FailureTests(_Base):
         while pool.readyCount() < 2:
             yield deferLater(reactor, 0.05, lambda: None)
         get = self.d.fetch("/hang")
-        post = self.d.fetch("/hang", method=b"POST", body=FileBodyProducer(io.BytesIO(b"x")))
+        post = self.d.fetch(
+            "/hang", method=b"POST", body=FileBodyProducer(io.BytesIO(b"x"))
+        )
         while sum(link.openStreamCount for link in pool._ready) < 2:
             yield deferLater(reactor, 0.02, lambda: None)
         for link in list(pool._ready):
@@ -374,7 +409,9 @@ class StalledBodyTests(TestCase):
         """
         factory = Factory()
         factory.protocol = lambda: StallingOrigin(contentType, b"partial body ", length)
-        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            factory
+        )
         self.addCleanup(port.stopListening)
         self.d = Deployment()
         yield self.d.start(
@@ -418,7 +455,9 @@ class StalledBodyTests(TestCase):
         h = Headers({b"host": [HOST.encode()]})
         response = yield self.d.agent.request(b"GET", self.d.url("/"), h)
         self.assertEqual(response.code, 200)
-        yield self.assertFailure(readBody(response), ResponseFailed, PartialDownloadError)
+        yield self.assertFailure(
+            readBody(response), ResponseFailed, PartialDownloadError
+        )
 
 
 class BulkTests(_Base):
@@ -453,7 +492,9 @@ class BulkTests(_Base):
         A 100 MiB upload reaches the origin intact.
         """
         size = 100 * 1024 * 1024
-        response, body = yield self.d.fetch("/upload", method=b"PUT", body=_PatternBody(size))
+        response, body = yield self.d.fetch(
+            "/upload", method=b"PUT", body=_PatternBody(size)
+        )
         self.assertEqual(response.code, 200)
         expected = hashlib.sha256()
         for offset in range(0, size, 1 << 20):

@@ -146,17 +146,25 @@ class HpackInteropTests(SynchronousTestCase):
         past 127 table entries) and repeats, both decoders agree with the
         input, and repeats shrink to one byte per header.
         """
-        encoder, ours, theirs = HeaderBlockEncoder(), HeaderBlockDecoder(), hpack.Decoder()
+        encoder, ours, theirs = (
+            HeaderBlockEncoder(),
+            HeaderBlockDecoder(),
+            hpack.Decoder(),
+        )
         # 110 entries of 36 bytes fill most of the 4096-byte table.
         small = [(b"k%03d" % i, b"") for i in range(110)]
         sizes = []
-        for headers in [small, small] + [
-            [(b"x-n", b"%d" % i), (b"x-m", b"v" * (i % 300))] for i in range(2000)
-        ] + [small[:60], small[:60]]:
+        for headers in (
+            [small, small]
+            + [[(b"x-n", b"%d" % i), (b"x-m", b"v" * (i % 300))] for i in range(2000)]
+            + [small[:60], small[:60]]
+        ):
             block = encoder.encode(headers)
             sizes.append(len(block))
             self.assertEqual(ours.decode(block), headers)
-            self.assertEqual([tuple(h) for h in theirs.decode(block, raw=True)], headers)
+            self.assertEqual(
+                [tuple(h) for h in theirs.decode(block, raw=True)], headers
+            )
         # The repeat is all references: indexes 62..126 take one byte, the
         # 45 oldest entries (127..171) two.
         self.assertEqual(sizes[1], 65 + 2 * 45)
@@ -225,7 +233,8 @@ class HpackInteropTests(SynchronousTestCase):
         """
         decoder = HeaderBlockDecoder()
         self.assertEqual(
-            decoder.decode(HeaderBlockEncoder().encode([(b"x-a", b"1")])), [(b"x-a", b"1")]
+            decoder.decode(HeaderBlockEncoder().encode([(b"x-a", b"1")])),
+            [(b"x-a", b"1")],
         )
         self.assertEqual(decoder.decode(b"\xbe"), [(b"x-a", b"1")])
         self.assertEqual(decoder.decode(b"\x20"), [])

@@ -131,7 +131,8 @@ class RoundTripTests(SynchronousTestCase):
             got.extend(parser.feedRaw(chunk))
             fed += len(chunk)
             parsed = sum(
-                HEADER_SIZE + len(f[3]) if isinstance(f, tuple)  # type: ignore[arg-type]
+                HEADER_SIZE + len(f[3])
+                if isinstance(f, tuple)  # type: ignore[arg-type]
                 else len(encodeFrame(f))  # type: ignore[arg-type]
                 for f in got
             )

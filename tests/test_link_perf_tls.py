@@ -274,7 +274,9 @@ class WrapLinkClientTLSTests(SynchronousTestCase):
         )
         verifyObject(IStreamClientEndpoint, endpoint)
         app = _Collect()
-        result = self.successResultOf(endpoint.connect(Factory.forProtocol(lambda: app)))
+        result = self.successResultOf(
+            endpoint.connect(Factory.forProtocol(lambda: app))
+        )
         self.assertIs(result, app)
         self.assertIsInstance(inner.factories[0], LinkTLSFactory)
 
@@ -331,7 +333,9 @@ class BatchedTLSAvailableTests(SynchronousTestCase):
         """
         import railgun.tls
 
-        self.assertEqual(batchedTLSAvailable(), LinkTLSFactory.protocol is LinkTLSProtocol)
+        self.assertEqual(
+            batchedTLSAvailable(), LinkTLSFactory.protocol is LinkTLSProtocol
+        )
         self.patch(railgun.tls, "_TLS_INTERNALS", ("_flushSendBIO", "_noSuchInternal"))
         self.assertFalse(batchedTLSAvailable())
 

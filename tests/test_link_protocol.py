@@ -1077,7 +1077,11 @@ class LimitTests(SynchronousTestCase):
             Headers(
                 3,
                 peer.encoder.encode(
-                    [(b":path", b"/b"), (b":request-id", b"abc"), (b":request-id", b"d")]
+                    [
+                        (b":path", b"/b"),
+                        (b":request-id", b"abc"),
+                        (b":request-id", b"d"),
+                    ]
                 ),
             ),
         )
@@ -1137,7 +1141,9 @@ class LimitTests(SynchronousTestCase):
         frames = peer.received()
         # Eight provoked resets were fine; the eleventh went over the limit.
         self.assertEqual(len([f for f in frames if isinstance(f, Reset)]), 11)
-        self.assertEqual([g.code for g in goAways(frames)], [ErrorCode.ENHANCE_YOUR_CALM])
+        self.assertEqual(
+            [g.code for g in goAways(frames)], [ErrorCode.ENHANCE_YOUR_CALM]
+        )
 
     def test_pingFlood(self) -> None:
         """

@@ -50,12 +50,18 @@ class ListenFailureTests(TestCase):
 
         endpoint = f"tcp:{port}:interface=127.0.0.1"
         origin = OriginService(
-            OriginConfig(origins=parseOriginMap(["*=http://127.0.0.1:1"]), token=b"t", linkListen=endpoint),
+            OriginConfig(
+                origins=parseOriginMap(["*=http://127.0.0.1:1"]),
+                token=b"t",
+                linkListen=endpoint,
+            ),
             reactor,
             credentials=credentialsFromDeployment(self.deployment, "origin"),
         )
         edge = EdgeService(
-            EdgeConfig(links=parseLinkMap(["*=127.0.0.1:1"]), token=b"t", httpListen=endpoint),
+            EdgeConfig(
+                links=parseLinkMap(["*=127.0.0.1:1"]), token=b"t", httpListen=endpoint
+            ),
             reactor,
             credentials=credentialsFromDeployment(self.deployment, "edge"),
         )
@@ -75,7 +81,11 @@ class ListenFailureTests(TestCase):
                 yield self.assertFailure(service.whenListening(), CannotListenError)
             finally:
                 yield service.stopService()
-        critical = [e for e in self.events if e.get("log_level") is not None and e["log_level"].name == "critical"]
+        critical = [
+            e
+            for e in self.events
+            if e.get("log_level") is not None and e["log_level"].name == "critical"
+        ]
         self.assertEqual(len(critical), 2)
         for event in critical:
             self.assertIn(f"127.0.0.1:{port}", str(event["error"]))

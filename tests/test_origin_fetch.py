@@ -21,11 +21,11 @@ from zope.interface.verify import verifyObject
 from railgun._sockets import TUNED_BUFFER
 from railgun.delta.codec import defaultRegistry
 from railgun.http.routing import parseOriginURL
-from railgun.origin.fetch import (
+from railgun.origin.handler import FullEncodings, OriginContext
+from railgun.upstream.client import (
     fetchFromOrigin,
     makeOriginClient,
 )
-from railgun.origin.handler import FullEncodings, OriginContext
 from railgun.versions import DELTA, FULL, EncodedVersion
 
 
@@ -42,9 +42,14 @@ class _Echo(Resource):
 
     def render(self, request):
         self.seen.append(
-            (request.method, request.uri, request.getHeader(b"host"),
-             request.getHeader(b"accept-encoding"), request.getHeader(b"cookie"),
-             request.content.read())
+            (
+                request.method,
+                request.uri,
+                request.getHeader(b"host"),
+                request.getHeader(b"accept-encoding"),
+                request.getHeader(b"cookie"),
+                request.content.read(),
+            )
         )
         body = b"echo " + request.uri
         if b"gz" in request.args:
@@ -188,10 +193,16 @@ class FullEncodingsTests(SynchronousTestCase):
         """
         registry = defaultRegistry()
         context = OriginContext(
-            origins=None, client=None, clock=Clock(), responseTimeout=1.0, codecs=registry,
+            origins=None,
+            client=None,
+            clock=Clock(),
+            responseTimeout=1.0,
+            codecs=registry,
         )
         peer = ("zstd-patch", "zstd")
         chosen = context.codecsFor(peer)
-        self.assertEqual(chosen, (registry.chooseDelta(peer), registry.chooseFull(peer)))
+        self.assertEqual(
+            chosen, (registry.chooseDelta(peer), registry.chooseFull(peer))
+        )
         self.assertIs(context.codecsFor(peer), chosen)
         self.assertEqual(context.codecsFor(()), (None, None))

@@ -23,9 +23,9 @@ from railgun.delta.codec import defaultRegistry
 from railgun.http.messages import RequestHead, ResponseHead, splitControl
 from railgun.link.factory import LinkClientFactory, LinkServerFactory
 from railgun.link.protocol import StreamProtocol
-from railgun.origin.fetch import classifyFetchFailure, originClient
 from railgun.origin.handler import OriginContext, OriginStreamHandler
 from railgun.stores.memory import MemoryVersionStore
+from railgun.upstream.client import classifyFetchFailure, originClient
 
 TOKEN = b"unit-token"
 
@@ -56,8 +56,13 @@ class _Seen(Resource):
 
     def render(self, request):
         self.requests.append(
-            (request.method, request.uri, request.getHeader(b"host"),
-             request.getHeader(b"accept-encoding"), request.content.read())
+            (
+                request.method,
+                request.uri,
+                request.getHeader(b"host"),
+                request.getHeader(b"accept-encoding"),
+                request.content.read(),
+            )
         )
         request.setHeader(b"content-type", b"text/plain")
         request.setHeader(b"keep-alive", b"timeout=5")
@@ -86,13 +91,16 @@ class _HandlerBase(SynchronousTestCase):
             codecs=defaultRegistry(),
         )
         server = LinkServerFactory(
-            token=TOKEN, clock=self.clock, pingInterval=0,
+            token=TOKEN,
+            clock=self.clock,
+            pingInterval=0,
             streamFactory=lambda stream: OriginStreamHandler(self.context),
         )
         client = LinkClientFactory(token=TOKEN, clock=self.clock, pingInterval=0)
         # iosim returns the client (dialing) side first.
         self.dialer, self.acceptor, self.pump = connectedServerAndClient(
-            lambda: server.buildProtocol(None), lambda: client.buildProtocol(None),
+            lambda: server.buildProtocol(None),
+            lambda: client.buildProtocol(None),
             clock=self.clock,
         )
         self.pump.flush()
@@ -107,7 +115,9 @@ class _HandlerBase(SynchronousTestCase):
 
     def exchange(self, head, body=None):
         collector = _Collector()
-        stream = self.dialer.openStream(collector, head.toLinkHeaders(), endStream=body is None)
+        stream = self.dialer.openStream(
+            collector, head.toLinkHeaders(), endStream=body is None
+        )
         if body is not None:
             stream.write(body)
             stream.loseConnection()
@@ -127,7 +137,9 @@ class OriginHandlerTests(_HandlerBase):
         A Host with no origin is answered 421 by the origin role and no
         request is made at all.
         """
-        collector = self.exchange(RequestHead(b"GET", b"http", b"elsewhere.test", b"/seen", []))
+        collector = self.exchange(
+            RequestHead(b"GET", b"http", b"elsewhere.test", b"/seen", [])
+        )
         head = ResponseHead.fromLinkHeaders(collector.heads[0])
         _, control = splitControl(head.headers)
         self.assertEqual(head.status, 421)
@@ -142,8 +154,13 @@ class OriginHandlerTests(_HandlerBase):
         hop-by-hop or forged railgun-* headers, as a raw body.
         """
         collector = self.exchange(
-            RequestHead(b"POST", b"http", b"www.example.test", b"/seen?q=a|b",
-                        [(b"content-length", b"4"), (b"accept-encoding", b"gzip")]),
+            RequestHead(
+                b"POST",
+                b"http",
+                b"www.example.test",
+                b"/seen?q=a|b",
+                [(b"content-length", b"4"), (b"accept-encoding", b"gzip")],
+            ),
             body=b"data",
         )
         self.assertEqual(
@@ -170,7 +187,13 @@ class OriginHandlerTests(_HandlerBase):
         self.assertEqual(control[b"railgun-body"], b"full")
         digest = control[b"railgun-digest"]
         again = self.exchange(
-            RequestHead(b"GET", b"http", b"www.example.test", b"/page", [(b"railgun-base", digest)])
+            RequestHead(
+                b"GET",
+                b"http",
+                b"www.example.test",
+                b"/page",
+                [(b"railgun-base", digest)],
+            )
         )
         _, control = splitControl(ResponseHead.fromLinkHeaders(again.heads[0]).headers)
         self.assertEqual(control[b"railgun-body"], b"same")
@@ -197,9 +220,10 @@ class OriginHandlerTests(_HandlerBase):
         self.assertEqual(first.heads, second.heads)
         self.assertEqual(first.body, second.body)
         _, control = splitControl(ResponseHead.fromLinkHeaders(first.heads[0]).headers)
-        self.assertEqual((control[b"railgun-body"], control[b"railgun-codec"]), (b"full", b"zstd"))
+        self.assertEqual(
+            (control[b"railgun-body"], control[b"railgun-codec"]), (b"full", b"zstd")
+        )
         self.assertEqual(calls, [len(b"<p>hello</p>\n" * 200)])
-
 
     def test_unchangedVersionStoredOncePerRefresh(self):
         """
@@ -303,8 +327,12 @@ class HeldBudgetTests(_HandlerBase):
         correct) instead of being held, and nothing stays counted as held.
         """
         self.context.heldBudget = 100
-        collector = self.exchange(RequestHead(b"GET", b"http", b"www.example.test", b"/page", []))
-        _, control = splitControl(ResponseHead.fromLinkHeaders(collector.heads[0]).headers)
+        collector = self.exchange(
+            RequestHead(b"GET", b"http", b"www.example.test", b"/page", [])
+        )
+        _, control = splitControl(
+            ResponseHead.fromLinkHeaders(collector.heads[0]).headers
+        )
         self.assertEqual(control[b"railgun-body"], b"raw")
         self.assertEqual(b"".join(collector.body), b"<p>hello</p>\n" * 200)
         self.assertEqual(self.context.held, 0)

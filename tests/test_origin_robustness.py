@@ -51,12 +51,19 @@ class _ScriptedAgent:
         )
         return d
 
-    def respond(self, index: int, code: int, headers: dict) -> tuple[Response, _OriginTransport]:
+    def respond(
+        self, index: int, code: int, headers: dict
+    ) -> tuple[Response, _OriginTransport]:
         transport = _OriginTransport()
         # As HTTP11ClientProtocol gives it: through a proxy that forgets the
         # transport once stopped.
         response = Response._construct(
-            (b"HTTP", 1, 1), code, b"X", Headers(headers), TransportProxyProducer(transport), None
+            (b"HTTP", 1, 1),
+            code,
+            b"X",
+            Headers(headers),
+            TransportProxyProducer(transport),
+            None,
         )
         self.requests[index]["d"].callback(response)
         return response, transport
@@ -81,7 +88,9 @@ class _Base(_HandlerBase):
         collector = _Collector()
         collector.lost = None
         collector.connectionLost = lambda reason: setattr(collector, "lost", reason)
-        stream = self.dialer.openStream(collector, head.toLinkHeaders(), endStream=endStream)
+        stream = self.dialer.openStream(
+            collector, head.toLinkHeaders(), endStream=endStream
+        )
         self.pump.flush()
         return collector, stream
 
@@ -108,9 +117,15 @@ class GzipFromOriginTests(_Base):
         a, b = b"<p>first half</p>\n" * 500, b"<p>second half</p>\n" * 500
         gz = gzip.compress(a) + gzip.compress(b)
         collector, _ = self.open(GET)
-        response, _ = self.agent.respond(0, 200, {
-            b"content-type": [b"text/html"], b"content-encoding": [b"gzip"],
-            b"content-length": [b"%d" % len(gz)]})
+        response, _ = self.agent.respond(
+            0,
+            200,
+            {
+                b"content-type": [b"text/html"],
+                b"content-encoding": [b"gzip"],
+                b"content-length": [b"%d" % len(gz)],
+            },
+        )
         response._bodyDataReceived(gz)
         response._bodyDataFinished()
         self.flush()
@@ -129,8 +144,9 @@ class GzipFromOriginTests(_Base):
         whole = gzip.compress(page)
         cut = whole[: len(whole) // 2]
         collector, _ = self.open(GET)
-        response, _ = self.agent.respond(0, 200, {
-            b"content-type": [b"text/html"], b"content-encoding": [b"gzip"]})
+        response, _ = self.agent.respond(
+            0, 200, {b"content-type": [b"text/html"], b"content-encoding": [b"gzip"]}
+        )
         response._bodyDataReceived(cut)
         response._bodyDataFinished(Failure(PotentialDataLoss()))
         self.flush()
@@ -138,7 +154,9 @@ class GzipFromOriginTests(_Base):
         self.assertEqual(self.control(collector)[b"railgun-body"], b"raw")
         self.assertIn((b"content-encoding", b"gzip"), head.headers)
         self.assertEqual(b"".join(collector.body), cut)
-        self.assertIsNone(self.successResultOf(self.store.get(versionDigest(page).encode())))
+        self.assertIsNone(
+            self.successResultOf(self.store.get(versionDigest(page).encode()))
+        )
 
     def test_relayedNotInflated(self) -> None:
         """
@@ -148,12 +166,25 @@ class GzipFromOriginTests(_Base):
         """
         chunks: list[int] = []
         original = OriginStreamHandler._bodyChunk
-        self.patch(OriginStreamHandler, "_bodyChunk",
-                   lambda handler, data: (chunks.append(len(data)), original(handler, data))[1])
+        self.patch(
+            OriginStreamHandler,
+            "_bodyChunk",
+            lambda handler, data: (chunks.append(len(data)), original(handler, data))[
+                1
+            ],
+        )
         bomb = gzip.compress(b"\0" * (10 * 1024 * 1024))
-        collector, _ = self.open(RequestHead(b"GET", b"http", b"www.example.test", b"/bin", []))
-        response, _ = self.agent.respond(0, 200, {
-            b"content-type": [b"application/octet-stream"], b"content-encoding": [b"gzip"]})
+        collector, _ = self.open(
+            RequestHead(b"GET", b"http", b"www.example.test", b"/bin", [])
+        )
+        response, _ = self.agent.respond(
+            0,
+            200,
+            {
+                b"content-type": [b"application/octet-stream"],
+                b"content-encoding": [b"gzip"],
+            },
+        )
         response._bodyDataReceived(bomb)
         response._bodyDataFinished(Failure(PotentialDataLoss()))
         self.flush()
@@ -174,8 +205,13 @@ class TimerTests(_Base):
         A request body that keeps arriving for longer than the response
         timeout is not cut with 504.
         """
-        head = RequestHead(b"POST", b"http", b"www.example.test", b"/upload",
-                           [(b"content-length", b"%d" % (40 * 1000))])
+        head = RequestHead(
+            b"POST",
+            b"http",
+            b"www.example.test",
+            b"/upload",
+            [(b"content-length", b"%d" % (40 * 1000))],
+        )
         collector, stream = self.open(head, endStream=False)
         consumer = StringTransport()
         self.agent.requests[0]["body"].startProducing(consumer)
@@ -197,9 +233,13 @@ class TimerTests(_Base):
         connection) is not reset as an origin stall; once the edge takes
         data again, the origin's silence counts again.
         """
-        collector, stream = self.open(RequestHead(b"GET", b"http", b"www.example.test", b"/bin", []))
+        collector, stream = self.open(
+            RequestHead(b"GET", b"http", b"www.example.test", b"/bin", [])
+        )
         stream.pauseProducing()  # the edge's client reads nothing
-        response, transport = self.agent.respond(0, 200, {b"content-type": [b"application/octet-stream"]})
+        response, transport = self.agent.respond(
+            0, 200, {b"content-type": [b"application/octet-stream"]}
+        )
         for _ in range(64):  # the origin sends whenever it is not paused
             if transport.producerState == "producing":
                 response._bodyDataReceived(b"y" * 65536)
@@ -230,14 +270,25 @@ class EdgeInputTests(_Base):
         connection (shared by every edge): no Transfer-Encoding beside a
         Content-Length.
         """
-        head = RequestHead(b"POST", b"http", b"www.example.test", b"/x",
-                           [(b"content-length", b"4"), (b"transfer-encoding", b"chunked"),
-                            (b"connection", b"keep-alive, x-private"), (b"x-private", b"1"),
-                            (b"x-kept", b"2")])
+        head = RequestHead(
+            b"POST",
+            b"http",
+            b"www.example.test",
+            b"/x",
+            [
+                (b"content-length", b"4"),
+                (b"transfer-encoding", b"chunked"),
+                (b"connection", b"keep-alive, x-private"),
+                (b"x-private", b"1"),
+                (b"x-kept", b"2"),
+            ],
+        )
         self.open(head, endStream=False)
         request = self.agent.requests[0]
         wire = StringTransport()
-        Request(b"POST", b"/x", request["headers"], request["body"], persistent=True).writeTo(wire)
+        Request(
+            b"POST", b"/x", request["headers"], request["body"], persistent=True
+        ).writeTo(wire)
         sent = wire.value().lower()
         self.assertIn(b"content-length: 4", sent)
         self.assertIn(b"x-kept: 2", sent)
@@ -250,11 +301,18 @@ class EdgeInputTests(_Base):
         400 and no fetch.
         """
         for lengths in ([b"-1"], [b"+5"], [b"1_0"], [b"\xd9\xa1"], [b"4", b"5"]):
-            head = RequestHead(b"POST", b"http", b"www.example.test", b"/x",
-                               [(b"content-length", value) for value in lengths])
+            head = RequestHead(
+                b"POST",
+                b"http",
+                b"www.example.test",
+                b"/x",
+                [(b"content-length", value) for value in lengths],
+            )
             collector, _ = self.open(head, endStream=False)
             self.flush()
-            self.assertEqual(ResponseHead.fromLinkHeaders(collector.heads[0]).status, 400, lengths)
+            self.assertEqual(
+                ResponseHead.fromLinkHeaders(collector.heads[0]).status, 400, lengths
+            )
         self.assertEqual(self.agent.requests, [])
 
 
@@ -279,8 +337,13 @@ class BudgetTests(_Base):
         body = b"<p>page</p>\n" * 40000
         base = versionDigest(b"other")
         for i in range(3):
-            head = RequestHead(b"GET", b"http", b"www.example.test", b"/p%d" % i,
-                               [(b"railgun-base", base.encode())])
+            head = RequestHead(
+                b"GET",
+                b"http",
+                b"www.example.test",
+                b"/p%d" % i,
+                [(b"railgun-base", base.encode())],
+            )
             self.open(head)
             response, _ = self.agent.respond(i, 200, {b"content-type": [b"text/html"]})
             response._bodyDataReceived(body)
@@ -301,13 +364,20 @@ class UnsendableHeadTests(_Base):
         control character, which Twisted's client accepts) gets 502, and
         the origin response is stopped, not left buffering its body.
         """
-        collector, _ = self.open(RequestHead(b"GET", b"http", b"www.example.test", b"/bin", []))
+        collector, _ = self.open(
+            RequestHead(b"GET", b"http", b"www.example.test", b"/bin", [])
+        )
         response, transport = self.agent.respond(
-            0, 200, {b"content-type": [b"application/octet-stream"], b"x-bad": [b"a\x01b"]})
+            0,
+            200,
+            {b"content-type": [b"application/octet-stream"], b"x-bad": [b"a\x01b"]},
+        )
         self.flush()
         head = ResponseHead.fromLinkHeaders(collector.heads[0])
         self.assertEqual(head.status, 502)
-        self.assertEqual(splitControl(head.headers)[1][b"railgun-error"], b"origin-failed")
+        self.assertEqual(
+            splitControl(head.headers)[1][b"railgun-error"], b"origin-failed"
+        )
         self.assertEqual(transport.producerState, "stopped")
 
     def test_tooLargeHeadForAVersion(self) -> None:
@@ -318,7 +388,9 @@ class UnsendableHeadTests(_Base):
         """
         collector, _ = self.open(GET)
         many = {b"x-h%d" % i: [b"v" * 200] for i in range(400)}
-        response, _ = self.agent.respond(0, 200, {b"content-type": [b"text/html"], **many})
+        response, _ = self.agent.respond(
+            0, 200, {b"content-type": [b"text/html"], **many}
+        )
         response._bodyDataReceived(b"<p>page</p>")
         response._bodyDataFinished()
         self.flush()

@@ -22,7 +22,9 @@ class SampleSiteTests(SynchronousTestCase):
         self.treq = StubTreq(sampleSite(self.clock, period=5.0).resource)
 
     def get(self, path: str, method: str = "GET") -> tuple[int, dict, bytes]:
-        response = self.successResultOf(self.treq.request(method, "http://sample.test" + path))
+        response = self.successResultOf(
+            self.treq.request(method, "http://sample.test" + path)
+        )
         body = self.successResultOf(response.content())
         return response.code, response.headers, body
 
@@ -33,7 +35,9 @@ class SampleSiteTests(SynchronousTestCase):
         """
         code, headers, first = self.get("/")
         self.assertEqual(code, 200)
-        self.assertEqual(headers.getRawHeaders(b"content-type"), [b"text/html; charset=utf-8"])
+        self.assertEqual(
+            headers.getRawHeaders(b"content-type"), [b"text/html; charset=utf-8"]
+        )
         self.assertIn(b"<header>Edition 0</header>", first)
         self.clock.advance(4.9)
         self.assertEqual(self.get("/")[2], first)
@@ -66,5 +70,9 @@ class SampleSiteTests(SynchronousTestCase):
             _, _, body = self.get(path)
             code, headers, nothing = self.get(path, "HEAD")
             self.assertEqual((code, nothing), (200, b""))
-            self.assertEqual(headers.getRawHeaders(b"content-length"), [b"%d" % len(body)])
-        self.assertEqual([e for e in events if "HEAD" in str(e.get("log_format", ""))], [])
+            self.assertEqual(
+                headers.getRawHeaders(b"content-length"), [b"%d" % len(body)]
+            )
+        self.assertEqual(
+            [e for e in events if "HEAD" in str(e.get("log_format", ""))], []
+        )

@@ -54,10 +54,13 @@ class EdgeRefusedTests(TestCase):
         response, body = yield d.fetch("/echo")
         self.assertEqual(response.code, 503)
         self.assertIn(b"no link", body)
-        self.assertTrue(response.headers.getRawHeaders(b"railgun")[0].startswith(b"direct ("))
+        self.assertTrue(
+            response.headers.getRawHeaders(b"railgun")[0].startswith(b"direct (")
+        )
         self.assertEqual(d.origin.stats.total.requests, 0)
         return [
-            formatEvent(e) for e in events
+            formatEvent(e)
+            for e in events
             if e.get("log_namespace") == "railgun.edge.links"
         ]
 
@@ -69,7 +72,8 @@ class EdgeRefusedTests(TestCase):
         """
         lines = yield self.check(edgeToken=b"not-the-token")
         self.assertTrue(
-            any("AUTH_FAILED" in line and "same link token" in line for line in lines), lines
+            any("AUTH_FAILED" in line and "same link token" in line for line in lines),
+            lines,
         )
 
     @inlineCallbacks
@@ -81,8 +85,10 @@ class EdgeRefusedTests(TestCase):
         """
         lines = yield self.check(tlsDeployment=generateDeployment("other.test"))
         self.assertTrue(
-            any("does not carry the name 'localhost'" in line and "--tls-name" in line
-                for line in lines),
+            any(
+                "does not carry the name 'localhost'" in line and "--tls-name" in line
+                for line in lines
+            ),
             lines,
         )
 
@@ -173,8 +179,12 @@ class RawPeerTests(TestCase):
         AUTH_FAILED and its stream is never served.
         """
         factory = LinkClientFactory(token=b"wrong", clock=reactor, pingInterval=0)
-        options = clientOptions(credentialsFromDeployment(self.d.tlsDeployment, "edge"), "localhost")
-        endpoint = wrapClientTLS(options, TCP4ClientEndpoint(reactor, "127.0.0.1", self.d.linkPort))
+        options = clientOptions(
+            credentialsFromDeployment(self.d.tlsDeployment, "edge"), "localhost"
+        )
+        endpoint = wrapClientTLS(
+            options, TCP4ClientEndpoint(reactor, "127.0.0.1", self.d.linkPort)
+        )
         link = yield endpoint.connect(factory)
         ready = link.whenReady()
         failure = yield self.assertFailure(ready, ProtocolError)
@@ -189,8 +199,12 @@ class RawPeerTests(TestCase):
         refusals above are about the credentials, not the test's client).
         """
         factory = LinkClientFactory(token=TOKEN, clock=reactor, pingInterval=0)
-        options = clientOptions(credentialsFromDeployment(self.d.tlsDeployment, "edge"), "localhost")
-        endpoint = wrapClientTLS(options, TCP4ClientEndpoint(reactor, "127.0.0.1", self.d.linkPort))
+        options = clientOptions(
+            credentialsFromDeployment(self.d.tlsDeployment, "edge"), "localhost"
+        )
+        endpoint = wrapClientTLS(
+            options, TCP4ClientEndpoint(reactor, "127.0.0.1", self.d.linkPort)
+        )
         link = yield endpoint.connect(factory)
         yield link.whenReady()
         collector = _Collector()
@@ -235,7 +249,6 @@ class FallbackTests(TestCase):
         self.assertEqual(d2.edge.stats.total.fallbacks["direct"], 1)
         self.assertEqual(d2.origin.stats.total.requests, 0)
 
-
     @inlineCallbacks
     def test_directBodyStallCutOff(self):
         """
@@ -251,8 +264,12 @@ class FallbackTests(TestCase):
         from tests.harness import HOST, StallingOrigin
 
         factory = Factory()
-        factory.protocol = lambda: StallingOrigin(b"application/octet-stream", b"partial")
-        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+        factory.protocol = lambda: StallingOrigin(
+            b"application/octet-stream", b"partial"
+        )
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            factory
+        )
         self.addCleanup(port.stopListening)
         d2 = Deployment()
         yield d2.start(
@@ -267,8 +284,12 @@ class FallbackTests(TestCase):
             b"GET", d2.url("/"), Headers({b"host": [HOST.encode()]})
         )
         self.assertEqual(response.code, 200)
-        self.assertTrue(response.headers.getRawHeaders(b"railgun")[0].startswith(b"direct ("))
-        yield self.assertFailure(readBody(response), ResponseFailed, PartialDownloadError)
+        self.assertTrue(
+            response.headers.getRawHeaders(b"railgun")[0].startswith(b"direct (")
+        )
+        yield self.assertFailure(
+            readBody(response), ResponseFailed, PartialDownloadError
+        )
 
 
 class HTTPSOriginTests(TestCase):
@@ -285,7 +306,9 @@ class HTTPSOriginTests(TestCase):
         from tests.harness import originSite
 
         # A certificate for "localhost" from a CA nobody trusts.
-        identity = credentialsFromDeployment(generateDeployment("localhost"), "origin").identity
+        identity = credentialsFromDeployment(
+            generateDeployment("localhost"), "origin"
+        ).identity
         options = CertificateOptions(
             privateKey=identity.privateKey.original, certificate=identity.original
         )

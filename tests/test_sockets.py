@@ -135,11 +135,13 @@ class EagerWriteTests(TestCase):
                 reactor.callLater(0, accepted.callback, protocol)
                 return protocol
 
-        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Accept())
-        self.addCleanup(port.stopListening)
-        protocol = yield TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
-            Factory.forProtocol(client)
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Accept()
         )
+        self.addCleanup(port.stopListening)
+        protocol = yield TCP4ClientEndpoint(
+            reactor, "127.0.0.1", port.getHost().port
+        ).connect(Factory.forProtocol(client))
         self.addCleanup(protocol.transport.abortConnection)
         return protocol, accepted
 
@@ -332,9 +334,9 @@ class NoDelayTests(TestCase):
             Factory.forProtocol(Protocol)
         )
         self.addCleanup(port.stopListening)
-        protocol = yield TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
-            Factory.forProtocol(Protocol)
-        )
+        protocol = yield TCP4ClientEndpoint(
+            reactor, "127.0.0.1", port.getHost().port
+        ).connect(Factory.forProtocol(Protocol))
         self.addCleanup(protocol.transport.abortConnection)
         self.assertFalse(protocol.transport.getTcpNoDelay())
         noDelay(protocol)

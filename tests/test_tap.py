@@ -68,8 +68,16 @@ class OptionsTests(SynchronousTestCase):
         missing file and the command that makes it.
         """
         e = self.assertRaises(
-            UsageError, self.parse, "--role", "edge", "--certs", self.mktemp(),
-            "--token", "t", "--link", "a=b",
+            UsageError,
+            self.parse,
+            "--role",
+            "edge",
+            "--certs",
+            self.mktemp(),
+            "--token",
+            "t",
+            "--link",
+            "a=b",
         )
         self.assertIn("ca.pem", str(e))
         self.assertIn("railgun certs", str(e))
@@ -79,11 +87,25 @@ class OptionsTests(SynchronousTestCase):
         Origin flags become an OriginConfig.
         """
         options = self.parse(
-            "--role", "origin", "--certs", "/c", "--token", "t0k3n",
-            "--map", "www.example.com=http://127.0.0.1:8000",
-            "--map", "*.example.org=https://backend:8443",
-            "--link-listen", "tcp:2408", "--response-timeout", "12", "--no-delta",
-            "--delta-level", "19", "--delta-large-level", "22",
+            "--role",
+            "origin",
+            "--certs",
+            "/c",
+            "--token",
+            "t0k3n",
+            "--map",
+            "www.example.com=http://127.0.0.1:8000",
+            "--map",
+            "*.example.org=https://backend:8443",
+            "--link-listen",
+            "tcp:2408",
+            "--response-timeout",
+            "12",
+            "--no-delta",
+            "--delta-level",
+            "19",
+            "--delta-large-level",
+            "22",
         )
         config = options.built.originConfig()
         self.assertIsInstance(config, OriginConfig)
@@ -100,10 +122,20 @@ class OptionsTests(SynchronousTestCase):
         Edge flags become an EdgeConfig.
         """
         options = self.parse(
-            "--role", "edge", "--certs", "/c", "--token", "t",
-            "--link", "www.example.com=origin.example.net",
-            "--links-per-origin", "3", "--max-header-bytes", "8k",
-            "--fallback", "www.example.com=https://www.example.com",
+            "--role",
+            "edge",
+            "--certs",
+            "/c",
+            "--token",
+            "t",
+            "--link",
+            "www.example.com=origin.example.net",
+            "--links-per-origin",
+            "3",
+            "--max-header-bytes",
+            "8k",
+            "--fallback",
+            "www.example.com=https://www.example.com",
         )
         config = options.built.edgeConfig()
         self.assertIsInstance(config, EdgeConfig)
@@ -121,13 +153,94 @@ class OptionsTests(SynchronousTestCase):
             (["--role", "origin", "--certs", "/c", "--token", "t"], "--map"),
             (["--role", "origin", "--token", "t", "--map", "a=http://b"], "--certs"),
             (["--role", "edge", "--certs", "/c", "--link", "a=b"], "token"),
-            (["--role", "origin", "--certs", "/c", "--token", "t", "--map", "a=ftp://b"], "origin URL"),
-            (["--role", "origin", "--certs", "/c", "--token", "t", "--map", "nohost"], "HOST=VALUE"),
-            (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b:notaport"], "link address"),
-            (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b", "--links-per-origin", "0"], "--links-per-origin / edge.links_per_origin must be a whole number > 0, not 0"),
-            (["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b", "--ping-timeout", "x"], "--ping-timeout must be a number, not 'x'"),
-            (["--role", "origin", "--certs", "/c", "--token", "t", "--map", "a=http://b", "--delta-level", "23"], "--delta-level / delta.level must be a zstd level from 1 to 22, not 23"),
-            (["--config", "/nonexistent/railgun.toml", "--role", "edge"], "cannot read config file"),
+            (
+                [
+                    "--role",
+                    "origin",
+                    "--certs",
+                    "/c",
+                    "--token",
+                    "t",
+                    "--map",
+                    "a=ftp://b",
+                ],
+                "origin URL",
+            ),
+            (
+                [
+                    "--role",
+                    "origin",
+                    "--certs",
+                    "/c",
+                    "--token",
+                    "t",
+                    "--map",
+                    "nohost",
+                ],
+                "HOST=VALUE",
+            ),
+            (
+                [
+                    "--role",
+                    "edge",
+                    "--certs",
+                    "/c",
+                    "--token",
+                    "t",
+                    "--link",
+                    "a=b:notaport",
+                ],
+                "link address",
+            ),
+            (
+                [
+                    "--role",
+                    "edge",
+                    "--certs",
+                    "/c",
+                    "--token",
+                    "t",
+                    "--link",
+                    "a=b",
+                    "--links-per-origin",
+                    "0",
+                ],
+                "--links-per-origin / edge.links_per_origin must be a whole number > 0, not 0",
+            ),
+            (
+                [
+                    "--role",
+                    "edge",
+                    "--certs",
+                    "/c",
+                    "--token",
+                    "t",
+                    "--link",
+                    "a=b",
+                    "--ping-timeout",
+                    "x",
+                ],
+                "--ping-timeout must be a number, not 'x'",
+            ),
+            (
+                [
+                    "--role",
+                    "origin",
+                    "--certs",
+                    "/c",
+                    "--token",
+                    "t",
+                    "--map",
+                    "a=http://b",
+                    "--delta-level",
+                    "23",
+                ],
+                "--delta-level / delta.level must be a zstd level from 1 to 22, not 23",
+            ),
+            (
+                ["--config", "/nonexistent/railgun.toml", "--role", "edge"],
+                "cannot read config file",
+            ),
         ]
         for argv, expected in cases:
             e = self.assertRaises(UsageError, self.parse, *argv)
@@ -149,11 +262,22 @@ class OptionsTests(SynchronousTestCase):
         tokenFile = self.mktemp()
         Path(tokenFile).write_text("from-flag-file\n")
         path = self.mktemp()
-        Path(path).write_text('role = "edge"\ntoken = "from-toml"\n[edge]\nlinks = ["a=b"]\n')
-        options = self.parse("--config", path, "--certs", "/c", "--token-file", tokenFile)
+        Path(path).write_text(
+            'role = "edge"\ntoken = "from-toml"\n[edge]\nlinks = ["a=b"]\n'
+        )
+        options = self.parse(
+            "--config", path, "--certs", "/c", "--token-file", tokenFile
+        )
         self.assertEqual(options.built.edgeConfig().token, b"from-flag-file")
         # edge.toml names token_file = "/etc/railgun/token", which need not exist.
-        options = self.parse("--config", str(EXAMPLES / "edge.toml"), "--certs", "/c", "--token", "from-flag")
+        options = self.parse(
+            "--config",
+            str(EXAMPLES / "edge.toml"),
+            "--certs",
+            "/c",
+            "--token",
+            "from-flag",
+        )
         self.assertEqual(options.built.edgeConfig().token, b"from-flag")
 
     def test_tokenGivenTwice(self):
@@ -164,12 +288,24 @@ class OptionsTests(SynchronousTestCase):
         tokenFile = self.mktemp()
         Path(tokenFile).write_text("t2\n")
         e = self.assertRaises(
-            UsageError, self.parse, "--role", "edge", "--certs", "/c", "--link", "a=b",
-            "--token", "t1", "--token-file", tokenFile,
+            UsageError,
+            self.parse,
+            "--role",
+            "edge",
+            "--certs",
+            "/c",
+            "--link",
+            "a=b",
+            "--token",
+            "t1",
+            "--token-file",
+            tokenFile,
         )
         self.assertIn("--token or --token-file, not both", str(e))
         path = self.mktemp()
-        Path(path).write_text(f'role = "edge"\ntoken = "t1"\ntoken_file = "{tokenFile}"\n[edge]\nlinks = ["a=b"]\n')
+        Path(path).write_text(
+            f'role = "edge"\ntoken = "t1"\ntoken_file = "{tokenFile}"\n[edge]\nlinks = ["a=b"]\n'
+        )
         e = self.assertRaises(UsageError, self.parse, "--config", path, "--certs", "/c")
         self.assertIn("both token and token_file", str(e))
 
@@ -181,19 +317,36 @@ class OptionsTests(SynchronousTestCase):
         Path(tokenFile).write_text("secret\n")
         for role in ("origin", "edge"):
             options = self.parse(
-                "--config", str(EXAMPLES / f"{role}.toml"), "--token-file", tokenFile,
-                "--certs", "/c",
+                "--config",
+                str(EXAMPLES / f"{role}.toml"),
+                "--token-file",
+                tokenFile,
+                "--certs",
+                "/c",
             )
             self.assertEqual(options.role, role)
-            self.assertEqual((options.built.originConfig() if role == "origin" else options.built.edgeConfig()).token, b"secret")
+            self.assertEqual(
+                (
+                    options.built.originConfig()
+                    if role == "origin"
+                    else options.built.edgeConfig()
+                ).token,
+                b"secret",
+            )
 
     def test_flagsOverrideFile(self):
         """
         A command-line flag wins over the config file.
         """
         options = self.parse(
-            "--config", str(EXAMPLES / "edge.toml"), "--token", "t", "--links-per-origin", "5",
-            "--certs", "/c",
+            "--config",
+            str(EXAMPLES / "edge.toml"),
+            "--token",
+            "t",
+            "--links-per-origin",
+            "5",
+            "--certs",
+            "/c",
         )
         self.assertEqual(options.built.edgeConfig().linksPerOrigin, 5)
 
@@ -207,15 +360,29 @@ class OptionsTests(SynchronousTestCase):
         Path(tokenFile).write_text("secret\n")
         # origin.toml sets [origin] connect_timeout = 5.0, response_timeout = 30.0.
         options = self.parse(
-            "--config", str(EXAMPLES / "origin.toml"), "--token-file", tokenFile, "--certs", "/c",
-            "--connect-timeout", "7", "--response-timeout", "99",
+            "--config",
+            str(EXAMPLES / "origin.toml"),
+            "--token-file",
+            tokenFile,
+            "--certs",
+            "/c",
+            "--connect-timeout",
+            "7",
+            "--response-timeout",
+            "99",
         )
         config = options.built.originConfig()
         self.assertEqual((config.connectTimeout, config.responseTimeout), (7.0, 99.0))
         # edge.toml sets [edge] response_timeout = 60.0.
         options = self.parse(
-            "--config", str(EXAMPLES / "edge.toml"), "--token-file", tokenFile, "--certs", "/c",
-            "--response-timeout", "9",
+            "--config",
+            str(EXAMPLES / "edge.toml"),
+            "--token-file",
+            tokenFile,
+            "--certs",
+            "/c",
+            "--response-timeout",
+            "9",
         )
         self.assertEqual(options.built.edgeConfig().responseTimeout, 9.0)
         # --role both: the flag reaches both roles.
@@ -225,10 +392,19 @@ class OptionsTests(SynchronousTestCase):
             "[edge]\nconnect_timeout = 4.0\nresponse_timeout = 5.0\n"
         )
         options = self.parse(
-            "--config", path, "--role", "both", "--connect-timeout", "7", "--response-timeout", "8",
+            "--config",
+            path,
+            "--role",
+            "both",
+            "--connect-timeout",
+            "7",
+            "--response-timeout",
+            "8",
         )
         for role in (options.built.origin, options.built.edge):
-            self.assertEqual((role["connectTimeout"], role["responseTimeout"]), (7.0, 8.0))
+            self.assertEqual(
+                (role["connectTimeout"], role["responseTimeout"]), (7.0, 8.0)
+            )
 
     def test_everyFlagOverridesFile(self):
         """
@@ -241,22 +417,60 @@ class OptionsTests(SynchronousTestCase):
             '[origin]\nlink_listen = "tcp:1"\nconnect_timeout = 1.0\nresponse_timeout = 1.0\n'
             'verify_origin_tls = true\nmap = ["a=http://file"]\n'
             '[edge]\nhttp_listen = "tcp:1"\nlinks_per_origin = 1\ntls_name = "file"\n'
-            'max_header_bytes = 1\nmax_body_bytes = 1\nconnect_timeout = 1.0\nresponse_timeout = 1.0\n'
+            "max_header_bytes = 1\nmax_body_bytes = 1\nconnect_timeout = 1.0\nresponse_timeout = 1.0\n"
             'links = ["a=file"]\nfallback = ["a=http://file"]\n'
-            '[link]\nping_interval = 1.0\nping_timeout = 1.0\nmax_concurrent_streams = 1\n'
-            '[delta]\nenabled = true\nmax_size = 1\nlevel = 1\nlarge_level = 1\n'
+            "[link]\nping_interval = 1.0\nping_timeout = 1.0\nmax_concurrent_streams = 1\n"
+            "[delta]\nenabled = true\nmax_size = 1\nlevel = 1\nlarge_level = 1\n"
             '[store]\nmemory_bytes = 1\nmemcached = ["file:1"]\n'
-            '[both]\nsample_period = 1.0\n'
+            "[both]\nsample_period = 1.0\n"
         )
         built = self.parse(
-            "--config", path, "--certs", "/flag", "--link-listen", "tcp:2", "--http-listen", "tcp:2",
-            "--links-per-origin", "2", "--tls-name", "flag", "--max-header-bytes", "2",
-            "--max-body-bytes", "2", "--connect-timeout", "2", "--response-timeout", "2",
-            "--ping-interval", "2", "--ping-timeout", "2", "--max-streams", "2",
-            "--delta-max-size", "2", "--delta-level", "2", "--delta-large-level", "2",
-            "--store-size", "2", "--sample-period", "2", "--map", "a=http://flag",
-            "--link", "a=flag", "--fallback", "a=http://flag", "--memcached", "flag:2",
-            "--no-delta", "--insecure-origin-tls",
+            "--config",
+            path,
+            "--certs",
+            "/flag",
+            "--link-listen",
+            "tcp:2",
+            "--http-listen",
+            "tcp:2",
+            "--links-per-origin",
+            "2",
+            "--tls-name",
+            "flag",
+            "--max-header-bytes",
+            "2",
+            "--max-body-bytes",
+            "2",
+            "--connect-timeout",
+            "2",
+            "--response-timeout",
+            "2",
+            "--ping-interval",
+            "2",
+            "--ping-timeout",
+            "2",
+            "--max-streams",
+            "2",
+            "--delta-max-size",
+            "2",
+            "--delta-level",
+            "2",
+            "--delta-large-level",
+            "2",
+            "--store-size",
+            "2",
+            "--sample-period",
+            "2",
+            "--map",
+            "a=http://flag",
+            "--link",
+            "a=flag",
+            "--fallback",
+            "a=http://flag",
+            "--memcached",
+            "flag:2",
+            "--no-delta",
+            "--insecure-origin-tls",
         ).built
         origin, edge = built.originConfig(), built.edgeConfig()
         self.assertEqual(origin.certsDir, "/flag")
@@ -267,12 +481,22 @@ class OptionsTests(SynchronousTestCase):
             (2, "flag", 2, 2),
         )
         for config in (origin, edge):
-            self.assertEqual((config.connectTimeout, config.responseTimeout), (2.0, 2.0))
+            self.assertEqual(
+                (config.connectTimeout, config.responseTimeout), (2.0, 2.0)
+            )
         link = origin.link
-        self.assertEqual((link.pingInterval, link.pingTimeout, link.maxConcurrentStreams), (2.0, 2.0, 2))
+        self.assertEqual(
+            (link.pingInterval, link.pingTimeout, link.maxConcurrentStreams),
+            (2.0, 2.0, 2),
+        )
         delta = origin.delta
-        self.assertEqual((delta.enabled, delta.maxSize, delta.level, delta.largeLevel), (False, 2, 2, 2))
-        self.assertEqual((origin.store.memoryBytes, origin.store.memcached), (2, ("flag:2",)))
+        self.assertEqual(
+            (delta.enabled, delta.maxSize, delta.level, delta.largeLevel),
+            (False, 2, 2, 2),
+        )
+        self.assertEqual(
+            (origin.store.memoryBytes, origin.store.memcached), (2, ("flag:2",))
+        )
         self.assertEqual(built.samplePeriod, 2.0)
         self.assertFalse(origin.verifyOriginTLS)
         self.assertEqual(origin.origins.lookup("a").host, "flag")
@@ -297,7 +521,9 @@ class OptionsTests(SynchronousTestCase):
         A typo in the config file is an error, not silently ignored.
         """
         path = self.mktemp()
-        Path(path).write_text('role = "edge"\ntoken = "t"\n[edge]\nhttp_lisen = "tcp:1"\n')
+        Path(path).write_text(
+            'role = "edge"\ntoken = "t"\n[edge]\nhttp_lisen = "tcp:1"\n'
+        )
         e = self.assertRaises(UsageError, self.parse, "--config", path)
         self.assertIn("http_lisen", str(e))
 
@@ -312,7 +538,9 @@ class OptionsTests(SynchronousTestCase):
         self.assertIn("unknown key(s) in [both]: sampel_period", str(e))
         Path(path).write_text('role = "both"\n[both]\nsample_period = 3\n')
         self.assertEqual(self.parse("--config", path).built.samplePeriod, 3.0)
-        e = self.assertRaises(UsageError, self.parse, "--role", "both", "--sample-period", "0")
+        e = self.assertRaises(
+            UsageError, self.parse, "--role", "both", "--sample-period", "0"
+        )
         self.assertIn("sample_period must be > 0", str(e))
 
     def test_linkSettingRanges(self):
@@ -324,14 +552,31 @@ class OptionsTests(SynchronousTestCase):
         path = self.mktemp()
 
         def parseLink(key, value):
-            Path(path).write_text(f'role = "edge"\ntoken = "t"\n[edge]\nlinks = ["a=b"]\n[link]\n{key} = {value}\n')
+            Path(path).write_text(
+                f'role = "edge"\ntoken = "t"\n[edge]\nlinks = ["a=b"]\n[link]\n{key} = {value}\n'
+            )
             return self.parse("--config", path, "--certs", "/c")
 
         for key, attr, bad, good in [
-            ("max_frame_size", "maxFrameSize", [1000, 16383, 16777216], [16384, 16777215]),
+            (
+                "max_frame_size",
+                "maxFrameSize",
+                [1000, 16383, 16777216],
+                [16384, 16777215],
+            ),
             ("stream_window", "streamWindow", [-1, 2**31], [0, 2**31 - 1]),
-            ("connection_window", "connectionWindow", [0, 65534, 2**31], [65535, 2**31 - 1]),
-            ("max_concurrent_streams", "maxConcurrentStreams", [-1, 2**31], [0, 2**31 - 1]),
+            (
+                "connection_window",
+                "connectionWindow",
+                [0, 65534, 2**31],
+                [65535, 2**31 - 1],
+            ),
+            (
+                "max_concurrent_streams",
+                "maxConcurrentStreams",
+                [-1, 2**31],
+                [0, 2**31 - 1],
+            ),
         ]:
             for value in bad:
                 e = self.assertRaises(UsageError, parseLink, key, value)
@@ -342,19 +587,44 @@ class OptionsTests(SynchronousTestCase):
                 # The protocol takes what the configuration took.
                 tuning.settings()
         e = self.assertRaises(UsageError, parseLink, "max_frame_size", '"64k"')
-        self.assertIn("link.max_frame_size must be a whole number of bytes (sizes in the file are plain integers", str(e))
-        e = self.assertRaises(
-            UsageError, self.parse, "--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b",
-            "--max-streams", "-1",
+        self.assertIn(
+            "link.max_frame_size must be a whole number of bytes (sizes in the file are plain integers",
+            str(e),
         )
-        self.assertIn("--max-streams / link.max_concurrent_streams must be a whole number from 0 to", str(e))
+        e = self.assertRaises(
+            UsageError,
+            self.parse,
+            "--role",
+            "edge",
+            "--certs",
+            "/c",
+            "--token",
+            "t",
+            "--link",
+            "a=b",
+            "--max-streams",
+            "-1",
+        )
+        self.assertIn(
+            "--max-streams / link.max_concurrent_streams must be a whole number from 0 to",
+            str(e),
+        )
 
     def test_badValuesName(self):
         """
         A bad value, from a flag or from the file, is a one-line usage error
         naming the flag and the TOML key, and what was expected.
         """
-        origin = ["--role", "origin", "--certs", "/c", "--token", "t", "--map", "a=http://b"]
+        origin = [
+            "--role",
+            "origin",
+            "--certs",
+            "/c",
+            "--token",
+            "t",
+            "--map",
+            "a=http://b",
+        ]
         edge = ["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b"]
 
         def withFile(argv, text):
@@ -363,43 +633,107 @@ class OptionsTests(SynchronousTestCase):
             return [*argv, "--config", path]
 
         cases = [
-            (origin + ["--link-listen", "19613"],
-             "--link-listen / origin.link_listen must be a Twisted endpoint string, such as "
-             "tcp:2408:interface=127.0.0.1; '19613' is not one (Unknown endpoint type: '19613'); "
-             "did you mean tcp:19613:interface=127.0.0.1?"),
-            (origin + ["--link-listen", "10.0.0.1:2408"], "did you mean tcp:2408:interface=10.0.0.1?"),
-            (edge + ["--http-listen", "tcp:http"], "--http-listen / edge.http_listen must be a Twisted endpoint string"),
-            (withFile(edge, '[edge]\nhttp_listen = 8080\n'),
-             "--http-listen / edge.http_listen must be a string (a Twisted endpoint such as "
-             "tcp:2408:interface=127.0.0.1), not 8080"),
-            (origin + ["--memcached", "127.0.0.1"],
-             "--memcached / store.memcached: memcached server '127.0.0.1' is not host:port or unix:/path"),
-            (origin + ["--memcached", "a:1", "--memcached", "a:1"], "--memcached / store.memcached: a server is listed twice"),
-            (withFile(origin, '[store]\nmemcached = [11211]\n'),
-             '--memcached / store.memcached must be a list of "HOST:PORT" or "unix:/path" strings, not [11211]'),
-            (withFile(origin, '[link]\nping_interval = "x"\n'), "--ping-interval / link.ping_interval must be a number, not 'x'"),
-            (withFile(origin, '[link]\nping_timeout = nan\n'), "--ping-timeout / link.ping_timeout must be a number, not nan"),
-            (withFile(origin, '[delta]\nenabled = "no"\n'), "delta.enabled must be true or false, not 'no'"),
-            (withFile(origin, '[origin]\nverify_origin_tls = 0\n'), "origin.verify_origin_tls must be true or false, not 0"),
-            (withFile(origin, '[delta]\nmax_size = "1m"\n'),
-             "--delta-max-size / delta.max_size must be a whole number of bytes (sizes in the file are "
-             "plain integers, like 1048576: the k, m and g suffixes are for flags only), not '1m'"),
-            (withFile(edge, '[edge]\nlinks_per_origin = "2"\n'), "--links-per-origin / edge.links_per_origin must be a whole number, not '2'"),
-            (withFile(edge, '[edge]\nlinks_per_origin = true\n'), "--links-per-origin / edge.links_per_origin must be a whole number, not True"),
-            (withFile(edge, '[edge]\ntls_name = 1\n'), "--tls-name / edge.tls_name must be a string, not 1"),
-            (withFile(edge, 'link = 1\n'), "link must be a table ([link]), not 1"),
-            (withFile(origin, '[origin]\nconnect_timeout = -1\n'),
-             "--connect-timeout / connect_timeout (or origin.connect_timeout, edge.connect_timeout) must be > 0, not -1"),
-            (withFile(origin, '[store]\nttl = 2592001\nmemcached = ["a:1"]\n'),
-             "store.ttl must be at most 2592000 seconds (30 days) with memcached, not 2592001"),
-            (origin + ["--delta-level", "30"], "--delta-level / delta.level must be a zstd level from 1 to 22, not 30"),
-            (origin + ["--ping-interval", "-1"], "--ping-interval / link.ping_interval must be >= 0, not -1.0"),
-            (origin + ["--ping-interval", "inf"], "--ping-interval must be a number, not 'inf'"),
-            (origin + ["--links-per-origin", "2.5"], "--links-per-origin must be a whole number, not '2.5'"),
-            (origin + ["--max-body-bytes", "lots"], "--max-body-bytes must be a size in bytes (1048576, 64k, 256m, 2g), not 'lots'"),
-            (origin + ["--store-size", "0"], "--store-size / store.memory_bytes must be a whole number > 0, not 0"),
-            (withFile(origin, '[origin]\nmax_connections_per_origin = 0\n'),
-             "origin.max_connections_per_origin must be a whole number > 0, not 0"),
+            (
+                origin + ["--link-listen", "19613"],
+                "--link-listen / origin.link_listen must be a Twisted endpoint string, such as "
+                "tcp:2408:interface=127.0.0.1; '19613' is not one (Unknown endpoint type: '19613'); "
+                "did you mean tcp:19613:interface=127.0.0.1?",
+            ),
+            (
+                origin + ["--link-listen", "10.0.0.1:2408"],
+                "did you mean tcp:2408:interface=10.0.0.1?",
+            ),
+            (
+                edge + ["--http-listen", "tcp:http"],
+                "--http-listen / edge.http_listen must be a Twisted endpoint string",
+            ),
+            (
+                withFile(edge, "[edge]\nhttp_listen = 8080\n"),
+                "--http-listen / edge.http_listen must be a string (a Twisted endpoint such as "
+                "tcp:2408:interface=127.0.0.1), not 8080",
+            ),
+            (
+                origin + ["--memcached", "127.0.0.1"],
+                "--memcached / store.memcached: memcached server '127.0.0.1' is not host:port or unix:/path",
+            ),
+            (
+                origin + ["--memcached", "a:1", "--memcached", "a:1"],
+                "--memcached / store.memcached: a server is listed twice",
+            ),
+            (
+                withFile(origin, "[store]\nmemcached = [11211]\n"),
+                '--memcached / store.memcached must be a list of "HOST:PORT" or "unix:/path" strings, not [11211]',
+            ),
+            (
+                withFile(origin, '[link]\nping_interval = "x"\n'),
+                "--ping-interval / link.ping_interval must be a number, not 'x'",
+            ),
+            (
+                withFile(origin, "[link]\nping_timeout = nan\n"),
+                "--ping-timeout / link.ping_timeout must be a number, not nan",
+            ),
+            (
+                withFile(origin, '[delta]\nenabled = "no"\n'),
+                "delta.enabled must be true or false, not 'no'",
+            ),
+            (
+                withFile(origin, "[origin]\nverify_origin_tls = 0\n"),
+                "origin.verify_origin_tls must be true or false, not 0",
+            ),
+            (
+                withFile(origin, '[delta]\nmax_size = "1m"\n'),
+                "--delta-max-size / delta.max_size must be a whole number of bytes (sizes in the file are "
+                "plain integers, like 1048576: the k, m and g suffixes are for flags only), not '1m'",
+            ),
+            (
+                withFile(edge, '[edge]\nlinks_per_origin = "2"\n'),
+                "--links-per-origin / edge.links_per_origin must be a whole number, not '2'",
+            ),
+            (
+                withFile(edge, "[edge]\nlinks_per_origin = true\n"),
+                "--links-per-origin / edge.links_per_origin must be a whole number, not True",
+            ),
+            (
+                withFile(edge, "[edge]\ntls_name = 1\n"),
+                "--tls-name / edge.tls_name must be a string, not 1",
+            ),
+            (withFile(edge, "link = 1\n"), "link must be a table ([link]), not 1"),
+            (
+                withFile(origin, "[origin]\nconnect_timeout = -1\n"),
+                "--connect-timeout / connect_timeout (or origin.connect_timeout, edge.connect_timeout) must be > 0, not -1",
+            ),
+            (
+                withFile(origin, '[store]\nttl = 2592001\nmemcached = ["a:1"]\n'),
+                "store.ttl must be at most 2592000 seconds (30 days) with memcached, not 2592001",
+            ),
+            (
+                origin + ["--delta-level", "30"],
+                "--delta-level / delta.level must be a zstd level from 1 to 22, not 30",
+            ),
+            (
+                origin + ["--ping-interval", "-1"],
+                "--ping-interval / link.ping_interval must be >= 0, not -1.0",
+            ),
+            (
+                origin + ["--ping-interval", "inf"],
+                "--ping-interval must be a number, not 'inf'",
+            ),
+            (
+                origin + ["--links-per-origin", "2.5"],
+                "--links-per-origin must be a whole number, not '2.5'",
+            ),
+            (
+                origin + ["--max-body-bytes", "lots"],
+                "--max-body-bytes must be a size in bytes (1048576, 64k, 256m, 2g), not 'lots'",
+            ),
+            (
+                origin + ["--store-size", "0"],
+                "--store-size / store.memory_bytes must be a whole number > 0, not 0",
+            ),
+            (
+                withFile(origin, "[origin]\nmax_connections_per_origin = 0\n"),
+                "origin.max_connections_per_origin must be a whole number > 0, not 0",
+            ),
         ]
         for argv, expected in cases:
             e = self.assertRaises(UsageError, self.parse, *argv)
@@ -412,15 +746,33 @@ class OptionsTests(SynchronousTestCase):
         the edge refuses it (it keeps its versions in memory).
         """
         path = self.mktemp()
-        Path(path).write_text('role = "origin"\ntoken = "t"\n[origin.map]\na = "http://b"\n[store]\nmemcached = "127.0.0.1:19620"\n')
+        Path(path).write_text(
+            'role = "origin"\ntoken = "t"\n[origin.map]\na = "http://b"\n[store]\nmemcached = "127.0.0.1:19620"\n'
+        )
         options = self.parse("--config", path, "--certs", "/c")
-        self.assertEqual(options.built.originConfig().store.memcached, ("127.0.0.1:19620",))
-        Path(path).write_text('role = "origin"\ntoken = "t"\n[origin.map]\na = "http://b"\n[store]\nmemcached = ["a:1", "unix:/run/m.sock"]\n')
+        self.assertEqual(
+            options.built.originConfig().store.memcached, ("127.0.0.1:19620",)
+        )
+        Path(path).write_text(
+            'role = "origin"\ntoken = "t"\n[origin.map]\na = "http://b"\n[store]\nmemcached = ["a:1", "unix:/run/m.sock"]\n'
+        )
         options = self.parse("--config", path, "--certs", "/c")
-        self.assertEqual(options.built.originConfig().store.memcached, ("a:1", "unix:/run/m.sock"))
+        self.assertEqual(
+            options.built.originConfig().store.memcached, ("a:1", "unix:/run/m.sock")
+        )
         e = self.assertRaises(
-            UsageError, self.parse, "--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b",
-            "--memcached", "127.0.0.1:11211",
+            UsageError,
+            self.parse,
+            "--role",
+            "edge",
+            "--certs",
+            "/c",
+            "--token",
+            "t",
+            "--link",
+            "a=b",
+            "--memcached",
+            "127.0.0.1:11211",
         )
         self.assertEqual(
             str(e),
@@ -429,17 +781,36 @@ class OptionsTests(SynchronousTestCase):
         )
         # --role both runs an origin role, which uses it.
         built = self.parse("--role", "both", "--memcached", "127.0.0.1:11211").built
-        self.assertEqual(built.originConfig(["*=http://b"]).store.memcached, ("127.0.0.1:11211",))
+        self.assertEqual(
+            built.originConfig(["*=http://b"]).store.memcached, ("127.0.0.1:11211",)
+        )
 
     def test_endpointsAccepted(self):
         """
         Endpoint strings Railgun can listen on pass the check made when the
         options are read.
         """
-        for endpoint in ["tcp:2408", "tcp:0:interface=127.0.0.1", r"tcp6:2408:interface=\:\:1", "unix:/run/railgun.sock"]:
+        for endpoint in [
+            "tcp:2408",
+            "tcp:0:interface=127.0.0.1",
+            r"tcp6:2408:interface=\:\:1",
+            "unix:/run/railgun.sock",
+        ]:
             self.assertEqual(
-                self.parse("--role", "origin", "--certs", "/c", "--token", "t", "--map", "a=http://b",
-                           "--link-listen", endpoint).built.originConfig().linkListen,
+                self.parse(
+                    "--role",
+                    "origin",
+                    "--certs",
+                    "/c",
+                    "--token",
+                    "t",
+                    "--map",
+                    "a=http://b",
+                    "--link-listen",
+                    endpoint,
+                )
+                .built.originConfig()
+                .linkListen,
                 endpoint,
             )
 
@@ -451,8 +822,12 @@ class OptionsTests(SynchronousTestCase):
         from railgun.config import LINK_SETTING_RANGES
         from railgun.link.frames import SETTINGS_IDS
 
-        names = {"maxFrameSize": "maxFrameSize", "streamWindow": "initialStreamWindow",
-                 "connectionWindow": "connectionWindow", "maxConcurrentStreams": "maxConcurrentStreams"}
+        names = {
+            "maxFrameSize": "maxFrameSize",
+            "streamWindow": "initialStreamWindow",
+            "connectionWindow": "connectionWindow",
+            "maxConcurrentStreams": "maxConcurrentStreams",
+        }
         protocol = {name: (low, high) for name, low, high in SETTINGS_IDS.values()}
         for attr, (low, high) in LINK_SETTING_RANGES.items():
             self.assertEqual((low, high), protocol[names[attr]], attr)
@@ -463,7 +838,14 @@ def _freePort() -> int:
 
 
 def _twistd(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", *args]
+    return [
+        sys.executable,
+        "-c",
+        "from twisted.scripts.twistd import run; run()",
+        "-n",
+        "--pidfile=",
+        *args,
+    ]
 
 
 class RealTwistdTests(TestCase):
@@ -480,7 +862,10 @@ class RealTwistdTests(TestCase):
         workdir.mkdir(parents=True)
         log = workdir / f"{name}.log"
         process = subprocess.Popen(
-            argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=str(workdir),
+            argv,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=str(workdir),
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         process.logPath = log  # type: ignore[attr-defined]
@@ -520,7 +905,8 @@ class RealTwistdTests(TestCase):
         certs = Path(self.mktemp()).absolute()
         result = subprocess.run(
             [sys.executable, "-m", "railgun", "certs", str(certs)],
-            capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         docroot = Path(self.mktemp()).absolute()
@@ -528,20 +914,59 @@ class RealTwistdTests(TestCase):
         page = b"<h1>an origin we did not write</h1>\n" * 100
         (docroot / "index.html").write_bytes(page)
         originPort, linkPort, httpPort = _freePort(), _freePort(), _freePort()
-        self.spawn([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
-                    "--directory", str(docroot), str(originPort)], "origin-server")
-        self.spawn(_twistd("railgun", "--role", "origin", "--link-listen",
-                           f"tcp:{linkPort}:interface=127.0.0.1", "--map",
-                           f"www.example.com=http://127.0.0.1:{originPort}",
-                           "--certs", str(certs), "--token", "separate-token"), "origin-role")
-        edge = self.spawn(_twistd("railgun", "--role", "edge", "--http-listen",
-                                  f"tcp:{httpPort}:interface=127.0.0.1", "--link",
-                                  f"www.example.com=127.0.0.1:{linkPort}", "--tls-name",
-                                  "localhost", "--certs", str(certs), "--token",
-                                  "separate-token"), "edge")
-        direct, directBody = yield self.waitFor(f"http://127.0.0.1:{originPort}/index.html".encode())
+        self.spawn(
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+                str(docroot),
+                str(originPort),
+            ],
+            "origin-server",
+        )
+        self.spawn(
+            _twistd(
+                "railgun",
+                "--role",
+                "origin",
+                "--link-listen",
+                f"tcp:{linkPort}:interface=127.0.0.1",
+                "--map",
+                f"www.example.com=http://127.0.0.1:{originPort}",
+                "--certs",
+                str(certs),
+                "--token",
+                "separate-token",
+            ),
+            "origin-role",
+        )
+        edge = self.spawn(
+            _twistd(
+                "railgun",
+                "--role",
+                "edge",
+                "--http-listen",
+                f"tcp:{httpPort}:interface=127.0.0.1",
+                "--link",
+                f"www.example.com=127.0.0.1:{linkPort}",
+                "--tls-name",
+                "localhost",
+                "--certs",
+                str(certs),
+                "--token",
+                "separate-token",
+            ),
+            "edge",
+        )
+        direct, directBody = yield self.waitFor(
+            f"http://127.0.0.1:{originPort}/index.html".encode()
+        )
         response, body = yield self.waitFor(
-            f"http://127.0.0.1:{httpPort}/index.html".encode(), {b"host": [b"www.example.com"]}
+            f"http://127.0.0.1:{httpPort}/index.html".encode(),
+            {b"host": [b"www.example.com"]},
         )
         log = edge.logPath.read_text(errors="replace")
         self.assertEqual(response.code, direct.code, log)
@@ -567,9 +992,16 @@ class RealTwistdTests(TestCase):
         workdir.mkdir()
         process = subprocess.Popen(
             [
-                sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-                "-n", "--pidfile=", "railgun", "--role", "both",
-                "--http-listen", f"tcp:{port}:interface=127.0.0.1",
+                sys.executable,
+                "-c",
+                "from twisted.scripts.twistd import run; run()",
+                "-n",
+                "--pidfile=",
+                "railgun",
+                "--role",
+                "both",
+                "--http-listen",
+                f"tcp:{port}:interface=127.0.0.1",
             ],
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
@@ -582,7 +1014,9 @@ class RealTwistdTests(TestCase):
         response = None
         while time.monotonic() < deadline:
             try:
-                response = yield agent.request(b"GET", f"http://127.0.0.1:{port}/".encode())
+                response = yield agent.request(
+                    b"GET", f"http://127.0.0.1:{port}/".encode()
+                )
                 if response.code != 503:
                     break
             except Exception:
@@ -600,7 +1034,9 @@ class RealTwistdTests(TestCase):
             yield deferLater(reactor, 0.1, lambda: None)
         # twistd re-raises the signal that stopped it, so the status is
         # -SIGTERM after a clean shutdown; the log says it was clean.
-        self.assertEqual(process.poll(), -signal.SIGTERM, log.read_text(errors="replace"))
+        self.assertEqual(
+            process.poll(), -signal.SIGTERM, log.read_text(errors="replace")
+        )
         self.assertIn("Server Shut Down.", log.read_text(errors="replace"))
 
     @inlineCallbacks
@@ -623,14 +1059,40 @@ class RealTwistdTests(TestCase):
         endpoint = f"tcp:{busy.getsockname()[1]}:interface=127.0.0.1"
         common = ["--certs", str(certs), "--token", "t"]
         processes = {
-            "origin": self.spawn(_twistd("railgun", "--role", "origin", "--link-listen", endpoint,
-                                         "--map", "a=http://127.0.0.1:1", *common), "origin"),
-            "edge": self.spawn(_twistd("railgun", "--role", "edge", "--http-listen", endpoint,
-                                       "--link", "a=127.0.0.1:1", *common), "edge"),
-            "both": self.spawn(_twistd("railgun", "--role", "both", "--http-listen", endpoint), "both"),
+            "origin": self.spawn(
+                _twistd(
+                    "railgun",
+                    "--role",
+                    "origin",
+                    "--link-listen",
+                    endpoint,
+                    "--map",
+                    "a=http://127.0.0.1:1",
+                    *common,
+                ),
+                "origin",
+            ),
+            "edge": self.spawn(
+                _twistd(
+                    "railgun",
+                    "--role",
+                    "edge",
+                    "--http-listen",
+                    endpoint,
+                    "--link",
+                    "a=127.0.0.1:1",
+                    *common,
+                ),
+                "edge",
+            ),
+            "both": self.spawn(
+                _twistd("railgun", "--role", "both", "--http-listen", endpoint), "both"
+            ),
         }
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(p.poll() is None for p in processes.values()):
+        while time.monotonic() < deadline and any(
+            p.poll() is None for p in processes.values()
+        ):
             yield deferLater(reactor, 0.1, lambda: None)
         for role, process in processes.items():
             log = process.logPath.read_text(errors="replace")
@@ -658,14 +1120,29 @@ class RealTwistdTests(TestCase):
         writeDeployment(generateDeployment("localhost"), str(certs))
         config = Path(self.mktemp()).absolute()
         config.write_text('[store]\nmemcached = "127.0.0.1"\n')
-        common = ["railgun", "--role", "origin", "--certs", str(certs), "--token", "t", "--map", "a=http://b"]
+        common = [
+            "railgun",
+            "--role",
+            "origin",
+            "--certs",
+            str(certs),
+            "--token",
+            "t",
+            "--map",
+            "a=http://b",
+        ]
         for argv, expected in [
             (["--link-listen", "19613"], "did you mean tcp:19613:interface=127.0.0.1?"),
-            (["--config", str(config)],
-             "--memcached / store.memcached: memcached server '127.0.0.1' is not host:port or unix:/path"),
+            (
+                ["--config", str(config)],
+                "--memcached / store.memcached: memcached server '127.0.0.1' is not host:port or unix:/path",
+            ),
         ]:
             result = subprocess.run(
-                _twistd(*common, *argv), capture_output=True, text=True, timeout=30,
+                _twistd(*common, *argv),
+                capture_output=True,
+                text=True,
+                timeout=30,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
             output = result.stdout + result.stderr
@@ -683,7 +1160,10 @@ class RealTwistdTests(TestCase):
         import subprocess
 
         result = subprocess.run(
-            _twistd("railgun", "--help"), capture_output=True, text=True, timeout=30,
+            _twistd("railgun", "--help"),
+            capture_output=True,
+            text=True,
+            timeout=30,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         self.assertEqual(result.returncode, 0, result.stderr)

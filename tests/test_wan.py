@@ -1,5 +1,5 @@
 """
-Tests for L{railgun.wan}: the scheduling core with plain numbers, the relay
+Tests for L{bench.wan}: the scheduling core with plain numbers, the relay
 glue with a fake clock and in-memory transports, and one real relay on
 loopback.
 """
@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from railgun.wan import (
+from bench.wan import (
     Bottleneck,
     Direction,
     Release,
@@ -415,7 +415,8 @@ class BottleneckTests(SynchronousTestCase):
     @given(
         st.lists(
             st.tuples(
-                st.floats(min_value=0, max_value=1), st.floats(min_value=1e-4, max_value=0.1)
+                st.floats(min_value=0, max_value=1),
+                st.floats(min_value=1e-4, max_value=0.1),
             ),
             min_size=1,
             max_size=40,
@@ -444,7 +445,11 @@ class BottleneckTests(SynchronousTestCase):
         would each have taken half that.
         """
         profile = WanProfile(
-            rtt=0.02, rateBps=8e6, slowStart=False, handshake=False, sharedBottleneck=True
+            rtt=0.02,
+            rateBps=8e6,
+            slowStart=False,
+            handshake=False,
+            sharedBottleneck=True,
         )
         link = Bottleneck()
         first = WanPath.forDirection(profile, Direction.DOWN, 0.0, link)
@@ -453,7 +458,9 @@ class BottleneckTests(SynchronousTestCase):
         b = second.schedule(0.0, 10_000)
         self.assertAlmostEqual(max(_times(a + b)), 20_000 / 1e6 + 0.01)
         alone = WanPath.forDirection(profile, Direction.DOWN, 0.0)
-        self.assertAlmostEqual(max(_times(alone.schedule(0.0, 10_000))), 10_000 / 1e6 + 0.01)
+        self.assertAlmostEqual(
+            max(_times(alone.schedule(0.0, 10_000))), 10_000 / 1e6 + 0.01
+        )
 
     def test_noBottleneckWithoutRate(self) -> None:
         """
@@ -587,7 +594,10 @@ class WanRelayTests(SynchronousTestCase):
         """
         for shared, expectedSeconds in ((True, 0.02), (False, 0.01)):
             profile = WanProfile(
-                rtt=0.02, rateBps=8e6, slowStart=False, handshake=False,
+                rtt=0.02,
+                rateBps=8e6,
+                slowStart=False,
+                handshake=False,
                 sharedBottleneck=shared,
             )
             r = _Relay(profile)

@@ -546,7 +546,9 @@ class CodecRegistry:
         return None
 
 
-def defaultRegistry(deltaLevel: int = 9, largeLevel: int | None = None) -> CodecRegistry:
+def defaultRegistry(
+    deltaLevel: int = 9, largeLevel: int | None = None
+) -> CodecRegistry:
     """
     The codecs the project uses, with the levels chosen by measurement.
 
@@ -624,4 +626,6 @@ def deferEncode(
     @param threshold: size in bytes above which the thread pool is used.
     @return: a L{Deferred} firing with the delta.
     """
-    return offReactorAbove(reactor, threadpool, len(target), threshold, codec.encode, base, target)
+    return offReactorAbove(
+        reactor, threadpool, len(target), threshold, codec.encode, base, target
+    )

@@ -195,7 +195,9 @@ def _looksLikeZlib(data: bytes) -> bool:
     a check value; servers often send raw deflate under "deflate" instead.
     """
     return (
-        len(data) >= 2 and data[0] & 0x0F == 8 and data[0] >> 4 <= 7
+        len(data) >= 2
+        and data[0] & 0x0F == 8
+        and data[0] >> 4 <= 7
         and (data[0] << 8 | data[1]) % 31 == 0
     )
 
@@ -399,7 +401,9 @@ def encodeBody(body: bytes, coding: bytes | None) -> bytes:
         if params.window_log > 23:
             # RFC 9659: HTTP recipients may refuse windows over 8 MB.
             params = zstandard.ZstdCompressionParameters.from_level(
-                ZSTD_LEVEL, source_size=max(1, len(body)), write_content_size=1,
+                ZSTD_LEVEL,
+                source_size=max(1, len(body)),
+                write_content_size=1,
                 window_log=23,
             )
         return zstandard.ZstdCompressor(compression_params=params).compress(body)
@@ -429,4 +433,6 @@ def deferEncodeBody(
     @param threadpool: a started thread pool.
     @return: a L{Deferred} firing with the encoded body.
     """
-    return offReactorAbove(reactor, threadpool, len(body), threshold, encodeBody, body, coding)
+    return offReactorAbove(
+        reactor, threadpool, len(body), threshold, encodeBody, body, coding
+    )

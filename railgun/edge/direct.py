@@ -21,7 +21,7 @@ from railgun.edge.body import BodyProducer
 from railgun.http.diagnostic import formatDirect
 from railgun.http.messages import RequestHead, responseHasBody
 from railgun.http.routing import OriginTarget
-from railgun.origin.fetch import (
+from railgun.upstream.client import (
     DiscardBody,
     classifyFetchFailure,
     fetchFromOrigin,
@@ -37,7 +37,13 @@ class DirectFetcher:
     Serve a client request straight from an origin server.
     """
 
-    def __init__(self, client: HTTPClient, clock: IReactorTime, target: OriginTarget, timeout: float) -> None:
+    def __init__(
+        self,
+        client: HTTPClient,
+        clock: IReactorTime,
+        target: OriginTarget,
+        timeout: float,
+    ) -> None:
         self._client = client
         self._clock = clock
         self._target = target
@@ -54,8 +60,14 @@ class DirectFetcher:
         headers = originRequestHeaders(head.headers)
         headers.setRawHeaders(b"host", [head.authority])
         d = fetchFromOrigin(
-            self._client, self._clock, self._target, head.method, head.path,
-            headers, body, self._timeout,
+            self._client,
+            self._clock,
+            self._target,
+            head.method,
+            head.path,
+            headers,
+            body,
+            self._timeout,
         )
         marker = formatDirect(reason)
 
@@ -70,7 +82,9 @@ class DirectFetcher:
                     continue
                 request.responseHeaders.addRawHeader(name, value)
             if hasBody and isinstance(response.length, int):
-                request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % response.length])
+                request.responseHeaders.setRawHeaders(
+                    b"content-length", [b"%d" % response.length]
+                )
             request.responseHeaders.setRawHeaders(b"railgun", [marker])
             if not hasBody:
                 request.finish()
@@ -112,7 +126,8 @@ class _Relay(Protocol):
         # The client's socket pauses the origin connection when it is full:
         # while it does, the origin is not the one stalling.
         self._request.registerProducer(
-            WatchedProducer(self.transport, self.pausedByClient, self.resumedByClient), True
+            WatchedProducer(self.transport, self.pausedByClient, self.resumedByClient),
+            True,
         )
         self._startTimer()
         self._request.notifyFinish().addErrback(self._clientGone)

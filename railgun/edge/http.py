@@ -98,7 +98,9 @@ class EdgeRequest(http.Request):
             transport = self.channel.transport
             assert transport is not None
             self.body = RequestBody(
-                length, transport.pauseProducing, transport.resumeProducing  # type: ignore[attr-defined]
+                length,
+                transport.pauseProducing,  # type: ignore[attr-defined]
+                transport.resumeProducing,  # type: ignore[attr-defined]
             )
             if length is None or length > LARGE_BODY:
                 tuneForVolume(transport)
@@ -239,7 +241,9 @@ class EdgeChannel(http.HTTPChannel):
             if self._headStarted is None:
                 self._headStarted = now
             elif now - self._headStarted > HEAD_TIMEOUT:
-                self._refuse(408, b"Request Timeout", b"request head not received in time\n")
+                self._refuse(
+                    408, b"Request Timeout", b"request head not received in time\n"
+                )
                 return
         super().dataReceived(data)
 
@@ -264,7 +268,8 @@ class EdgeChannel(http.HTTPChannel):
         assert self.transport is not None
         log.info(
             "client {peer} read nothing of its response for {s} s: closing",
-            peer=self.transport.getPeer(), s=SEND_TIMEOUT,
+            peer=self.transport.getPeer(),
+            s=SEND_TIMEOUT,
         )
         self.transport.abortConnection()  # type: ignore[attr-defined]
 
@@ -289,7 +294,9 @@ class EdgeChannel(http.HTTPChannel):
         self._cancelSendDeadline()
         super().connectionLost(reason)
 
-    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+    def writeHeaders(
+        self, version: bytes, code: bytes, reason: bytes, headers: Any
+    ) -> None:
         if not isinstance(headers, Headers):
             super().writeHeaders(version, code, reason, headers)
             return
@@ -332,13 +339,19 @@ class EdgeChannel(http.HTTPChannel):
 
     def lineReceived(self, line: bytes) -> None:
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
-            self._refuse(431, b"Request Header Fields Too Large", b"request header section too large\n")
+            self._refuse(
+                431,
+                b"Request Header Fields Too Large",
+                b"request header section too large\n",
+            )
             return
         super().lineReceived(line)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         # One line longer than the whole head may be: same answer.
-        self._refuse(431, b"Request Header Fields Too Large", b"request header line too large\n")
+        self._refuse(
+            431, b"Request Header Fields Too Large", b"request header line too large\n"
+        )
 
     def allHeadersReceived(self) -> None:
         self._headStarted = None
@@ -353,7 +366,11 @@ class EdgeChannel(http.HTTPChannel):
 
     def _refuse(self, status: int, reason: bytes, message: bytes) -> None:
         assert self.transport is not None
-        log.info("refusing a request from {peer}: {status}", peer=self.transport.getPeer(), status=status)
+        log.info(
+            "refusing a request from {peer}: {status}",
+            peer=self.transport.getPeer(),
+            status=status,
+        )
         if any(request.startedWriting for request in self.requests):
             # A response is already on its way (a streamed request): no
             # room for another; closing is the only signal left.
@@ -394,7 +411,9 @@ class EdgeHTTPFactory(http.HTTPFactory):
     Builds L{EdgeChannel}s whose requests go to C{proxy}.
     """
 
-    def __init__(self, proxy: Any, *, reactor: Any, maxHeaderBytes: int, maxBodyBytes: int) -> None:
+    def __init__(
+        self, proxy: Any, *, reactor: Any, maxHeaderBytes: int, maxBodyBytes: int
+    ) -> None:
         super().__init__(reactor=reactor, timeout=120)
         self.proxy = proxy
         self._maxHeaderBytes = maxHeaderBytes

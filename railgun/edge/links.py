@@ -67,7 +67,9 @@ class LinkPool(MultiService):
         for _ in range(size):
             endpoint = wrapLinkClientTLS(
                 options,
-                HostnameEndpoint(reactor, address.host, address.port, timeout=connectTimeout),
+                HostnameEndpoint(
+                    reactor, address.host, address.port, timeout=connectTimeout
+                ),
             )
             factory = _WatchingFactory(
                 LinkClientFactory(token=token, clock=reactor, **(linkOptions or {})),
@@ -118,9 +120,13 @@ class LinkPool(MultiService):
         """
         @return: how many links can carry a new stream now.
         """
-        return sum(1 for link in self._ready if link.isReady() and not link.isDraining())
+        return sum(
+            1 for link in self._ready if link.isReady() and not link.isDraining()
+        )
 
-    def pick(self, exclude: LinkProtocol | None = None) -> tuple[LinkProtocol, bool] | None:
+    def pick(
+        self, exclude: LinkProtocol | None = None
+    ) -> tuple[LinkProtocol, bool] | None:
         """
         Choose the link for a new stream: the ready one with the fewest open
         streams (so a slow or stuck link does not collect them all).

@@ -81,7 +81,9 @@ _VERSION_MODES = {b"same": SAME, b"delta": DELTA, b"full": FULL}
 
 
 @functools.lru_cache(maxsize=4096)  # pure; a client sends request after request
-def _forwardingHeaders(clientAddress: str, host: bytes, proto: str) -> tuple[tuple[bytes, bytes], ...]:
+def _forwardingHeaders(
+    clientAddress: str, host: bytes, proto: str
+) -> tuple[tuple[bytes, bytes], ...]:
     """
     This hop's X-Forwarded-For, Forwarded and Via headers, for a request
     that has none of them (so that addForwarding would only append them).
@@ -93,7 +95,9 @@ def _logLookupFailure(failure: Failure) -> None:
     log.failure("edge cache lookup failed", failure)
 
 
-def respondPlain(request: Any, status: int, message: str, railgun: bytes | None = None) -> None:
+def respondPlain(
+    request: Any, status: int, message: str, railgun: bytes | None = None
+) -> None:
     """
     Answer a client with a short text error (the cause in one line).
     """
@@ -101,7 +105,9 @@ def respondPlain(request: Any, status: int, message: str, railgun: bytes | None 
         return
     body = message.encode("utf-8") + b"\n"
     request.setResponseCode(status)
-    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+    request.responseHeaders.setRawHeaders(
+        b"content-type", [b"text/plain; charset=utf-8"]
+    )
     request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
     request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
     if railgun is not None:
@@ -197,7 +203,9 @@ class EdgeProxy:
         drop = _NOT_FORWARDED
         connection = requestHeaders.getRawHeaders(b"connection")
         if connection:
-            drop = drop | connectionTokens([(b"connection", value) for value in connection])
+            drop = drop | connectionTokens(
+                [(b"connection", value) for value in connection]
+            )
         # One pass for what fromRawHeaders, stripHopByHop and stripControl
         # do in three.
         headers: HeaderList = []
@@ -217,7 +225,9 @@ class EdgeProxy:
         clientAddress = getattr(request.getClientAddress(), "host", "unknown")
         proto = "https" if secure else "http"
         if forwarding:
-            headers = addForwarding(headers, clientAddress=clientAddress, host=rawHost, proto=proto)
+            headers = addForwarding(
+                headers, clientAddress=clientAddress, host=rawHost, proto=proto
+            )
         else:
             headers += _forwardingHeaders(clientAddress, rawHost, proto)
         return RequestHead(
@@ -255,7 +265,14 @@ class _Exchange:
     the method is idempotent), sends the body, relays the response.
     """
 
-    def __init__(self, proxy: EdgeProxy, request: Any, host: str, pool: LinkPool, head: RequestHead) -> None:
+    def __init__(
+        self,
+        proxy: EdgeProxy,
+        request: Any,
+        host: str,
+        pool: LinkPool,
+        head: RequestHead,
+    ) -> None:
         self.proxy = proxy
         self.request = request
         self.host = host
@@ -312,7 +329,9 @@ class _Exchange:
         # A body already sent is not kept: it cannot go again.
         if self.attempts >= 3 or (sent is not None and sent.forwarded > 0):
             self.done = True
-            respondPlain(self.request, 502, "railgun: the response could not be rebuilt")
+            respondPlain(
+                self.request, 502, "railgun: the response could not be rebuilt"
+            )
             return
         self.start(exclude=None)
 
@@ -342,9 +361,13 @@ class _Exchange:
                 self._noLink("all links to the origin role are busy")
             return
         self.link = link
-        self.timer = self.proxy.clock.callLater(self.proxy.responseTimeout, self._timedOut)
+        self.timer = self.proxy.clock.callLater(
+            self.proxy.responseTimeout, self._timedOut
+        )
         if self.body is not None:
-            self.body.attach(self.stream, self.stream.loseConnection, self._bodyProgress)
+            self.body.attach(
+                self.stream, self.stream.loseConnection, self._bodyProgress
+            )
 
     def _bodyProgress(self) -> None:
         # An upload still going is no silence: the response timeout counts
@@ -370,7 +393,9 @@ class _Exchange:
         waiting.addCallbacks(ready, gaveUp)
 
     def _noLink(self, reason: str) -> None:
-        fallback = self.proxy.fallback.lookup(self.host) if self.proxy.fallback else None
+        fallback = (
+            self.proxy.fallback.lookup(self.host) if self.proxy.fallback else None
+        )
         if fallback is not None:
             self.proxy.stats.count(self.host, "fallbacks", "direct")
             fallback.serve(self.request, self.head, reason)
@@ -388,7 +413,9 @@ class _Exchange:
         log.info(
             "request {rid} {method} {host}: no response head from the origin role "
             "within {timeout} s",
-            rid=self._requestId(), method=self.head.method, host=self.host,
+            rid=self._requestId(),
+            method=self.head.method,
+            host=self.host,
             timeout=self.proxy.responseTimeout,
         )
         # Done before the reset, which calls back into streamFailed: the
@@ -397,7 +424,9 @@ class _Exchange:
         if self.stream is not None:
             self.stream.reset(ErrorCode.CANCEL)
         self.proxy.stats.record(self.host, errors=1)
-        respondPlain(self.request, 504, "railgun: the origin role did not answer in time")
+        respondPlain(
+            self.request, 504, "railgun: the origin role did not answer in time"
+        )
 
     def stopSending(self) -> None:
         """
@@ -466,11 +495,17 @@ class _Exchange:
         self.stopSending()
         log.info(
             "request {rid} {method} {host}: link failed ({why})",
-            rid=self._requestId(), method=self.head.method, host=self.host,
+            rid=self._requestId(),
+            method=self.head.method,
+            host=self.host,
             why=reason.getErrorMessage(),
         )
         self.proxy.stats.record(self.host, errors=1)
-        respondPlain(self.request, 502, f"railgun: the link to the origin role failed ({reason.getErrorMessage()})")
+        respondPlain(
+            self.request,
+            502,
+            f"railgun: the link to the origin role failed ({reason.getErrorMessage()})",
+        )
 
 
 class EdgeStreamHandler(StreamProtocol):
@@ -498,7 +533,9 @@ class EdgeStreamHandler(StreamProtocol):
         #: a raw body's announced length, checked as it is relayed
         self._rawLength: int | None = None
 
-    def headersReceived(self, headers: list[tuple[bytes, bytes]], endStream: bool) -> None:
+    def headersReceived(
+        self, headers: list[tuple[bytes, bytes]], endStream: bool
+    ) -> None:
         if self._headersSent:
             return  # trailers are not relayed
         exchange = self._exchange
@@ -543,7 +580,11 @@ class EdgeStreamHandler(StreamProtocol):
         log.warn("bad response head from the origin role: {e}", e=why)
         self._exchange.done = True  # (before the reset: see _Exchange._timedOut)
         self.transport.reset(ErrorCode.PROTOCOL_ERROR)
-        respondPlain(self._exchange.request, 502, "railgun: the origin role sent a malformed response")
+        respondPlain(
+            self._exchange.request,
+            502,
+            "railgun: the origin role sent a malformed response",
+        )
 
     def _diagnostic(self, ratio: float) -> bytes:
         originFlags = _int(self._control.get(b"railgun-flags"), 16)
@@ -562,7 +603,9 @@ class EdgeStreamHandler(StreamProtocol):
         self._held = []
         control = self._control
         digest = control.get(b"railgun-digest", b"")
-        codecName = control.get(b"railgun-codec", b"identity").decode("ascii", "replace")
+        codecName = control.get(b"railgun-codec", b"identity").decode(
+            "ascii", "replace"
+        )
         try:
             if not isValidDigest(digest):
                 raise DeltaError("response without a valid digest")
@@ -591,7 +634,11 @@ class EdgeStreamHandler(StreamProtocol):
             )
             return
         ownVersion = self._mode == SAME and not exchange.baseIsSibling
-        if proxy.cache is not None and exchange.head.method == b"GET" and not ownVersion:
+        if (
+            proxy.cache is not None
+            and exchange.head.method == b"GET"
+            and not ownVersion
+        ):
             # (Unless 'same' against this URL's own version: the cache
             # already holds exactly it.)
             proxy.cache.set(exchange.cacheKey, digest + body)
@@ -651,7 +698,9 @@ class EdgeStreamHandler(StreamProtocol):
             # The origin's headers (validators, cookies, its content type)
             # were already set; they describe a body the client won't get.
             exchange.request.responseHeaders = Headers()
-            respondPlain(exchange.request, 500, "railgun: could not compress the response")
+            respondPlain(
+                exchange.request, 500, "railgun: could not compress the response"
+            )
 
     def _respond(
         self, body: bytes, linkBytes: int, coding: bytes | None, served: bytes
@@ -673,7 +722,9 @@ class EdgeStreamHandler(StreamProtocol):
                     b"etag", [e if e.startswith(b"W/") else b"W/" + e for e in etags]
                 )
             vary = request.responseHeaders.getRawHeaders(b"vary", [])
-            if not any(b"accept-encoding" in v.lower() or v.strip() == b"*" for v in vary):
+            if not any(
+                b"accept-encoding" in v.lower() or v.strip() == b"*" for v in vary
+            ):
                 request.responseHeaders.addRawHeader(b"vary", b"Accept-Encoding")
         request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(served)])
         ratio = linkRatio(linkBytes, len(body))
@@ -724,7 +775,8 @@ class EdgeStreamHandler(StreamProtocol):
         """
         log.warn(
             "raw body from the origin role {which} than its content-length {length}",
-            which=which, length=self._rawLength,
+            which=which,
+            length=self._rawLength,
         )
         self.transport.reset(ErrorCode.PROTOCOL_ERROR)
 

@@ -23,10 +23,10 @@ from railgun.edge.encodings import ClientEncodings
 from railgun.edge.http import EdgeHTTPFactory
 from railgun.edge.links import LinkPool
 from railgun.edge.proxy import EdgeProxy
-from railgun.origin.fetch import makeOriginClient
 from railgun.stats import Stats
 from railgun.stores.memory import MemoryVersionStore
 from railgun.tls import Credentials, loadCredentials
+from railgun.upstream.client import makeOriginClient
 
 log = Logger()
 
@@ -75,10 +75,14 @@ class EdgeService(MultiService):
         self._fallbackPool: Any = None
         if config.fallback is not None:
             client, self._fallbackPool = makeOriginClient(
-                reactor, connectTimeout=config.connectTimeout, maxConnectionsPerOrigin=16
+                reactor,
+                connectTimeout=config.connectTimeout,
+                maxConnectionsPerOrigin=16,
             )
             fallback = config.fallback.mapValues(
-                lambda target: DirectFetcher(client, reactor, target, config.responseTimeout)
+                lambda target: DirectFetcher(
+                    client, reactor, target, config.responseTimeout
+                )
             )
         self.proxy = EdgeProxy(
             pools=config.links.mapValues(poolFor),

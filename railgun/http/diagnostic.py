@@ -172,7 +172,11 @@ def formatDiagnostic(
         and _WORD.match(version)
     ):
         return b"%s %.2f %.6f %04x %s" % (
-            requestId.encode("ascii"), ratio, originSeconds, flags, version.encode("ascii")
+            requestId.encode("ascii"),
+            ratio,
+            originSeconds,
+            flags,
+            version.encode("ascii"),
         )
     # Something is wrong (or unusual, such as a Flag): the full checks say what.
     return RailgunDiagnostic(requestId, ratio, originSeconds, flags, version).format()  # type: ignore[arg-type]

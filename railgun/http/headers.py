@@ -41,11 +41,15 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # RFC 9110 5.5: field-value = *field-content; field-content = field-vchar
 # [ 1*( SP / HTAB / field-vchar ) field-vchar ]; field-vchar = VCHAR / obs-text.
 # So: no CTL other than HTAB, no DEL, no leading or trailing whitespace.
-_FIELD_VALUE_SOURCE = rb"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
+_FIELD_VALUE_SOURCE = (
+    rb"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
+)
 _FIELD_VALUE = re.compile(_FIELD_VALUE_SOURCE + rb"\Z")
 # Values joined with LF (which no valid value contains), for one match over
 # a whole list.
-_FIELD_VALUES = re.compile(rb"(?:%s\n)*%s\Z" % (_FIELD_VALUE_SOURCE, _FIELD_VALUE_SOURCE))
+_FIELD_VALUES = re.compile(
+    rb"(?:%s\n)*%s\Z" % (_FIELD_VALUE_SOURCE, _FIELD_VALUE_SOURCE)
+)
 
 # RFC 3986 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
@@ -96,7 +100,10 @@ def validHeaderValues(values: Sequence[bytes]) -> bool:
     if not values:
         return True
     joined = b"\n".join(values)
-    return joined.count(b"\n") == len(values) - 1 and _FIELD_VALUES.match(joined) is not None
+    return (
+        joined.count(b"\n") == len(values) - 1
+        and _FIELD_VALUES.match(joined) is not None
+    )
 
 
 def headerListSize(headers: Iterable[tuple[bytes, bytes]]) -> int:
@@ -162,7 +169,9 @@ def stripHopByHop(headers: Iterable[tuple[bytes, bytes]]) -> HeaderList:
         # other name is connection-specific).
         return headers
     drop = HOP_BY_HOP | connectionTokens(headers)
-    return [entry for entry, name in zip(headers, lowered, strict=True) if name not in drop]
+    return [
+        entry for entry, name in zip(headers, lowered, strict=True) if name not in drop
+    ]
 
 
 @functools.lru_cache(maxsize=4096)  # pure; clients come back again and again

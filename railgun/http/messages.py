@@ -289,7 +289,9 @@ class RequestHead:
         """
         block = list(block)
         if [
-            entry[0] for entry in block[:4] if entry.__class__ is tuple and len(entry) == 2
+            entry[0]
+            for entry in block[:4]
+            if entry.__class__ is tuple and len(entry) == 2
         ] == _REQUEST_PSEUDO_LIST:
             # The order toLinkHeaders writes: the constructor checks the rest.
             try:
@@ -357,7 +359,11 @@ class ResponseHead:
         block = list(block)
         if block and block[0].__class__ is tuple and len(block[0]) == 2:
             name, status = block[0]
-            if name == b":status" and status.__class__ is bytes and _STATUS.match(status):
+            if (
+                name == b":status"
+                and status.__class__ is bytes
+                and _STATUS.match(status)
+            ):
                 # The order toLinkHeaders writes: the constructor checks the
                 # rest.
                 try:

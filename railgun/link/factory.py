@@ -96,8 +96,11 @@ class LinkServerFactory(_LinkFactory):
         @param linkOptions: further keyword arguments of L{LinkProtocol}.
         """
         super().__init__(
-            token=token, clock=clock, streamFactory=streamFactory,
-            settings=settings, linkOptions=linkOptions,
+            token=token,
+            clock=clock,
+            streamFactory=streamFactory,
+            settings=settings,
+            linkOptions=linkOptions,
         )
 
 
@@ -126,6 +129,9 @@ class LinkClientFactory(_LinkFactory):
         @param linkOptions: further keyword arguments of L{LinkProtocol}.
         """
         super().__init__(
-            token=token, clock=clock, streamFactory=streamFactory,
-            settings=settings, linkOptions=linkOptions,
+            token=token,
+            clock=clock,
+            streamFactory=streamFactory,
+            settings=settings,
+            linkOptions=linkOptions,
         )

@@ -57,8 +57,7 @@ _STATIC_COUNT = len(_STATIC)  # 61
 # The static table with HPACK sizes and a placeholder at 0, so that an index
 # is a subscript.
 _STATIC_SIZED: tuple[tuple[Header, int], ...] = tuple(
-    (entry, len(entry[0]) + len(entry[1]) + 32)
-    for entry in ((b"", b""), *_STATIC)
+    (entry, len(entry[0]) + len(entry[1]) + 32) for entry in ((b"", b""), *_STATIC)
 )
 _STATIC_PAIRS: dict[Header, int] = {}
 _STATIC_NAMES: dict[bytes, int] = {}

@@ -1036,9 +1036,7 @@ class LinkProtocol(Protocol):
                     if frameType == TYPE_DATA:
                         self._receiveData(streamId, payload, flags & FLAG_END_STREAM)
                     else:
-                        self._receiveHeaders(
-                            streamId, payload, flags & FLAG_END_STREAM
-                        )
+                        self._receiveHeaders(streamId, payload, flags & FLAG_END_STREAM)
                 else:
                     handlers[frame.__class__](frame)
             except ProtocolError as e:
@@ -1826,7 +1824,9 @@ class LinkProtocol(Protocol):
         endStream = bool(queue) and queue[0] is _END
         if endStream:
             queue.popleft()
-        out[headerIndex] = encodeStreamFrameHeader(TYPE_DATA, stream.streamId, size, endStream)
+        out[headerIndex] = encodeStreamFrameHeader(
+            TYPE_DATA, stream.streamId, size, endStream
+        )
         stream._sendWindow -= size
         self._sendWindow -= size
         stream._outboundBytes -= size

@@ -30,7 +30,10 @@ class StreamBodyProducer:
     """
 
     def __init__(
-        self, stream: Any, length: int | None, onProgress: Callable[[], None] | None = None
+        self,
+        stream: Any,
+        length: int | None,
+        onProgress: Callable[[], None] | None = None,
     ) -> None:
         """
         @param onProgress: called for every chunk of the body that arrives

@@ -41,7 +41,9 @@ from railgun.http.routing import BadHost, HostMap, normalizeHost
 from railgun.link.errors import ErrorCode
 from railgun.link.protocol import StreamProtocol
 from railgun.origin.body import StreamBodyProducer
-from railgun.origin.fetch import (
+from railgun.stats import Stats
+from railgun.stores.interfaces import IVersionStore
+from railgun.upstream.client import (
     DiscardBody,
     FetchError,
     classifyFetchFailure,
@@ -49,8 +51,6 @@ from railgun.origin.fetch import (
     originRequestHeaders,
     responseHeaderList,
 )
-from railgun.stats import Stats
-from railgun.stores.interfaces import IVersionStore
 from railgun.versions import FULL, RAW, SAME, EncodedVersion, encodeVersion
 
 log = Logger()
@@ -213,7 +213,9 @@ _NO_FLAGS = b"%x" % Flag(0)
 _BASE_FOUND = b"%x" % Flag.BASE_FOUND
 
 
-def errorResponseHeaders(status: int, code: str, body: bytes) -> list[tuple[bytes, bytes]]:
+def errorResponseHeaders(
+    status: int, code: str, body: bytes
+) -> list[tuple[bytes, bytes]]:
     """
     The link header block of an error the origin role answers itself.
     """
@@ -260,7 +262,9 @@ class OriginStreamHandler(StreamProtocol):
 
     # Link callbacks
 
-    def headersReceived(self, headers: list[tuple[bytes, bytes]], endStream: bool) -> None:
+    def headersReceived(
+        self, headers: list[tuple[bytes, bytes]], endStream: bool
+    ) -> None:
         if self._head is not None:
             # Request trailers: not forwarded (the Agent cannot send them).
             return
@@ -290,9 +294,13 @@ class OriginStreamHandler(StreamProtocol):
         self._context.stats.record(host, requests=1)
         endToEnd, control = splitControl(head.headers)
         base = control.get(b"railgun-base")
-        self._base = base.decode("ascii") if base is not None and isValidDigest(base) else None
+        self._base = (
+            base.decode("ascii") if base is not None and isValidDigest(base) else None
+        )
         if not endStream:
-            self._body = StreamBodyProducer(self.transport, length, onProgress=self._bodyProgress)
+            self._body = StreamBodyProducer(
+                self.transport, length, onProgress=self._bodyProgress
+            )
         self._started = self._context.clock.seconds()
         self._timer = self._context.clock.callLater(
             self._context.responseTimeout, self._responseTimedOut
@@ -356,15 +364,12 @@ class OriginStreamHandler(StreamProtocol):
         headers = [(n, v) for n, v in headers if n != b"content-length"]
         length = None if response.length is UNKNOWN_LENGTH else response.length
         context = self._context
-        if (
-            context.codecs is not None
-            and isDeltaEligible(
-                self._head.method,
-                response.code,
-                _header(headers, b"content-type"),
-                length,
-                context.deltaMaxSize,
-            )
+        if context.codecs is not None and isDeltaEligible(
+            self._head.method,
+            response.code,
+            _header(headers, b"content-type"),
+            length,
+            context.deltaMaxSize,
         ):
             # Hold the body (bounded) to send it as a version.
             self._collecting = True
@@ -413,7 +418,9 @@ class OriginStreamHandler(StreamProtocol):
             self._discarding = True
             self._context.stats.record(self._host, errors=1)
             self._respondError(
-                502, "origin-failed", f"the origin server sent a head that cannot be relayed: {e}"
+                502,
+                "origin-failed",
+                f"the origin server sent a head that cannot be relayed: {e}",
             )
             return False
         self._context.stats.count(self._host, "bodies", mode)
@@ -453,10 +460,16 @@ class OriginStreamHandler(StreamProtocol):
             try:
                 body = decodeContentEncoding(body, codings, context.deltaMaxSize)
             except ContentDecodingError as e:
-                log.info("cannot decode {codings!r} from origin: {e}; sending raw", codings=codings, e=e)
+                log.info(
+                    "cannot decode {codings!r} from origin: {e}; sending raw",
+                    codings=codings,
+                    e=e,
+                )
                 self._context.stats.count(self._host, "fallbacks", "origin-encoding")
                 if self._sendHead(
-                    self._status, headers + [(b"content-length", b"%d" % len(body))], RAW
+                    self._status,
+                    headers + [(b"content-length", b"%d" % len(body))],
+                    RAW,
                 ):
                     self._writeAndEnd(body)
                 return
@@ -489,7 +502,11 @@ class OriginStreamHandler(StreamProtocol):
         )
         # Without a base, the encoding depends on the body and the codec
         # alone: a page served unchanged is compressed once.
-        memo = context.fullEncodings if baseBody is None and fullCodec is not None else None
+        memo = (
+            context.fullEncodings
+            if baseBody is None and fullCodec is not None
+            else None
+        )
         encoded: EncodedVersion | None = None
         if memo is not None and self._base != digest:
             encoded = memo.get(digest, fullCodec.name)
@@ -510,7 +527,11 @@ class OriginStreamHandler(StreamProtocol):
             (b"railgun-flags", _BASE_FOUND if encoded.baseFound else _NO_FLAGS),
         ]
         if not self._sendHead(
-            self._status, headers, encoded.mode, extra=extra, endStream=encoded.mode == SAME
+            self._status,
+            headers,
+            encoded.mode,
+            extra=extra,
+            endStream=encoded.mode == SAME,
         ):
             return
         context.stats.record(self._host, bodyBytesOnLink=len(encoded.payload))
@@ -602,7 +623,8 @@ class OriginStreamHandler(StreamProtocol):
         # the stream cannot pause the origin: the collection is bounded by
         # deltaMaxSize instead.
         self.transport.registerProducer(
-            WatchedProducer(transport, self._pausedByStream, self._resumedByStream), True
+            WatchedProducer(transport, self._pausedByStream, self._resumedByStream),
+            True,
         )
 
     def _bodyChunk(self, data: bytes) -> None:
@@ -643,7 +665,9 @@ class OriginStreamHandler(StreamProtocol):
                 self.transport.loseConnection()
             return
         why = "stalled" if self._timedOut else reason.getErrorMessage()
-        log.info("origin body for {rid} failed: {why}", rid=self.transport.requestId, why=why)
+        log.info(
+            "origin body for {rid} failed: {why}", rid=self.transport.requestId, why=why
+        )
         self._context.stats.record(self._host, errors=1)
         if self._collecting:
             # Nothing of the response was sent yet: the client can still

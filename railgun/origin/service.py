@@ -17,12 +17,12 @@ from railgun._listening import ListeningPort
 from railgun.config import OriginConfig, StoreConfig
 from railgun.delta.codec import ENCODE_IN_THREAD_ABOVE, defaultRegistry, offReactorAbove
 from railgun.link.factory import LinkServerFactory
-from railgun.origin.fetch import makeOriginClient
 from railgun.origin.handler import OriginContext, OriginStreamHandler
 from railgun.stats import Stats
 from railgun.stores.interfaces import IVersionStore
 from railgun.stores.memory import MemoryVersionStore
 from railgun.tls import Credentials, LinkTLSFactory, loadCredentials, serverOptions
+from railgun.upstream.client import makeOriginClient
 from railgun.versions import EncodedVersion, encodeVersion
 
 log = Logger()
@@ -56,7 +56,9 @@ class OriginService(Service):
         self._listening = ListeningPort("origin role accepting links")
         self._linkFactory: LinkServerFactory | None = None
         self._pool: Any = None
-        self.store: IVersionStore = makeStore(config.store, config.delta.maxSize, reactor)
+        self.store: IVersionStore = makeStore(
+            config.store, config.delta.maxSize, reactor
+        )
 
     def _encode(self, body: bytes, **kwargs: Any) -> Deferred[EncodedVersion]:
         # zstandard releases the GIL: a large encode runs in the reactor's
@@ -142,9 +144,15 @@ def makeStore(config: StoreConfig, maxVersion: int, reactor: Any) -> IVersionSto
         from railgun.stores.memcached import MemcachedVersionStore
 
         return MemcachedVersionStore(
-            reactor, list(config.memcached), timeout=config.timeout, ttl=int(config.ttl),
+            reactor,
+            list(config.memcached),
+            timeout=config.timeout,
+            ttl=int(config.ttl),
             maxItemBytes=maxVersion + 64,
         )
     return MemoryVersionStore(
-        maxBytes=config.memoryBytes, maxItemBytes=maxVersion + 64, ttl=config.ttl, clock=reactor
+        maxBytes=config.memoryBytes,
+        maxItemBytes=maxVersion + 64,
+        ttl=config.ttl,
+        clock=reactor,
     )

@@ -156,14 +156,23 @@ class ExactTargetAgent(Agent):
             if len(self._origins) >= self.MAX_ORIGINS:
                 self._origins.clear()
             known = self._origins[origin] = (
-                (parsed.scheme, parsed.host, parsed.port), endpoint, parsed
+                (parsed.scheme, parsed.host, parsed.port),
+                endpoint,
+                parsed,
             )
         key, endpoint, parsed = known
         # The URI the Request carries (Response.request.absoluteURI), as
         # URI.fromBytes(uri) would give it; no fragment reaches here.
         path, _, query = target.partition(b"?")
         parsedURI = URI(
-            parsed.scheme, parsed.netloc, parsed.host, parsed.port, path, b"", query, b""
+            parsed.scheme,
+            parsed.netloc,
+            parsed.host,
+            parsed.port,
+            path,
+            b"",
+            query,
+            b"",
         )
         return self._requestWithEndpoint(  # type: ignore[no-any-return]
             key, endpoint, method, parsedURI, headers, bodyProducer, target
@@ -294,16 +303,34 @@ def classifyFetchFailure(failure: Failure, timedOut: bool) -> FetchError:
     @param timedOut: whether our own response timer cancelled the fetch.
     """
     if timedOut or failure.check(CancelledError):
-        return FetchError(504, "origin-timeout", "the origin server did not answer in time")
+        return FetchError(
+            504, "origin-timeout", "the origin server did not answer in time"
+        )
     if failure.check(ierror.TimeoutError):
-        return FetchError(504, "origin-connect-timeout", "connecting to the origin server timed out")
+        return FetchError(
+            504, "origin-connect-timeout", "connecting to the origin server timed out"
+        )
     if failure.check(ierror.DNSLookupError):
-        return FetchError(502, "origin-dns", "the origin server's name does not resolve")
+        return FetchError(
+            502, "origin-dns", "the origin server's name does not resolve"
+        )
     if failure.check(ierror.ConnectError):
-        return FetchError(502, "origin-unreachable", "the origin server refused or could not be reached")
+        return FetchError(
+            502,
+            "origin-unreachable",
+            "the origin server refused or could not be reached",
+        )
     if failure.check(ResponseNeverReceived, ResponseFailed):
-        return FetchError(502, "origin-failed", "the origin server closed the connection without a valid response")
-    return FetchError(502, "origin-error", f"fetching from the origin server failed: {failure.getErrorMessage()}")
+        return FetchError(
+            502,
+            "origin-failed",
+            "the origin server closed the connection without a valid response",
+        )
+    return FetchError(
+        502,
+        "origin-error",
+        f"fetching from the origin server failed: {failure.getErrorMessage()}",
+    )
 
 
 def originRequestHeaders(headers: list[tuple[bytes, bytes]]) -> Headers:

@@ -1133,7 +1133,7 @@ def _argumentParser() -> argparse.ArgumentParser:
         return convert
 
     parser = argparse.ArgumentParser(
-        prog="python -m railgun.wan",
+        prog="python -m bench.wan",
         description="Relay TCP connections to a target through an emulated WAN.",
     )
     parser.add_argument(
@@ -1166,8 +1166,7 @@ def _argumentParser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--shared-bottleneck",
         action="store_true",
-        help="all connections share --rate each way (one path), "
-        "instead of --rate each",
+        help="all connections share --rate each way (one path), instead of --rate each",
     )
     return parser
 
