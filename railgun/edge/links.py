@@ -8,17 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from service_identity import VerificationError
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import backoffPolicy
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import (
+    IProtocol,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from railgun._compat.clientservice import QuietClientService
+from railgun.edge.linkfailures import FailureLog, classifyLinkFailure
 from railgun.http.routing import LinkAddress
-from railgun.link.errors import ErrorCode, ProtocolError
 from railgun.link.factory import LinkClientFactory
 from railgun.link.protocol import LinkProtocol
 from railgun.tls import Credentials, clientOptions, wrapLinkClientTLS
@@ -39,6 +45,10 @@ class LinkPool(MultiService):
     refused token) drives ClientService's state machine into an impossible
     transition. Instead each new link is watched here, and the back-off
     counts links that closed before they became ready.
+
+    Every failed dial or HELLO is classified (L{classifyLinkFailure}) and
+    logged once per change of cause, naming the address; ClientService's
+    own per-attempt line is silenced (L{QuietClientService}).
     """
 
     def __init__(
@@ -61,21 +71,29 @@ class LinkPool(MultiService):
         self._failedHellos = 0
         self._links: set[LinkProtocol] = set()
         self._stopping = False
+        # Dials and HELLOs that failed since a link was last ready: while
+        # none has, the pool is still connecting and a request may wait.
+        self._failedAttempts = 0
+        self._failureLog = FailureLog(log.warn)
+        self._connectTimeout = connectTimeout
         backoff = backoffPolicy(initialDelay=0.2, maxDelay=30.0)
         self._tlsName = tlsName or address.host
         options = clientOptions(credentials, self._tlsName)
         for _ in range(size):
-            endpoint = wrapLinkClientTLS(
-                options,
-                HostnameEndpoint(
-                    reactor, address.host, address.port, timeout=connectTimeout
+            endpoint = _ObservedEndpoint(
+                wrapLinkClientTLS(
+                    options,
+                    HostnameEndpoint(
+                        reactor, address.host, address.port, timeout=connectTimeout
+                    ),
                 ),
+                self._failed,
             )
             factory = _WatchingFactory(
                 LinkClientFactory(token=token, clock=reactor, **(linkOptions or {})),
                 self._dialed,
             )
-            service = ClientService(
+            service = QuietClientService(
                 endpoint,
                 factory,
                 retryPolicy=lambda attempt: backoff(max(attempt, self._failedHellos)),
@@ -93,16 +111,24 @@ class LinkPool(MultiService):
 
     def _helloFailed(self, failure: Failure) -> None:
         self._failedHellos += 1
-        log.warn(
-            "link to {address} failed before it was ready: {why}{hint}",
-            address=self.address,
-            why=failure.getErrorMessage(),
-            hint=_operatorHint(failure, self._tlsName),
+        self._failed(failure)
+
+    def _failed(self, failure: Failure) -> None:
+        if self._stopping:
+            return
+        self._failedAttempts += 1
+        self._failureLog.failed(
+            classifyLinkFailure(
+                failure, tlsName=self._tlsName, connectTimeout=self._connectTimeout
+            ),
+            str(self.address),
         )
 
     def _joined(self, link: LinkProtocol) -> LinkProtocol:
         log.info("link to {address} ready", address=self.address)
+        self._failureLog.succeeded(str(self.address))
         self._failedHellos = 0
+        self._failedAttempts = 0
         self._ready.append(link)
         link.whenClosed().addBoth(lambda _: self._left(link))
         waiters, self._waiters = self._waiters, []
@@ -115,6 +141,16 @@ class LinkPool(MultiService):
             self._ready.remove(link)
             log.info("link to {address} closed", address=self.address)
         self._used.discard(id(link))
+
+    def isConnecting(self) -> bool:
+        """
+        @return: whether no link is ready yet but none has failed either
+            since the pool started or last had a ready link: a request may
+            wait for one rather than be refused at once.
+        """
+        return (
+            not self._stopping and self.readyCount() == 0 and not (self._failedAttempts)
+        )
 
     def readyCount(self) -> int:
         """
@@ -179,27 +215,6 @@ class LinkPool(MultiService):
         super().startService()
 
 
-def _operatorHint(failure: Failure, tlsName: str) -> str:
-    """
-    What an operator can do about a link that failed before it was ready,
-    for the two mistakes a deployment most often makes; empty otherwise.
-    """
-    cause: BaseException | None = failure.value
-    if isinstance(cause, ProtocolError) and cause.code == ErrorCode.AUTH_FAILED:
-        return " (both roles must be given the same link token)"
-    for _ in range(4):
-        if cause is None:
-            break
-        if isinstance(cause, VerificationError):
-            return (
-                f" (the origin role's certificate does not carry the name {tlsName!r}"
-                " the edge checks: give --tls-name the --origin-name the certificates"
-                f" were made with, or make them again with --origin-name {tlsName})"
-            )
-        cause = cause.__cause__
-    return ""
-
-
 class _WatchingFactory(Factory):
     """
     Wraps the link factory to tell the pool about every link it builds.
@@ -214,3 +229,23 @@ class _WatchingFactory(Factory):
         if link is not None and not self._onLink(link):
             return None  # the pool is stopping: no new links
         return link
+
+
+@implementer(IStreamClientEndpoint)
+class _ObservedEndpoint:
+    """
+    Wraps a link dialer's endpoint to tell the pool why a dial failed
+    (ClientService only schedules the next attempt).
+    """
+
+    def __init__(self, endpoint: Any, onFailure: Any) -> None:
+        self._endpoint = endpoint
+        self._onFailure = onFailure
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
+        def failed(failure: Failure) -> Failure:
+            self._onFailure(failure)
+            return failure
+
+        connecting: Deferred[IProtocol] = self._endpoint.connect(factory)
+        return connecting.addErrback(failed)

@@ -338,9 +338,10 @@ class _Exchange:
     def start(self, exclude: LinkProtocol | None = None) -> None:
         self.attempts += 1
         choice = self.pool.pick(exclude=exclude)
-        if choice is None and self.attempts > 1:
-            # A retry: the link that failed took others down with it, or
-            # they are reconnecting. Wait for one a little.
+        if choice is None and (self.attempts > 1 or self.pool.isConnecting()):
+            # A retry (the link that failed took others down with it, or
+            # they are reconnecting), or links still being dialed (the edge
+            # just started, a link was just lost): wait for one a little.
             self._waitForLink()
             return
         if choice is None:
