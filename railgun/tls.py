@@ -16,6 +16,7 @@ that C{listenSSL}, C{connectSSL} and the SSL endpoints take.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import stat
 from collections.abc import Iterable, Sequence
@@ -107,6 +108,19 @@ class Credentials:
         @return: Every CA certificate this role trusts, L{authority} first.
         """
         return [self.authority, *self.additionalAuthorities]
+
+    def fingerprint(self) -> bytes:
+        """
+        @return: a digest of every certificate and the key: equal for
+            credentials read again from unchanged files (a reload keeps the
+            links made with them), different when any was replaced.
+        """
+        digest = hashlib.sha256()
+        for certificate in self.authorities():
+            digest.update(certificate.dump())
+        digest.update(self.identity.dump())
+        digest.update(self.identity.privateKey.dump())
+        return digest.digest()
 
 
 def _checkRole(role: str) -> None:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from attrs import evolve
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -53,39 +54,14 @@ class EdgeService(MultiService):
         self._config = config
         self._reactor = reactor
         self.stats = Stats()
-        pools: dict[Any, LinkPool] = {}
-
-        def poolFor(address: Any) -> LinkPool:
-            if address not in pools:
-                pool = pools[address] = LinkPool(
-                    reactor,
-                    address,
-                    credentials=credentials,
-                    token=config.token,
-                    size=config.linksPerOrigin,
-                    tlsName=config.tlsName,
-                    connectTimeout=config.connectTimeout,
-                    linkOptions=config.link.linkOptions(),
-                )
-                pool.setServiceParent(self)
-            return pools[address]
-
-        self.pools = pools
-        fallback = None
+        # Pools by everything that shapes their links: a reload keeps a pool
+        # whose key is unchanged and drains the others.
+        self._poolsByKey: dict[tuple[Any, ...], LinkPool] = {}
+        self.pools = self._linkPools(config, credentials)
         self._fallbackPool: Any = None
-        if config.fallback is not None:
-            client, self._fallbackPool = makeOriginClient(
-                reactor,
-                connectTimeout=config.connectTimeout,
-                maxConnectionsPerOrigin=16,
-            )
-            fallback = config.fallback.mapValues(
-                lambda target: DirectFetcher(
-                    client, reactor, target, config.responseTimeout
-                )
-            )
+        fallback = self._fallbacks(config)
         self.proxy = EdgeProxy(
-            pools=config.links.mapValues(poolFor),
+            pools=config.links.mapValues(self.pools.__getitem__),
             clock=reactor,
             responseTimeout=config.responseTimeout,
             linkWait=config.connectTimeout,
@@ -111,6 +87,127 @@ class EdgeService(MultiService):
         )
         self._listening = ListeningPort("edge serving HTTP")
 
+    def _linkPools(
+        self, config: EdgeConfig, credentials: Credentials
+    ) -> dict[Any, LinkPool]:
+        """
+        The pool for every origin role address of C{config}'s link map,
+        reusing those already running with the same settings.
+
+        @return: address -> pool.
+        """
+        pools: dict[Any, LinkPool] = {}
+        for address in config.links.values():
+            key = (
+                address,
+                config.token,
+                credentials.fingerprint(),
+                config.linksPerOrigin,
+                config.tlsName,
+                config.connectTimeout,
+                config.link,
+            )
+            pool = self._poolsByKey.get(key)
+            if pool is None:
+                pool = self._poolsByKey[key] = LinkPool(
+                    self._reactor,
+                    address,
+                    credentials=credentials,
+                    token=config.token,
+                    size=config.linksPerOrigin,
+                    tlsName=config.tlsName,
+                    connectTimeout=config.connectTimeout,
+                    linkOptions=config.link.linkOptions(),
+                )
+                pool.setServiceParent(self)
+            pools[address] = pool
+        return pools
+
+    def _fallbacks(self, config: EdgeConfig) -> Any:
+        if config.fallback is None:
+            return None
+        if self._fallbackPool is None:
+            client, self._fallbackPool = makeOriginClient(
+                self._reactor,
+                connectTimeout=config.connectTimeout,
+                maxConnectionsPerOrigin=16,
+            )
+            self._fallbackClient = client
+        client = self._fallbackClient
+        reactor = self._reactor
+        return config.fallback.mapValues(
+            lambda target: DirectFetcher(
+                client, reactor, target, config.responseTimeout
+            )
+        )
+
+    def reload(
+        self, config: EdgeConfig, credentials: Credentials | None = None
+    ) -> Deferred[Any]:
+        """
+        Apply a new configuration without dropping open streams: hosts added
+        to the link map are served, removed ones refused (421); links to new
+        origin role addresses (or with a new token, certificates, TLS name or
+        link tuning) are dialed, links no longer used drain (GOAWAY: their
+        open streams finish). The direct fallback map and the response
+        timeout follow the new configuration too.
+
+        What cannot change while running (the HTTP listener, header and body
+        limits, the version store and delta settings) is kept as it was and
+        named in the log.
+
+        @param credentials: the edge's certificates as read again; L{None}
+            reads them from C{config.certsDir}.
+        @return: a Deferred firing once the pools no longer used have
+            drained.
+        """
+        if credentials is None:
+            if config.certsDir is None:
+                raise ValueError("the edge role needs certificates: set certsDir")
+            credentials = loadCredentials(config.certsDir, "edge")
+        kept = []
+        for name in ("httpListen", "maxHeaderBytes", "maxBodyBytes", "delta", "store"):
+            if getattr(config, name) != getattr(self._config, name):
+                kept.append(name)
+        if kept:
+            log.warn(
+                "reload: {names} cannot change while running: restart to apply",
+                names=", ".join(kept),
+            )
+        pools = self._linkPools(config, credentials)
+        proxy = self.proxy
+        proxy.pools = config.links.mapValues(pools.__getitem__)
+        proxy.fallback = self._fallbacks(config)
+        proxy.responseTimeout = config.responseTimeout
+        proxy.linkWait = config.connectTimeout
+        self.pools = pools
+        current = set(pools.values())
+        unused = [
+            (key, pool) for key, pool in self._poolsByKey.items() if pool not in current
+        ]
+        drains = []
+        for key, pool in unused:
+            del self._poolsByKey[key]
+            drains.append(pool.disownServiceParent())
+        self._config = evolve(
+            config,
+            httpListen=self._config.httpListen,
+            maxHeaderBytes=self._config.maxHeaderBytes,
+            maxBodyBytes=self._config.maxBodyBytes,
+            delta=self._config.delta,
+            store=self._config.store,
+        )
+        log.info(
+            "reload: serving {hosts} host entries through {pools} origin role"
+            " addresses; {drained} link pools draining",
+            hosts=config.links.hostCount(),
+            pools=len(pools),
+            drained=len(unused),
+        )
+        return DeferredList(
+            [d for d in drains if isinstance(d, Deferred)], consumeErrors=True
+        )
+
     def startService(self) -> None:
         super().startService()
         factory = EdgeHTTPFactory(
@@ -122,6 +219,13 @@ class EdgeService(MultiService):
         self._listening.listen(
             serverFromString(self._reactor, self._config.httpListen).listen(factory)
         )
+
+    @property
+    def config(self) -> EdgeConfig:
+        """
+        The configuration in force (after the last L{reload}).
+        """
+        return self._config
 
     def whenListening(self) -> Deferred[IListeningPort]:
         """

@@ -223,6 +223,22 @@ class HostMap(Generic[V]):
             tuple(apply(v) for v in self._catchAll),
         )
 
+    def values(self) -> list[V]:
+        """
+        @return: the distinct mapped values, in entry order.
+        """
+        seen: dict[V, None] = {}
+        for table in (self._exact.values(), self._wildcards.values(), self._catchAll):
+            for value in table:
+                seen.setdefault(value, None)
+        return list(seen)
+
+    def hostCount(self) -> int:
+        """
+        @return: how many host entries (names, wildcards, catch-all) there are.
+        """
+        return len(self._exact) + len(self._wildcards) + len(self._catchAll)
+
     def lookup(self, host: str) -> V | None:
         """
         Find the value for a host.

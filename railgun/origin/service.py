@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from attrs import evolve
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from railgun._listening import ListeningPort
@@ -55,6 +57,11 @@ class OriginService(Service):
         self.stats = Stats()
         self._listening = ListeningPort("origin role accepting links")
         self._linkFactory: LinkServerFactory | None = None
+        # Factories of links accepted before a reload changed the token or
+        # the certificates: kept until those links have drained.
+        self._oldLinkFactories: list[LinkServerFactory] = []
+        self._acceptor = _Acceptor()
+        self._context: OriginContext | None = None
         self._pool: Any = None
         self.store: IVersionStore = makeStore(
             config.store, config.delta.maxSize, reactor
@@ -95,17 +102,106 @@ class OriginService(Service):
             deltaMaxSize=config.delta.maxSize,
             encode=self._encode,
         )
+        self._context = context
+        self._acceptLinks(config, self._credentials)
+        endpoint = serverFromString(self._reactor, config.linkListen)
+        self._listening.listen(endpoint.listen(self._acceptor))
+
+    def _acceptLinks(self, config: OriginConfig, credentials: Credentials) -> None:
+        """
+        Accept new links with C{config}'s token, link tuning and these
+        certificates.
+        """
+        context = self._context
+        assert context is not None
         self._linkFactory = LinkServerFactory(
             token=config.token,
             clock=self._reactor,
             streamFactory=lambda stream: OriginStreamHandler(context),
             **config.link.linkOptions(),
         )
-        tlsFactory = LinkTLSFactory(
-            serverOptions(self._credentials), False, self._linkFactory
+        self._acceptor.current = LinkTLSFactory(
+            serverOptions(credentials), False, self._linkFactory
         )
-        endpoint = serverFromString(self._reactor, config.linkListen)
-        self._listening.listen(endpoint.listen(tlsFactory))
+
+    def reload(
+        self, config: OriginConfig, credentials: Credentials | None = None
+    ) -> Deferred[Any]:
+        """
+        Apply a new configuration without dropping open streams: hosts added
+        to the origin map are served, removed ones refused, changed ones
+        fetched from their new origin by the next request. A new token,
+        new certificates or new link tuning apply to links accepted from
+        now on, and the links accepted before drain (GOAWAY: their open
+        streams finish, and the edges dial again), so that after a reload
+        every link was authenticated with what is configured now.
+
+        What cannot change while running (the link listener, the version
+        store, delta settings and the origin connection pool's settings) is
+        kept as it was and named in the log.
+
+        @param credentials: the origin role's certificates as read again;
+            L{None} reads them from C{config.certsDir}.
+        @return: a Deferred firing once the links to drain have closed.
+        """
+        if credentials is None:
+            if config.certsDir is None:
+                raise ValueError("the origin role needs certificates: set certsDir")
+            credentials = loadCredentials(config.certsDir, "origin")
+        fixed = (
+            "linkListen",
+            "connectTimeout",
+            "maxConnectionsPerOrigin",
+            "verifyOriginTLS",
+            "delta",
+            "store",
+        )
+        kept = [n for n in fixed if getattr(config, n) != getattr(self._config, n)]
+        if kept:
+            log.warn(
+                "reload: {names} cannot change while running: restart to apply",
+                names=", ".join(kept),
+            )
+        previous, self._config = (
+            self._config,
+            evolve(config, **{name: getattr(self._config, name) for name in fixed}),
+        )
+        oldCredentials, self._credentials = self._credentials, credentials
+        drained: Deferred[Any] = Deferred()
+        drained.callback(None)
+        context = self._context
+        if context is not None:
+            context.origins = config.origins
+            context.responseTimeout = config.responseTimeout
+            relink = (
+                config.token != previous.token
+                or config.link != previous.link
+                or credentials.fingerprint() != oldCredentials.fingerprint()
+            )
+            if relink and self._linkFactory is not None:
+                old = self._linkFactory
+                self._oldLinkFactories.append(old)
+                self._acceptLinks(config, credentials)
+                drained = old.goAwayAll(reason="reloaded: dial again")
+
+                def forget(result: Any) -> Any:
+                    if old in self._oldLinkFactories:
+                        self._oldLinkFactories.remove(old)
+                    return result
+
+                drained.addBoth(forget)
+        log.info(
+            "reload: serving {hosts} host entries",
+            hosts=config.origins.hostCount(),
+        )
+        return drained
+
+    @property
+    def config(self) -> OriginConfig:
+        """
+        The configuration in force (after the last L{reload}).
+        """
+        return self._config
 
     def whenListening(self) -> Deferred[IListeningPort]:
         """
@@ -120,8 +216,9 @@ class OriginService(Service):
         """
         super().stopService()
         steps: list[Deferred[Any]] = [self._listening.stop()]
-        if self._linkFactory is not None:
-            steps.append(self._linkFactory.goAwayAll())
+        for factory in [*self._oldLinkFactories, self._linkFactory]:
+            if factory is not None:
+                steps.append(factory.goAwayAll())
         d = DeferredList(steps, consumeErrors=True)
         if IService.providedBy(self.store):
             store = self.store
@@ -156,3 +253,17 @@ def makeStore(config: StoreConfig, maxVersion: int, reactor: Any) -> IVersionSto
         ttl=config.ttl,
         clock=reactor,
     )
+
+
+class _Acceptor(Factory):
+    """
+    The link listener's factory: hands each connection to the current TLS
+    factory, which a reload replaces (new token, certificates) without
+    closing the listening socket.
+    """
+
+    noisy = False
+    current: IProtocolFactory
+
+    def buildProtocol(self, addr: Any) -> Any:
+        return self.current.buildProtocol(addr)
