@@ -17,7 +17,7 @@ from railgun.http.routing import (
     HostMap,
     LinkAddress,
     OriginTarget,
-    parseLinkAddress,
+    parseLinkGroup,
     parseOriginURL,
 )
 
@@ -238,10 +238,25 @@ def parseOriginMap(entries: list[str]) -> HostMap:
 
 def parseLinkMap(entries: list[str]) -> HostMap:
     """
-    @param entries: C{HOST=ADDRESS[:PORT]} strings.
-    @raise ConfigError: for a malformed entry.
+    @param entries: C{HOST=ADDRESS[:PORT]} strings; a host given in several
+        entries (or with addresses separated by commas) is served by all of
+        those origin roles.
+    @return: host -> L{LinkGroup}.
+    @raise ConfigError: for a malformed entry, or an address given twice
+        for one host.
     """
-    return _parseMap(entries, parseLinkAddress, "link address")
+    grouped: dict[str, list[str]] = {}
+    for entry in entries:
+        host, equals, text = entry.partition("=")
+        if not equals:
+            grouped.setdefault(entry, [])
+            continue
+        grouped.setdefault(host.strip(), []).append(text.strip())
+    joined = [
+        f"{host}={','.join(texts)}" if texts else host
+        for host, texts in grouped.items()
+    ]
+    return _parseMap(joined, parseLinkGroup, "link address")
 
 
 def _parseMap(entries: list[str], parseValue: Any, what: str) -> HostMap:

@@ -141,7 +141,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertIsInstance(config, EdgeConfig)
         self.assertEqual(config.linksPerOrigin, 3)
         self.assertEqual(config.maxHeaderBytes, 8192)
-        self.assertEqual(config.links.lookup("www.example.com").port, 2408)
+        self.assertEqual(config.links.lookup("www.example.com").addresses[0].port, 2408)
         self.assertIsNotNone(config.fallback.lookup("www.example.com"))
 
     def test_badInput(self):
@@ -500,7 +500,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(built.samplePeriod, 2.0)
         self.assertFalse(origin.verifyOriginTLS)
         self.assertEqual(origin.origins.lookup("a").host, "flag")
-        self.assertEqual(edge.links.lookup("a").host, "flag")
+        self.assertEqual(edge.links.lookup("a").addresses[0].host, "flag")
         self.assertEqual(edge.fallback.lookup("a").host, "flag")
 
     def test_fileTimeouts(self):

@@ -183,6 +183,28 @@ class LinkPool(MultiService):
         self._used.add(id(best))
         return best, reused
 
+    def owns(self, link: LinkProtocol) -> bool:
+        """
+        @return: whether C{link} is one of this pool's.
+        """
+        return link in self._links
+
+    def lightestLoad(
+        self, exclude: LinkProtocol | None = None
+    ) -> tuple[int, float] | None:
+        """
+        @return: (open streams, RTT) of the ready link L{pick} would choose,
+            for comparing origin roles; L{None} when none is usable.
+        """
+        best: tuple[int, float] | None = None
+        for link in self._ready:
+            if link is exclude or not link.isReady() or link.isDraining():
+                continue
+            load = (link.openStreamCount, link.rtt if link.rtt is not None else 0.0)
+            if best is None or load < best:
+                best = load
+        return best
+
     def whenReady(self) -> Deferred[LinkProtocol]:
         """
         @return: a Deferred firing with a link as soon as one is ready;
@@ -249,3 +271,91 @@ class _ObservedEndpoint:
 
         connecting: Deferred[IProtocol] = self._endpoint.connect(factory)
         return connecting.addErrback(failed)
+
+
+class OriginRoles:
+    """
+    The link pools of the origin roles that serve one host, seen by the
+    proxy as one: a new stream goes to the ready link with the fewest open
+    streams, then the lowest RTT, over all of them; a retry avoids the
+    origin role whose link failed while another has a ready link. An origin
+    role that drains (GOAWAY) or dies has no ready link and so gets no new
+    stream until its pool dials it again.
+
+    @ivar pools: one L{LinkPool} per origin role address.
+    """
+
+    def __init__(self, pools: list[LinkPool]) -> None:
+        self.pools = pools
+
+    def readyCount(self) -> int:
+        """
+        @return: how many links can carry a new stream now, over all pools.
+        """
+        return sum(pool.readyCount() for pool in self.pools)
+
+    def isConnecting(self) -> bool:
+        """
+        @return: whether no link is ready but some pool is still dialing its
+            first links (see L{LinkPool.isConnecting}).
+        """
+        return self.readyCount() == 0 and any(
+            pool.isConnecting() for pool in self.pools
+        )
+
+    def pick(
+        self, exclude: LinkProtocol | None = None
+    ) -> tuple[LinkProtocol, bool] | None:
+        """
+        Choose the link for a new stream.
+
+        @param exclude: the link a retried stream failed on: neither it nor,
+            where another origin role has a ready link, its pool is used.
+        @return: the link and whether it had carried a stream before, or
+            L{None} when no link is usable.
+        """
+        if len(self.pools) == 1:
+            return self.pools[0].pick(exclude=exclude)
+        candidates = [pool for pool in self.pools if pool.readyCount()]
+        if exclude is not None:
+            others = [pool for pool in candidates if not pool.owns(exclude)]
+            if others:
+                candidates = others
+        best: tuple[int, float, LinkPool] | None = None
+        for pool in candidates:
+            load = pool.lightestLoad(exclude)
+            if load is not None and (best is None or load < best[:2]):
+                best = (*load, pool)
+        if best is None:
+            return None
+        return best[2].pick(exclude=exclude)
+
+    def whenReady(self) -> Deferred[LinkProtocol]:
+        """
+        @return: a Deferred firing with the first link ready in any pool;
+            cancelling it stops the wait.
+        """
+        waits = [pool.whenReady() for pool in self.pools]
+        for wait in waits:
+            if wait.called:
+                for other in waits:
+                    if other is not wait:
+                        other.cancel()
+                return wait
+
+        def cancelAll(d: Deferred[LinkProtocol]) -> None:
+            for wait in waits:
+                wait.cancel()
+
+        first: Deferred[LinkProtocol] = Deferred(cancelAll)
+
+        def ready(link: LinkProtocol) -> None:
+            if not first.called:
+                for wait in waits:
+                    if not wait.called:
+                        wait.cancel()
+                first.callback(link)
+
+        for wait in waits:
+            wait.addCallbacks(ready, lambda failure: None)
+        return first

@@ -23,7 +23,7 @@ from railgun.delta.content import chooseEncoding, encodeBody, isDeltaEligible
 from railgun.delta.digest import isValidDigest
 from railgun.delta.siblings import SiblingIndex
 from railgun.edge.encodings import ClientEncodings
-from railgun.edge.links import LinkPool
+from railgun.edge.links import OriginRoles
 from railgun.http.diagnostic import Flag, formatDiagnostic, formatDirect, linkRatio
 from railgun.http.headers import (
     HOP_BY_HOP,
@@ -121,7 +121,7 @@ class EdgeProxy:
     """
     Everything the edge needs to serve one request.
 
-    @ivar pools: Host -> L{LinkPool}.
+    @ivar pools: Host -> L{OriginRoles} (the link pools of the origin roles serving it).
     @ivar responseTimeout: seconds for the response head to come back.
     @ivar fallback: optional Host -> L{railgun.edge.direct.DirectFetcher}
         used when no link is up.
@@ -172,7 +172,7 @@ class EdgeProxy:
         except BadHost:
             respondPlain(request, 400, "the request's Host header is malformed")
             return
-        pool: LinkPool | None = self.pools.lookup(host)
+        pool: OriginRoles | None = self.pools.lookup(host)
         if pool is None:
             self.stats.record(None, requests=1, errors=1)
             respondPlain(request, 421, f"host {host} is not served by this edge")
@@ -270,7 +270,7 @@ class _Exchange:
         proxy: EdgeProxy,
         request: Any,
         host: str,
-        pool: LinkPool,
+        pool: OriginRoles,
         head: RequestHead,
     ) -> None:
         self.proxy = proxy

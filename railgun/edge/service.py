@@ -22,8 +22,9 @@ from railgun.delta.siblings import SiblingIndex
 from railgun.edge.direct import DirectFetcher
 from railgun.edge.encodings import ClientEncodings
 from railgun.edge.http import EdgeHTTPFactory
-from railgun.edge.links import LinkPool
+from railgun.edge.links import LinkPool, OriginRoles
 from railgun.edge.proxy import EdgeProxy
+from railgun.http.routing import HostMap
 from railgun.stats import Stats
 from railgun.stores.memory import MemoryVersionStore
 from railgun.tls import Credentials, loadCredentials
@@ -61,7 +62,7 @@ class EdgeService(MultiService):
         self._fallbackPool: Any = None
         fallback = self._fallbacks(config)
         self.proxy = EdgeProxy(
-            pools=config.links.mapValues(self.pools.__getitem__),
+            pools=self._hostPools(config),
             clock=reactor,
             responseTimeout=config.responseTimeout,
             linkWait=config.connectTimeout,
@@ -97,7 +98,8 @@ class EdgeService(MultiService):
         @return: address -> pool.
         """
         pools: dict[Any, LinkPool] = {}
-        for address in config.links.values():
+        addresses = [a for group in config.links.values() for a in group.addresses]
+        for address in dict.fromkeys(addresses):
             key = (
                 address,
                 config.token,
@@ -122,6 +124,14 @@ class EdgeService(MultiService):
                 pool.setServiceParent(self)
             pools[address] = pool
         return pools
+
+    def _hostPools(self, config: EdgeConfig) -> HostMap:
+        """
+        @return: host -> the L{OriginRoles} (pools of links) serving it.
+        """
+        return config.links.mapValues(
+            lambda group: OriginRoles([self.pools[a] for a in group.addresses])
+        )
 
     def _fallbacks(self, config: EdgeConfig) -> Any:
         if config.fallback is None:
@@ -176,11 +186,11 @@ class EdgeService(MultiService):
             )
         pools = self._linkPools(config, credentials)
         proxy = self.proxy
-        proxy.pools = config.links.mapValues(pools.__getitem__)
+        self.pools = pools
+        proxy.pools = self._hostPools(config)
         proxy.fallback = self._fallbacks(config)
         proxy.responseTimeout = config.responseTimeout
         proxy.linkWait = config.connectTimeout
-        self.pools = pools
         current = set(pools.values())
         unused = [
             (key, pool) for key, pool in self._poolsByKey.items() if pool not in current

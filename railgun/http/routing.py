@@ -381,6 +381,37 @@ class LinkAddress:
         return f"{host}:{self.port}"
 
 
+@frozen
+class LinkGroup:
+    """
+    The origin roles serving one host: the edge spreads that host's streams
+    over links to all of them, and moves off one that drains or dies.
+
+    @ivar addresses: one or more distinct addresses, in configured order.
+    """
+
+    addresses: tuple[LinkAddress, ...]
+
+    def __attrs_post_init__(self) -> None:
+        if not self.addresses:
+            raise ValueError("a link group needs at least one address")
+        if len(set(self.addresses)) != len(self.addresses):
+            raise ValueError("the same link address is given twice")
+
+    def __str__(self) -> str:
+        return ",".join(str(address) for address in self.addresses)
+
+
+def parseLinkGroup(text: str) -> LinkGroup:
+    """
+    Parse one or more link addresses separated by commas
+    (C{a.example:2408,b.example:2408}).
+
+    @raise ValueError: for a bad address or one given twice.
+    """
+    return LinkGroup(tuple(parseLinkAddress(part) for part in text.split(",")))
+
+
 def parseLinkAddress(text: str) -> LinkAddress:
     """
     Parse a link address: C{name}, C{name:port}, C{1.2.3.4:port},
