@@ -23,14 +23,17 @@ from railgun.config import (
     EdgeConfig,
     LinkTuning,
     OriginConfig,
+    StoreConfig,
     parseLinkMap,
     parseOriginMap,
 )
+from railgun.delta.digest import versionDigest
 from railgun.edge.service import EdgeService
 from railgun.http.routing import LinkAddress
 from railgun.origin.service import OriginService
 from railgun.tls import credentialsFromDeployment
-from tests.harness import HOST, TOKEN, originSite
+from tests.harness import HOST, TOKEN, changingPage, originSite
+from tests.memcachedserver import MemcachedServer
 
 
 class LinkMapTests(SynchronousTestCase):
@@ -69,9 +72,10 @@ class _Pair:
     One origin role listening on loopback.
     """
 
-    def __init__(self, originURL: str, deployment: Any) -> None:
+    def __init__(self, originURL: str, deployment: Any, **options: Any) -> None:
         self.originURL = originURL
         self.deployment = deployment
+        self.options = options
         self.service: OriginService | None = None
         self.port = 0
 
@@ -83,6 +87,7 @@ class _Pair:
                 token=TOKEN,
                 linkListen=f"tcp:{self.port}:interface=127.0.0.1",
                 link=LinkTuning(pingInterval=0),
+                **self.options,
             ),
             reactor,
             credentials=credentialsFromDeployment(self.deployment, "origin"),
@@ -106,17 +111,27 @@ class _Pair:
         return service.stopService()
 
 
-class SpreadTests(TestCase):
+class _TwoOriginRoles(TestCase):
+    """
+    Two origin roles serving C{HOST}, an edge linked to both.
+    """
+
     timeout = 60
+
+    def originOptions(self) -> dict[str, Any]:
+        return {}
 
     @inlineCallbacks
     def setUp(self):
-        site, _ = originSite()
+        site, self.pages = originSite()
         port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
         self.addCleanup(port.stopListening)
         originURL = f"http://127.0.0.1:{port.getHost().port}"
         deployment = generateDeployment("localhost")
-        self.roles = [_Pair(originURL, deployment), _Pair(originURL, deployment)]
+        self.roles = [
+            _Pair(originURL, deployment, **self.originOptions()),
+            _Pair(originURL, deployment, **self.originOptions()),
+        ]
         for role in self.roles:
             yield role.start()
             self.addCleanup(lambda role=role: role.service.stopService())
@@ -156,6 +171,12 @@ class SpreadTests(TestCase):
             [self.fetch() for _ in range(count)], consumeErrors=True
         )
         return [r[1][0] if r[0] else repr(r[1]) for r in results]
+
+
+class SpreadTests(_TwoOriginRoles):
+    """
+    Streams spread over both origin roles; one killed and back.
+    """
 
     @inlineCallbacks
     def test_spread(self):
@@ -200,3 +221,62 @@ class SpreadTests(TestCase):
         codes = yield self.burst(40)
         self.assertEqual(codes, [200] * 40)
         self.assertGreater(self.roles[0].served(), back)
+
+
+class SharedVersionsFailoverTests(_TwoOriginRoles):
+    """
+    Two origin roles behind one host sharing a real memcached (issue 15's
+    acceptance): one is killed mid-run; every body is the origin's, no
+    request fails, and deltas continue from the survivor against versions
+    the dead one stored.
+    """
+
+    def setUp(self):
+        self.memcached = MemcachedServer()
+        self.memcached.start()  # raises SkipTest without a memcached binary
+        self.addCleanup(self.memcached.stop)
+        return super().setUp()
+
+    def originOptions(self) -> dict[str, Any]:
+        return {"store": StoreConfig(memcached=(self.memcached.address,), timeout=0.5)}
+
+    @inlineCallbacks
+    def stored(self, role: _Pair, body: bytes) -> Any:
+        """
+        Wait until C{body}'s version is in C{role}'s store (it is stored
+        after the response).
+        """
+        key = versionDigest(body).encode("ascii")
+        for _ in range(200):
+            if (yield role.service.store.get(key)) is not None:
+                return
+            yield deferLater(reactor, 0.02, lambda: None)
+        self.fail("the version never reached the store")
+
+    @inlineCallbacks
+    def test_deltasContinueFromSurvivor(self):
+        """
+        Sequential requests for a changing page: each body is exactly the
+        origin's edition; the origin role that served the last request
+        before the kill is the one killed, and every answer of the survivor
+        after it is a delta, the first against the version the dead one
+        stored.
+        """
+        page = self.pages["changing"]
+        served = [role.served() for role in self.roles]
+        last = 0
+        for _ in range(10):
+            code, body = yield self.fetch("/changing")
+            self.assertEqual((code, body), (200, changingPage(page.hits)))
+            now = [role.served() for role in self.roles]
+            last = 0 if now[0] > served[0] else 1
+            served = now
+        dead, survivor = self.roles[last], self.roles[1 - last]
+        yield self.stored(dead, body)
+        yield dead.kill()
+        deltasBefore = survivor.service.stats.total.bodies.get("delta", 0)
+        for _ in range(10):
+            code, body = yield self.fetch("/changing")
+            self.assertEqual((code, body), (200, changingPage(page.hits)))
+        deltas = survivor.service.stats.total.bodies.get("delta", 0) - deltasBefore
+        self.assertEqual(deltas, 10)
