@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from attrs import evolve
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import serverFromString
@@ -19,7 +20,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from railgun.certs import generateDeployment
-from railgun.tap import RoleSettings
+from railgun.config import RailgunConfig, parseLinkMap, parseOriginMap
+from railgun.http.routing import HostMap
 from railgun.tls import credentialsFromDeployment
 
 log = Logger()
@@ -33,9 +35,14 @@ class BothService(MultiService):
     @ivar origin: the L{railgun.origin.service.OriginService}, once started.
     """
 
-    def __init__(self, built: RoleSettings, reactor: Any) -> None:
+    def __init__(self, config: RailgunConfig, reactor: Any) -> None:
+        """
+        @param config: the configuration of C{--role both}: both roles'
+            (L{RailgunConfig.origin} with an empty map serves the sample
+            origin; an empty token is replaced by a random one).
+        """
         super().__init__()
-        self._built = built
+        self._config = config
         self._reactor = reactor
         self.edge: Any = None
         self.origin: Any = None
@@ -59,36 +66,38 @@ class BothService(MultiService):
         from railgun.edge.service import EdgeService
         from railgun.origin.service import OriginService
 
-        built = self._built
-        token = built.common["token"] or secrets.token_hex(32).encode("ascii")
+        config = self._config
+        originConfig, edgeConfig = config.originConfig(), config.edgeConfig()
+        token = originConfig.token or secrets.token_hex(32).encode("ascii")
         deployment = generateDeployment("localhost")
-        entries = list(built.originMap)
-        if not entries:
+        origins = originConfig.origins
+        if origins == HostMap():
             from railgun.sample import sampleSite
 
             self._samplePort = await serverFromString(
                 self._reactor, "tcp:0:interface=127.0.0.1"
-            ).listen(sampleSite(self._reactor, built.samplePeriod))
+            ).listen(sampleSite(self._reactor, config.samplePeriod))
             port = self._samplePort.getHost().port  # type: ignore[union-attr]
-            entries = [f"*=http://127.0.0.1:{port}"]
+            origins = parseOriginMap([f"*=http://127.0.0.1:{port}"])
             log.info("sample origin serving on 127.0.0.1:{port}", port=port)
-        linkListen = built.origin.get("linkListen", "tcp:0:interface=127.0.0.1")
         self.origin = OriginService(
-            built.originConfig(
-                entries, token=token, certsDir=None, linkListen=linkListen
-            ),
+            evolve(originConfig, origins=origins, token=token, certsDir=None),
             self._reactor,
             credentials=credentialsFromDeployment(deployment, "origin"),
         )
         self.origin.setServiceParent(self)
         linkPort = (await self.origin.whenListening()).getHost().port  # type: ignore[attr-defined]
+        links = edgeConfig.links
+        if links == HostMap():
+            links = parseLinkMap([f"*=127.0.0.1:{linkPort}"])
         self.edge = EdgeService(
-            built.edgeConfig(
-                built.linkEntries or [f"*=127.0.0.1:{linkPort}"],
+            evolve(
+                edgeConfig,
+                links=links,
                 token=token,
                 certsDir=None,
                 # the name in the certificate made above
-                tlsName=built.edge.get("tlsName") or "localhost",
+                tlsName=edgeConfig.tlsName or "localhost",
             ),
             self._reactor,
             credentials=credentialsFromDeployment(deployment, "edge"),

@@ -1,17 +1,20 @@
 """
-Configuration of the two roles: typed, immutable attrs classes, built from a
-TOML file and/or command-line options (see L{railgun.tap}), documented key by
-key in C{docs/configuration.md}.
+Configuration of the two roles: typed, immutable attrs classes whose fields
+are the settings schema (L{railgun.settings}): each field declares its flag,
+TOML key, kind, range, roles and help. C{twistd railgun} builds them from a
+TOML file and command-line options (L{railgun.tap}); a program embedding
+Railgun builds them itself. Each key is documented in
+C{docs/configuration.md}.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from attrs import field, frozen
-from attrs.validators import optional
+from attrs import evolve, frozen
 
 from railgun.http.routing import (
     HostMap,
@@ -20,6 +23,22 @@ from railgun.http.routing import (
     parseLinkGroup,
     parseOriginURL,
 )
+from railgun.settings import (
+    BOOLEAN,
+    DURATION,
+    ENDPOINT,
+    HOSTMAP,
+    LIST,
+    ROLES,
+    SIZE,
+    STRING,
+    TOKEN,
+    WHOLE,
+    ConfigError,
+    Setting,
+    section,
+    setting,
+)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -27,59 +46,148 @@ GiB = 1024 * MiB
 
 DEFAULT_LINK_PORT = 2408
 
+# memcached reads a longer expiry as a point in time
+# (railgun.stores.memcached checks it too, when the store is made).
+MEMCACHED_MAX_TTL = 30 * 24 * 3600
 
-class ConfigError(Exception):
+
+def _protocolRange(name: str) -> Any:
     """
-    A configuration value is missing, malformed or out of range; the message
-    names the key and says what was expected.
+    The range the link protocol allows for one of its HELLO settings
+    (L{railgun.link.frames.SETTINGS_IDS}; docs/protocol.md, "Settings"),
+    read when a value is checked, so that importing the configuration does
+    not import the link.
     """
 
+    def read() -> tuple[int, int]:
+        from railgun.link.frames import SETTINGS_IDS
 
-def _positive(instance: object, attribute: Any, value: float) -> None:
-    if value <= 0:
-        raise ConfigError(f"{attribute.name} must be > 0, not {value!r}")
+        for known, low, high in SETTINGS_IDS.values():
+            if known == name:
+                return low, high
+        raise KeyError(name)
 
-
-def _positiveInt(instance: object, attribute: Any, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{attribute.name} must be a whole number > 0, not {value!r}")
-
-
-def _nonNegative(instance: object, attribute: Any, value: float) -> None:
-    if value < 0:
-        raise ConfigError(f"{attribute.name} must be >= 0, not {value!r}")
+    return read
 
 
-# The ranges the link protocol allows for the LinkTuning fields announced in
-# HELLO (railgun.link.frames.SETTINGS_IDS; docs/protocol.md, "Settings").
-# Repeated here so that reading a configuration does not import the link;
-# tests/test_tap.py checks that both agree.
-MAX_WINDOW = 2**31 - 1
-LINK_SETTING_RANGES: dict[str, tuple[int, int]] = {
-    "maxFrameSize": (16384, 16777215),
-    "streamWindow": (0, MAX_WINDOW),
-    "connectionWindow": (65535, MAX_WINDOW),
-    "maxConcurrentStreams": (0, MAX_WINDOW),
-}
+def _checkServers(value: Any, label: str) -> None:
+    """
+    Check memcached addresses: each parses, none is listed twice.
+    """
+    from railgun.stores.memcached import parseServer
+
+    servers = [value] if isinstance(value, str) else value
+    for server in servers:
+        try:
+            parseServer(server)
+        except ValueError as e:
+            raise ConfigError(f"{label}: {e}") from e
+    if len(set(servers)) != len(servers):
+        raise ConfigError(f"{label}: a server is listed twice: {servers!r}")
 
 
-def _linkSetting(instance: object, attribute: Any, value: int) -> None:
-    low, high = LINK_SETTING_RANGES[attribute.name]
-    if (
-        not isinstance(value, int)
-        or isinstance(value, bool)
-        or not low <= value <= high
-    ):
+def _servers(value: Any, label: str) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _hostEntries(value: Any) -> list[str]:
+    """
+    Host maps are a TOML table (C{host = "value"}) or a list of
+    C{"HOST=VALUE"} strings (the command-line form).
+    """
+    if isinstance(value, dict):
+        return [f"{host}={target}" for host, target in value.items()]
+    return list(value)
+
+
+def _originMap(value: Any, label: str) -> HostMap:
+    return parseOriginMap(_hostEntries(value))
+
+
+def _linkMap(value: Any, label: str) -> HostMap:
+    return parseLinkMap(_hostEntries(value))
+
+
+def _fallbackMap(value: Any, label: str) -> HostMap | None:
+    entries = _hostEntries(value)
+    return parseOriginMap(entries) if entries else None
+
+
+def _token(
+    values: dict[str, Any], fromFlags: bool, environ: Mapping[str, str], role: str
+) -> bytes:
+    """
+    The link token: from C{token} or C{token_file} (those of the command
+    line if either is given there, else the file's), else from
+    C{RAILGUN_TOKEN}. C{--role both} makes one when none is given (here:
+    the empty token).
+    """
+    if "token" in values and "token_file" in values:
         raise ConfigError(
-            f"{attribute.name} must be a whole number from {low} to {high}, not {value!r}"
+            "give the token with --token or --token-file, not both"
+            if fromFlags
+            else "the config file sets both token and token_file; keep one"
         )
-
-
-def _zstdLevel(instance: object, attribute: Any, value: int) -> None:
-    if not 1 <= value <= 22:
+    token = values.get("token")
+    if token is None and values.get("token_file"):
+        path = values["token_file"]
+        try:
+            with open(path, "rb") as f:
+                token = f.read().strip().decode("utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot read token file {path}: {e.strerror}") from e
+    if token is None:
+        token = environ.get("RAILGUN_TOKEN")
+    if not token:
+        if role == "both":
+            return b""
         raise ConfigError(
-            f"{attribute.name} must be a zstd level from 1 to 22, not {value!r}"
+            "a link token is required: --token, --token-file, token = ... or RAILGUN_TOKEN"
         )
+    encoded: bytes = token.encode("utf-8")
+    if len(encoded) > 1024:
+        raise ConfigError("the link token is longer than 1024 bytes")
+    return encoded
+
+
+# Settings held by both roles' configurations, declared once.
+
+_TOKEN = Setting(
+    "token",
+    TOKEN,
+    flag="token",
+    top=True,
+    help="the shared link token (prefer --token-file or RAILGUN_TOKEN; not with --token-file)",
+    also=(
+        Setting(
+            "token_file",
+            STRING,
+            flag="token-file",
+            top=True,
+            help="a file holding the shared link token (not with --token)",
+        ),
+    ),
+    resolve=_token,
+)
+_CERTS = Setting(
+    "certs",
+    STRING,
+    flag="certs",
+    top=True,
+    required="--certs DIR (make one with `railgun certs DIR`)",
+    help="directory made by `railgun certs` (ca.pem, origin.pem, edge.pem)",
+)
+_CONNECT_TIMEOUT = Setting(
+    "connect_timeout",
+    DURATION,
+    flag="connect-timeout",
+    alsoTop=True,
+    above=0,
+    help="seconds to connect to an origin server or origin role",
+)
+_RESPONSE_TIMEOUT = Setting(
+    "response_timeout", DURATION, flag="response-timeout", alsoTop=True, above=0
+)
 
 
 @frozen
@@ -87,9 +195,8 @@ class LinkTuning:
     """
     Settings of the link protocol that an operator may tune (both roles).
     Those announced in HELLO are checked against the ranges the link
-    protocol allows (L{LINK_SETTING_RANGES}), so a bad value is a
-    L{ConfigError} when the configuration is built, not an error when a
-    service starts.
+    protocol allows, so a bad value is a L{ConfigError} when the
+    configuration is built, not an error when a service starts.
 
     @ivar pingInterval: seconds between PINGs; 0 disables keepalive.
     @ivar pingTimeout: seconds without a PONG after which a link is dead.
@@ -103,15 +210,74 @@ class LinkTuning:
         before connection credit is held back.
     """
 
-    pingInterval: float = field(default=10.0, validator=_nonNegative)
-    pingTimeout: float = field(default=30.0, validator=_positive)
-    helloTimeout: float = field(default=10.0, validator=_positive)
-    drainTimeout: float = field(default=30.0, validator=_nonNegative)
-    maxConcurrentStreams: int = field(default=1000, validator=_linkSetting)
-    streamWindow: int = field(default=1 * MiB, validator=_linkSetting)
-    connectionWindow: int = field(default=16 * MiB, validator=_linkSetting)
-    maxFrameSize: int = field(default=64 * KiB, validator=_linkSetting)
-    maxBufferedBytes: int = field(default=32 * MiB, validator=_positiveInt)
+    pingInterval: float = setting(
+        "ping_interval",
+        DURATION,
+        10.0,
+        flag="ping-interval",
+        atLeast=0,
+        help="seconds between link PINGs, 0 = off",
+    )
+    pingTimeout: float = setting(
+        "ping_timeout",
+        DURATION,
+        30.0,
+        flag="ping-timeout",
+        above=0,
+        help="seconds without PONG before a link is dead",
+    )
+    helloTimeout: float = setting(
+        "hello_timeout",
+        DURATION,
+        10.0,
+        above=0,
+        help="seconds a new link has to complete its HELLO exchange",
+    )
+    drainTimeout: float = setting(
+        "drain_timeout",
+        DURATION,
+        30.0,
+        atLeast=0,
+        help="seconds open streams get to finish after GOAWAY",
+    )
+    maxConcurrentStreams: int = setting(
+        "max_concurrent_streams",
+        WHOLE,
+        1000,
+        flag="max-streams",
+        between=_protocolRange("maxConcurrentStreams"),
+        help="streams a peer may open on one link",
+    )
+    streamWindow: int = setting(
+        "stream_window",
+        SIZE,
+        1 * MiB,
+        between=_protocolRange("initialStreamWindow"),
+        rangeName="a whole number",
+        help="initial per-stream receive window",
+    )
+    connectionWindow: int = setting(
+        "connection_window",
+        SIZE,
+        16 * MiB,
+        between=_protocolRange("connectionWindow"),
+        help="initial per-link receive window",
+    )
+    maxFrameSize: int = setting(
+        "max_frame_size",
+        SIZE,
+        64 * KiB,
+        between=_protocolRange("maxFrameSize"),
+        help="largest frame payload accepted",
+    )
+    maxBufferedBytes: int = setting(
+        "max_buffered_bytes",
+        SIZE,
+        32 * MiB,
+        above=0,
+        help="bytes held for paused streams of one link before connection "
+        "credit is held back",
+    )
 
     def settings(self):  # -> railgun.link.frames.Settings
         """
@@ -154,12 +320,48 @@ class StoreConfig:
     @ivar memcached: C{host:port} of memcached servers; when given, the
         origin role keeps versions there (shared by several processes).
     @ivar ttl: seconds a version is kept.
+    @ivar timeout: seconds a memcached operation may take.
     """
 
-    memoryBytes: int = field(default=256 * MiB, validator=_positiveInt)
-    memcached: tuple[str, ...] = ()
-    ttl: float = field(default=600.0, validator=_positive)
-    timeout: float = field(default=0.5, validator=_positive)
+    memoryBytes: int = setting(
+        "memory_bytes",
+        SIZE,
+        256 * MiB,
+        flag="store-size",
+        above=0,
+        help="bytes of versions kept in memory (edge: the latest version per URL; "
+        "origin: versions by digest, unless --memcached)",
+    )
+    memcached: tuple[str, ...] = setting(
+        "memcached",
+        LIST,
+        (),
+        flag="memcached",
+        roles=("origin",),
+        wrongRole="the edge keeps its versions in its own memory (--store-size)",
+        wanted='a list of "HOST:PORT" or "unix:/path" strings',
+        check=_checkServers,
+        convert=_servers,
+        help="HOST:PORT of a memcached server keeping versions, shared by origin "
+        "roles (repeatable; refused with --role edge)",
+    )
+    ttl: float = setting(
+        "ttl", DURATION, 600.0, above=0, help="seconds a version is kept"
+    )
+    timeout: float = setting(
+        "timeout",
+        DURATION,
+        0.5,
+        above=0,
+        help="seconds a memcached operation may take before it counts as a miss",
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.memcached and self.ttl > MEMCACHED_MAX_TTL:
+            raise ConfigError(
+                f"store.ttl must be at most {MEMCACHED_MAX_TTL} seconds (30 days) "
+                f"with memcached, not {self.ttl!r}"
+            )
 
 
 @frozen
@@ -179,10 +381,43 @@ class DeltaConfig:
         ~100 ms to its fetch (docs/benchmarks.md, "1. WAN page fetch").
     """
 
-    enabled: bool = True
-    maxSize: int = field(default=1 * MiB, validator=_positiveInt)
-    level: int = field(default=9, validator=_zstdLevel)
-    largeLevel: int | None = field(default=None, validator=optional(_zstdLevel))
+    enabled: bool = setting(
+        "enabled",
+        BOOLEAN,
+        True,
+        flag="no-delta",
+        switchValue=False,
+        help="send bodies in full (no delta compression)",
+    )
+    maxSize: int = setting(
+        "max_size",
+        SIZE,
+        1 * MiB,
+        flag="delta-max-size",
+        above=0,
+        help="largest body kept for deltas",
+    )
+    level: int = setting(
+        "level",
+        WHOLE,
+        9,
+        flag="delta-level",
+        roles=("origin",),
+        between=(1, 22),
+        rangeName="a zstd level",
+        help="zstd level of deltas, 1-22",
+    )
+    largeLevel: int | None = setting(
+        "large_level",
+        WHOLE,
+        None,
+        flag="delta-large-level",
+        roles=("origin",),
+        between=(1, 22),
+        rangeName="a zstd level",
+        defaultText="the delta level",
+        help="zstd level of deltas of pages over 256 KiB",
+    )
 
 
 @frozen
@@ -192,17 +427,49 @@ class OriginConfig:
     fetches each stream's request from the origin server its Host maps to.
     """
 
-    origins: HostMap
-    token: bytes
-    certsDir: str | None = None
-    linkListen: str = f"tcp:{DEFAULT_LINK_PORT}:interface=127.0.0.1"
-    connectTimeout: float = field(default=5.0, validator=_positive)
-    responseTimeout: float = field(default=30.0, validator=_positive)
-    maxConnectionsPerOrigin: int = field(default=64, validator=_positiveInt)
-    verifyOriginTLS: bool = True
-    delta: DeltaConfig = DeltaConfig()
-    store: StoreConfig = StoreConfig()
-    link: LinkTuning = LinkTuning()
+    origins: HostMap = setting(
+        "map",
+        HOSTMAP,
+        flag="map",
+        convert=_originMap,
+        required="at least one --map HOST=ORIGIN_URL",
+        help="HOST=ORIGIN_URL, the origin server for a Host (repeatable; HOST may "
+        "be *.domain or *)",
+    )
+    token: bytes = _TOKEN.field()
+    certsDir: str | None = _CERTS.field(None)
+    linkListen: str = setting(
+        "link_listen",
+        ENDPOINT,
+        f"tcp:{DEFAULT_LINK_PORT}:interface=127.0.0.1",
+        flag="link-listen",
+        bothDefault="tcp:0:interface=127.0.0.1",
+        help="endpoint for links",
+    )
+    connectTimeout: float = _CONNECT_TIMEOUT.field(5.0)
+    responseTimeout: float = _RESPONSE_TIMEOUT.field(
+        30.0,
+        help="seconds for the origin server's response head, and the longest "
+        "silence inside its body",
+    )
+    maxConnectionsPerOrigin: int = setting(
+        "max_connections_per_origin",
+        WHOLE,
+        64,
+        above=0,
+        help="persistent connections kept per origin server",
+    )
+    verifyOriginTLS: bool = setting(
+        "verify_origin_tls",
+        BOOLEAN,
+        True,
+        flag="insecure-origin-tls",
+        switchValue=False,
+        help="do not verify HTTPS origin servers' certificates",
+    )
+    delta: DeltaConfig = section("delta", DeltaConfig)
+    store: StoreConfig = section("store", StoreConfig)
+    link: LinkTuning = section("link", LinkTuning)
 
 
 @frozen
@@ -212,20 +479,138 @@ class EdgeConfig:
     over a link to the origin role serving its Host.
     """
 
-    links: HostMap
-    token: bytes
-    certsDir: str | None = None
-    httpListen: str = "tcp:8080:interface=127.0.0.1"
-    linksPerOrigin: int = field(default=2, validator=_positiveInt)
-    tlsName: str | None = None
-    fallback: HostMap | None = None
-    maxHeaderBytes: int = field(default=16 * KiB, validator=_positiveInt)
-    maxBodyBytes: int = field(default=2 * GiB, validator=_positiveInt)
-    responseTimeout: float = field(default=60.0, validator=_positive)
-    connectTimeout: float = field(default=5.0, validator=_positive)
-    delta: DeltaConfig = DeltaConfig()
-    store: StoreConfig = StoreConfig()
-    link: LinkTuning = LinkTuning()
+    links: HostMap = setting(
+        "links",
+        HOSTMAP,
+        flag="link",
+        convert=_linkMap,
+        required="at least one --link HOST=ADDRESS[:PORT]",
+        help="HOST=ADDRESS[:PORT], the origin role serving a Host (repeatable; "
+        "port 2408 by default)",
+    )
+    token: bytes = _TOKEN.field()
+    certsDir: str | None = _CERTS.field(None)
+    httpListen: str = setting(
+        "http_listen",
+        ENDPOINT,
+        "tcp:8080:interface=127.0.0.1",
+        flag="http-listen",
+        help="endpoint for HTTP clients",
+    )
+    linksPerOrigin: int = setting(
+        "links_per_origin",
+        WHOLE,
+        2,
+        flag="links-per-origin",
+        above=0,
+        help="links kept to each origin role",
+    )
+    tlsName: str | None = setting(
+        "tls_name",
+        STRING,
+        None,
+        flag="tls-name",
+        defaultText="the link's host",
+        help="name expected in the origin role's certificate",
+    )
+    fallback: HostMap | None = setting(
+        "fallback",
+        HOSTMAP,
+        None,
+        flag="fallback",
+        convert=_fallbackMap,
+        help="HOST=ORIGIN_URL, fetch directly from this origin when no link is up "
+        "(repeatable)",
+    )
+    maxHeaderBytes: int = setting(
+        "max_header_bytes",
+        SIZE,
+        16 * KiB,
+        flag="max-header-bytes",
+        above=0,
+        help="request line + headers limit, else 431",
+    )
+    maxBodyBytes: int = setting(
+        "max_body_bytes",
+        SIZE,
+        2 * GiB,
+        flag="max-body-bytes",
+        above=0,
+        help="request body limit, else 413",
+    )
+    responseTimeout: float = _RESPONSE_TIMEOUT.field(
+        60.0, help="seconds for the response head to come back over the link"
+    )
+    connectTimeout: float = _CONNECT_TIMEOUT.field(5.0)
+    delta: DeltaConfig = section("delta", DeltaConfig)
+    store: StoreConfig = section("store", StoreConfig)
+    link: LinkTuning = section("link", LinkTuning)
+
+
+@frozen
+class RailgunConfig:
+    """
+    What C{twistd railgun} runs: the role, and the configuration of each
+    role it runs (L{None} for the other).
+
+    @ivar role: C{origin}, C{edge} or C{both}.
+    @ivar origin: the origin role's configuration. Under C{both} its map
+        may be empty (the sample origin is served) and its token empty (one
+        is made).
+    @ivar edge: the edge's configuration. Under C{both} its links may be
+        empty (it links to the origin role of the same process).
+    @ivar samplePeriod: C{both}: seconds between editions of the sample
+        origin.
+    """
+
+    role: str = setting(
+        "role",
+        STRING,
+        flag="role",
+        top=True,
+        choices=ROLES,
+        help="edge, origin or both (both roles in one process)",
+    )
+    origin: OriginConfig | None = section(
+        "origin", OriginConfig, roles=("origin", "both"), default=None
+    )
+    edge: EdgeConfig | None = section(
+        "edge", EdgeConfig, roles=("edge", "both"), default=None
+    )
+    samplePeriod: float = setting(
+        "sample_period",
+        DURATION,
+        5.0,
+        flag="sample-period",
+        table="both",
+        roles=("both",),
+        above=0,
+        help="seconds between editions of the sample origin",
+    )
+
+    def originConfig(self, entries: list[str] | None = None) -> OriginConfig:
+        """
+        @param entries: C{HOST=ORIGIN_URL} entries replacing the configured
+            map.
+        @raise ValueError: if the role runs no origin role.
+        """
+        if self.origin is None:
+            raise ValueError(f"--role {self.role} runs no origin role")
+        if entries is None:
+            return self.origin
+        return evolve(self.origin, origins=parseOriginMap(entries))
+
+    def edgeConfig(self, entries: list[str] | None = None) -> EdgeConfig:
+        """
+        @param entries: C{HOST=ADDRESS[:PORT]} entries replacing the
+            configured links.
+        @raise ValueError: if the role runs no edge.
+        """
+        if self.edge is None:
+            raise ValueError(f"--role {self.role} runs no edge")
+        if entries is None:
+            return self.edge
+        return evolve(self.edge, links=parseLinkMap(entries))
 
 
 def parseOriginMap(entries: list[str]) -> HostMap:
@@ -281,6 +666,22 @@ def readToml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
 
 
+def __getattr__(name: str) -> Any:
+    if name == "LINK_SETTING_RANGES":
+        # The ranges LinkTuning checks, by field (read from the link
+        # protocol's settings).
+        import attrs
+
+        from railgun.settings import SETTING
+
+        return {
+            field.name: field.metadata[SETTING].between()
+            for field in attrs.fields(LinkTuning)
+            if callable(field.metadata[SETTING].between)
+        }
+    raise AttributeError(name)
+
+
 __all__ = [
     "ConfigError",
     "DeltaConfig",
@@ -289,6 +690,7 @@ __all__ = [
     "LinkTuning",
     "OriginConfig",
     "OriginTarget",
+    "RailgunConfig",
     "StoreConfig",
     "parseLinkMap",
     "parseOriginMap",

@@ -403,7 +403,7 @@ class OptionsTests(SynchronousTestCase):
         )
         for role in (options.built.origin, options.built.edge):
             self.assertEqual(
-                (role["connectTimeout"], role["responseTimeout"]), (7.0, 8.0)
+                (role.connectTimeout, role.responseTimeout), (7.0, 8.0)
             )
 
     def test_everyFlagOverridesFile(self):
