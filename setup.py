@@ -4,11 +4,22 @@ link between a CDN edge and a daemon next to the origin, with delta
 compression of dynamic pages.
 """
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# One source for the version: railgun/__init__.py (read, not imported: the
+# dependencies need not be installed yet).
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"$',
+    (Path(__file__).parent / "railgun" / "__init__.py").read_text(encoding="utf-8"),
+    re.MULTILINE,
+)[1]
 
 setup(
     name="railgun-twisted",
-    version="0.1.0.dev0",
+    version=VERSION,
     description="Railgun (edge <-> origin WAN accelerator) re-implemented on Twisted",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -30,7 +41,13 @@ setup(
     ],
     extras_require={
         "test": ["hypothesis>=6.100"],
-        "dev": ["hypothesis>=6.100", "mypy>=1.10", "mypy-zope>=1.0", "ruff>=0.5", "tox>=4"],
+        "dev": [
+            "hypothesis>=6.100",
+            "mypy>=1.10",
+            "mypy-zope>=1.0",
+            "ruff>=0.5",
+            "tox>=4",
+        ],
     },
     entry_points={"console_scripts": ["railgun = railgun.cli:main"]},
     classifiers=[

@@ -9,6 +9,8 @@ L{OriginConfig}); C{twistd railgun} builds them from options.
 
 from typing import Any
 
+# The one source of the version: setup.py reads it, `railgun --version` and
+# `twistd railgun --version` print it.
 __version__ = "0.1.0.dev0"
 
 __all__ = [

@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, NoReturn
 
 from attrs import frozen
 
+from railgun import __version__
 from railgun.certs import (
     CA_FILE,
     CA_KEY_FILE,
@@ -255,6 +256,9 @@ def _parser(stdout: IO[str]) -> _Parser:
         epilog="The roles themselves run under 'twistd railgun'.",
         stdout=stdout,
     )
+    parser.add_argument(
+        "--version", action="store_true", help="print Railgun's version and exit"
+    )
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_Parser
     )
@@ -294,6 +298,9 @@ def main(
     except _UsageError as e:
         err.write(f"{e.prog}: error: {e.message} (see '{e.prog} --help')\n")
         return EXIT_USAGE
+    if arguments.version:
+        out.write(f"{PROGRAM} {__version__}\n")
+        return EXIT_OK
     if arguments.command is None:
         err.write(f"{PROGRAM}: error: no command given (see '{PROGRAM} --help')\n")
         return EXIT_USAGE
