@@ -89,9 +89,7 @@ class Options(usage.Options):
         this before the error, which is the line to read.
         """
         if self._failed:
-            return (
-                f"Usage: twistd [options] railgun {SYNOPSIS} (--help lists the options)"
-            )
+            return "'twistd railgun --help' lists the options of railgun."
         return super().getUsage(width)
 
     def given(self) -> dict[str, Any]:

@@ -402,9 +402,7 @@ class OptionsTests(SynchronousTestCase):
             "8",
         )
         for role in (options.built.origin, options.built.edge):
-            self.assertEqual(
-                (role.connectTimeout, role.responseTimeout), (7.0, 8.0)
-            )
+            self.assertEqual((role.connectTimeout, role.responseTimeout), (7.0, 8.0))
 
     def test_everyFlagOverridesFile(self):
         """
@@ -1180,3 +1178,116 @@ class RealTwistdTests(TestCase):
             "the longest silence inside its body",
         ]:
             self.assertIn(expected, flowing)
+
+    def test_usageErrorIsShort(self):
+        """
+        A usage error prints the error and a hint to --help, not the whole
+        help first.
+        """
+        import subprocess
+
+        result = subprocess.run(
+            _twistd("railgun", "--role", "sideways"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 1, output)
+        self.assertNotIn("--store-size", output)
+        lines = output.rstrip().splitlines()
+        self.assertLessEqual(len(lines), 3, output)
+        self.assertIn("'twistd railgun --help' lists the options", output)
+        self.assertTrue(
+            lines[-1].endswith(
+                "--role must be one of edge, origin, both (got 'sideways')"
+            ),
+            output,
+        )
+
+    def test_version(self):
+        """
+        C{twistd railgun --version} and C{railgun --version} print the
+        version of railgun/__init__.py, which setup.py reads too.
+        """
+        import subprocess
+
+        from railgun import __version__
+
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        for argv in [
+            _twistd("railgun", "--version"),
+            [sys.executable, "-m", "railgun", "--version"],
+        ]:
+            result = subprocess.run(
+                argv, capture_output=True, text=True, timeout=30, env=env
+            )
+            self.assertEqual(
+                (result.returncode, result.stdout), (0, f"railgun {__version__}\n")
+            )
+        result = subprocess.run(
+            [sys.executable, "setup.py", "--version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=str(ROOT),
+            env=env,
+        )
+        self.assertEqual(result.stdout.strip().splitlines()[-1], __version__)
+
+
+class SchemaTests(SynchronousTestCase):
+    """
+    The settings schema, the docs and the module structure agree.
+    """
+
+    def test_docsListTheSchema(self):
+        """
+        The tables of docs/configuration.md name exactly the flags and TOML
+        keys of the settings schema.
+        """
+        import re
+
+        from railgun.tap import FLAGS, SCHEMA
+
+        docFlags, docKeys = set(), set()
+        text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+        for line in text.splitlines():
+            if not line.startswith("|") or line.startswith("|---"):
+                continue
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            if len(cells) < 4:
+                continue
+            docFlags |= set(re.findall(r"`--([a-z][a-z-]*)", cells[0]))
+            key = re.match(r"`\[?([a-z_]+(?:\.[a-z_]+)?)", cells[1])
+            if key:
+                docKeys.add(key[1])
+        self.assertEqual(docFlags, {f.name for f in FLAGS} | {"config"})
+        # A key also read at the top level is listed there; its per-role
+        # tables are named in the text.
+        self.assertEqual(
+            docKeys,
+            {e.setting.key if e.setting.alsoTop else e.where for e in SCHEMA},
+        )
+
+    def test_noImportCycle(self):
+        """
+        railgun.both takes configuration objects: importing it imports
+        neither railgun.tap nor a role's service.
+        """
+        import subprocess
+
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, railgun.both; print(sorted(m for m in sys.modules "
+                "if m in ('railgun.tap', 'railgun.edge.service', 'railgun.origin.service')))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self.assertEqual((result.returncode, result.stdout), (0, "[]\n"), result.stderr)
