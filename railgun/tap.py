@@ -110,23 +110,36 @@ class Options(usage.Options):
                 given[flag.name] = _parse(flag, value)
         return given
 
+    def read(self) -> RailgunConfig:
+        """
+        Read the configuration: the file again (C{--config}), and the flags
+        given, which win over it. Called once options are parsed, and again
+        to reload.
+
+        @raise ConfigError: for a bad value, naming its flag and key.
+        @raise usage.UsageError: for a flag whose value does not parse.
+        """
+        file = readToml(self["config"]) if self["config"] else {}
+        return load(RailgunConfig, file, self.given(), os.environ)
+
     def postOptions(self) -> None:
         try:
-            given = self.given()
-            file = readToml(self["config"]) if self["config"] else {}
-            self.built: RailgunConfig = load(RailgunConfig, file, given, os.environ)
+            self.built: RailgunConfig = self.read()
             self.role = self.built.role
             if self.role in ("edge", "origin"):
                 # Read the certificates now, so a missing or wrong file is a
                 # one-line usage error, not a traceback from makeService.
                 from railgun.tls import loadCredentials
 
-                config: Any = (
-                    self.built.originConfig()
-                    if self.role == "origin"
-                    else self.built.edgeConfig()
-                )
-                self.credentials = loadCredentials(config.certsDir, self.role)
+                # (--certs is required for these roles.)
+                if self.role == "origin":
+                    certsDir = self.built.originConfig().certsDir
+                    assert certsDir is not None
+                    self.credentials = loadCredentials(certsDir, "origin")
+                else:
+                    certsDir = self.built.edgeConfig().certsDir
+                    assert certsDir is not None
+                    self.credentials = loadCredentials(certsDir, "edge")
         except CredentialsError as e:
             raise usage.UsageError(str(e)) from e
         except ConfigError as e:
