@@ -218,7 +218,7 @@ class Setting:
     @ivar switchValue: the value a switch flag sets (L{False} for
         C{--no-...}).
     @ivar convert: turns the checked value into the field's value; raises
-        L{ConfigError} whose message it starts with the label it is given.
+        L{ConfigError} naming the setting by the label it is given.
     @ivar check: a further check of a value, with the label to name it
         (run on every table's value, whichever roles run).
     @ivar bothDefault: the default under C{--role both}, when not the
@@ -271,13 +271,9 @@ class Setting:
                 f"{name} must be one of {', '.join(self.choices)} (got {value!r})"
             )
         whole = " a whole number" if self.kind.whole else ""
-        if self.kind.whole and (self.above, self.atLeast, self.between) != (
-            None,
-            None,
-            None,
-        ):
-            if not _isWhole(value):
-                raise ConfigError(f"{name} must be a whole number, not {value!r}")
+        ranged = (self.above, self.atLeast, self.between) != (None, None, None)
+        if self.kind.whole and ranged and not _isWhole(value):
+            raise ConfigError(f"{name} must be a whole number, not {value!r}")
         if self.above is not None and not value > self.above:
             raise ConfigError(f"{name} must be{whole} > {self.above:g}, not {value!r}")
         if self.atLeast is not None and not value >= self.atLeast:
