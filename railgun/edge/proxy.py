@@ -231,7 +231,7 @@ class EdgeProxy:
         else:
             headers += _forwardingHeaders(clientAddress, rawHost, proto)
         return RequestHead(
-            method=request.method.upper(),
+            method=request.method,
             scheme=b"https" if secure else b"http",
             authority=rawHost,
             path=_originForm(request.uri),
