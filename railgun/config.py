@@ -13,6 +13,7 @@ from typing import Any
 from attrs import field, frozen
 from attrs.validators import optional
 
+from railgun._listening import DEFAULT_BACKLOG
 from railgun.http.routing import (
     HostMap,
     LinkAddress,
@@ -196,6 +197,7 @@ class OriginConfig:
     token: bytes
     certsDir: str | None = None
     linkListen: str = f"tcp:{DEFAULT_LINK_PORT}:interface=127.0.0.1"
+    backlog: int = field(default=DEFAULT_BACKLOG, validator=_positiveInt)
     connectTimeout: float = field(default=5.0, validator=_positive)
     responseTimeout: float = field(default=30.0, validator=_positive)
     maxConnectionsPerOrigin: int = field(default=64, validator=_positiveInt)
@@ -216,6 +218,7 @@ class EdgeConfig:
     token: bytes
     certsDir: str | None = None
     httpListen: str = "tcp:8080:interface=127.0.0.1"
+    backlog: int = field(default=DEFAULT_BACKLOG, validator=_positiveInt)
     linksPerOrigin: int = field(default=2, validator=_positiveInt)
     tlsName: str | None = None
     fallback: HostMap | None = None

@@ -83,6 +83,7 @@ _SCALARS: list[tuple[str, str | None, str, Callable[[str], Any]]] = [
     ("delta-large-level", "delta", "large_level", int),
     ("store-size", "store", "memory_bytes", _size),
     ("sample-period", "both", "sample_period", _float),
+    ("backlog", None, "backlog", int),
 ]
 
 # What each parser of _SCALARS reads, for its usage errors.
@@ -227,6 +228,14 @@ class Options(usage.Options):
             None,
             None,
             "both: seconds between editions of the sample origin [default: 5]",
+        ],
+        [
+            "backlog",
+            None,
+            None,
+            "listen backlog of the edge's HTTP port and the origin role's link "
+            "port, capped by the kernel's somaxconn; a backlog= in the endpoint "
+            "string wins [default: 1024]",
         ],
     ]
     optFlags = [
@@ -448,6 +457,7 @@ _TABLES = {
 }
 _TOP = {
     "role",
+    "backlog",
     "token",
     "token_file",
     "certs",
@@ -466,6 +476,7 @@ _KINDS: dict[tuple[str | None, str], str] = {
     (None, "certs"): "string",
     (None, "connect_timeout"): "number",
     (None, "response_timeout"): "number",
+    (None, "backlog"): "integer",
     ("origin", "link_listen"): "endpoint",
     ("origin", "max_connections_per_origin"): "integer",
     ("origin", "verify_origin_tls"): "boolean",
@@ -538,6 +549,7 @@ _FIELD_LABELS: dict[str, str] = {
     for section, keys in _TABLES.items()
     for key, attr in keys.items()
 }
+_FIELD_LABELS["backlog"] = _label(None, "backlog")
 for _key in ("connect_timeout", "response_timeout"):
     _FIELD_LABELS[_EDGE_KEYS[_key]] = (
         f"{_label(None, _key)} (or origin.{_key}, edge.{_key})"
@@ -748,6 +760,8 @@ def buildConfigs(role: str, settings: dict[str, Any]) -> RoleSettings:
         store=_store(settings),
         link=_linkTuning(settings),
     )
+    if "backlog" in settings:
+        common["backlog"] = settings["backlog"]
     origin = _roleSection(settings, "origin", _ORIGIN_KEYS, {"map"})
     edge = _roleSection(settings, "edge", _EDGE_KEYS, {"links", "fallback"})
     originMap = _entries(settings.get("origin", {}).get("map"), "origin.map")
