@@ -119,6 +119,9 @@ class _NoLinkPool:
     def pick(self, exclude: Any = None) -> None:
         return None
 
+    def isConnecting(self) -> bool:
+        return False  # dialing failed: no request waits for a link
+
 
 class EdgeOutageTests(SynchronousTestCase):
     def test_503sLogOncePerInterval(self):
