@@ -16,6 +16,7 @@ from typing import Any
 
 from attrs import evolve, frozen
 
+from railgun._listening import DEFAULT_BACKLOG
 from railgun.http.routing import (
     HostMap,
     LinkAddress,
@@ -176,6 +177,15 @@ _CERTS = Setting(
     top=True,
     required="--certs DIR (make one with `railgun certs DIR`)",
     help="directory made by `railgun certs` (ca.pem, origin.pem, edge.pem)",
+)
+_BACKLOG = Setting(
+    "backlog",
+    WHOLE,
+    flag="backlog",
+    top=True,
+    above=0,
+    help="listen backlog of the edge's HTTP port and the origin role's link port, "
+    "capped by the kernel's somaxconn; a backlog= in the endpoint string wins",
 )
 _CONNECT_TIMEOUT = Setting(
     "connect_timeout",
@@ -446,6 +456,7 @@ class OriginConfig:
         bothDefault="tcp:0:interface=127.0.0.1",
         help="endpoint for links",
     )
+    backlog: int = _BACKLOG.field(DEFAULT_BACKLOG)
     connectTimeout: float = _CONNECT_TIMEOUT.field(5.0)
     responseTimeout: float = _RESPONSE_TIMEOUT.field(
         30.0,
@@ -497,6 +508,7 @@ class EdgeConfig:
         flag="http-listen",
         help="endpoint for HTTP clients",
     )
+    backlog: int = _BACKLOG.field(DEFAULT_BACKLOG)
     linksPerOrigin: int = setting(
         "links_per_origin",
         WHOLE,

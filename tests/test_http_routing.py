@@ -378,7 +378,6 @@ class OriginURLTests(SynchronousTestCase):
         target = parseOriginURL("http://o.example")
         for path in [
             b"",
-            b"*",
             b"x",
             b"http://evil/",
             b"/a b",
@@ -387,6 +386,15 @@ class OriginURLTests(SynchronousTestCase):
             b"/\x00",
         ]:
             self.assertRaises(ValueError, target.urlFor, path)
+
+    def test_urlForAsterisk(self) -> None:
+        """
+        The asterisk form (C{OPTIONS *}) has the origin's scheme and
+        authority followed by C{*}, without the base path: what the origin
+        Agent sends as C{OPTIONS *}.
+        """
+        target = parseOriginURL("https://o.example:8443/base")
+        self.assertEqual(target.urlFor(b"*"), b"https://o.example:8443*")
 
     def test_constructorChecks(self) -> None:
         """

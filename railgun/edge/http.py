@@ -20,6 +20,7 @@ from twisted.web.http_headers import Headers
 
 from railgun._sockets import tuneForVolume, writeEagerly
 from railgun.edge.body import RequestBody
+from railgun.http.headers import FRAMING_FIELDS, methodProblem, requestFieldProblem
 
 log = Logger()
 
@@ -202,6 +203,11 @@ class EdgeChannel(http.HTTPChannel):
     _sendDeadline: Any = None
     #: pipelined requests read while the client was not reading responses
     _pipelined: bytes | None = None
+    #: the framing fields (L{FRAMING_FIELDS}) received in the current head
+    _framing: frozenset[bytes] = frozenset()
+    #: whether this connection was refused (answered with an error, and
+    #: closing): nothing more is answered on it
+    _refused = False
 
     # The addresses and the security of a connection do not change: asked
     # for by every request (twisted.web's Request.__init__ takes both
@@ -345,7 +351,30 @@ class EdgeChannel(http.HTTPChannel):
                 b"request header section too large\n",
             )
             return
+        if line[:1] in (b" ", b"\t"):
+            # obs-fold (RFC 9112 5.2), which twisted.web joins to the line
+            # before: a server in front of another must refuse it, or the
+            # two can read different headers. (Whitespace before the request
+            # line, the only other place a line can start with it, is
+            # refused as well: 2.2.)
+            self._refuseBadRequest(400, "obsolete line folding in the request head")
+            return
         super().lineReceived(line)
+
+    def headerReceived(self, line: bytes) -> bool:
+        name, colon, value = line.partition(b":")
+        problem = (
+            requestFieldProblem(name, value.strip(b" \t"), self._framing)
+            if colon
+            else (400, "a header line without a colon")
+        )
+        if problem is not None:
+            self._refuseBadRequest(*problem)
+            return False
+        lowered = name.lower()
+        if lowered in FRAMING_FIELDS:
+            self._framing = self._framing | {lowered}
+        return super().headerReceived(line)  # type: ignore[no-any-return]
 
     def lineLengthExceeded(self, line: bytes) -> None:
         # One line longer than the whole head may be: same answer.
@@ -356,6 +385,11 @@ class EdgeChannel(http.HTTPChannel):
     def allHeadersReceived(self) -> None:
         self._headStarted = None
         self._bodyBytes = 0
+        self._framing = frozenset()
+        problem = methodProblem(self._command)
+        if problem is not None:
+            self._refuseBadRequest(400, problem)
+            return
         if self.length is not None and self.length > self.maxBodyBytes:
             self._refuse(413, b"Content Too Large", b"request body too large\n")
             return
@@ -364,7 +398,19 @@ class EdgeChannel(http.HTTPChannel):
         if request.body is not None:
             request.startStreaming(self._command, self._path, self._version)
 
+    def _refuseBadRequest(self, status: int, why: str) -> None:
+        """
+        Refuse a malformed request (L{_refuse}), saying why.
+        """
+        self._refuse(status, _PHRASES[status], why.encode("utf-8") + b"\n")
+
     def _refuse(self, status: int, reason: bytes, message: bytes) -> None:
+        if self._refused:
+            # Already answered and closing: twisted.web may still be
+            # decoding the rest of the read that went over a limit (every
+            # chunk of a chunked body), and it gets no second answer.
+            return
+        self._refused = True
         assert self.transport is not None
         log.info(
             "refusing a request from {peer}: {status}",
@@ -385,6 +431,8 @@ class EdgeChannel(http.HTTPChannel):
         self.loseConnection()
 
     def _countBody(self, data: bytes) -> bool:
+        if self._refused:
+            return False
         self._bodyBytes += len(data)
         if self._bodyBytes > self.maxBodyBytes:
             request = self.requests[-1] if self.requests else None
@@ -398,10 +446,10 @@ class EdgeChannel(http.HTTPChannel):
         return True
 
     def allContentReceived(self) -> None:
-        if not self.requests:
+        if not self.requests or self._refused:
             # The request was answered and let go of before its body ended
-            # (an early answer on a connection that closes): the rest of
-            # the body is not for anyone.
+            # (an early answer on a connection that closes), or refused
+            # with its head: the rest is not for anyone.
             return
         super().allContentReceived()
 

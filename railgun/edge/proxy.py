@@ -11,13 +11,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from attrs import define, field
+from attrs import Factory, define, field
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
+from railgun._lograte import RateLimitedLogger
 from railgun.delta.codec import CodecRegistry, DeltaError
 from railgun.delta.content import chooseEncoding, encodeBody, isDeltaEligible
 from railgun.delta.digest import isValidDigest
@@ -156,6 +157,16 @@ class EdgeProxy:
     reactor thread when it is large (see L{railgun.edge.service}); L{None}
     compresses inline.
     """
+    failureLog: RateLimitedLogger = field(
+        init=False,
+        default=Factory(
+            lambda self: RateLimitedLogger(log, self.clock), takes_self=True
+        ),
+    )
+    """
+    For the lines every request logs while the same thing fails (502, 503,
+    504 during an outage): one per host and kind each 10 s.
+    """
 
     def handle(self, request: Any) -> None:
         """
@@ -231,7 +242,7 @@ class EdgeProxy:
         else:
             headers += _forwardingHeaders(clientAddress, rawHost, proto)
         return RequestHead(
-            method=request.method.upper(),
+            method=request.method,
             scheme=b"https" if secure else b"http",
             authority=rawHost,
             path=_originForm(request.uri),
@@ -401,7 +412,9 @@ class _Exchange:
             self.proxy.stats.count(self.host, "fallbacks", "direct")
             fallback.serve(self.request, self.head, reason)
             return
-        log.info("request for {host}: {reason}", host=self.host, reason=reason)
+        self.proxy.failureLog.info(
+            "request for {host}: {reason}", host=self.host, reason=reason
+        )
         self.proxy.stats.record(self.host, errors=1)
         respondPlain(self.request, 503, f"railgun: {reason}", formatDirect(reason))
         self.done = True
@@ -411,7 +424,7 @@ class _Exchange:
 
     def _timedOut(self) -> None:
         self.timer = None
-        log.info(
+        self.proxy.failureLog.info(
             "request {rid} {method} {host}: no response head from the origin role "
             "within {timeout} s",
             rid=self._requestId(),
@@ -480,7 +493,7 @@ class _Exchange:
             # A body partly sent cannot be sent again: it is not kept.
             and (body is None or body.forwarded == 0)
         ):
-            log.info(
+            self.proxy.failureLog.info(
                 "request {rid} {method} {host}: retrying on another link: {why}",
                 rid=self._requestId(),
                 method=self.head.method,
@@ -494,7 +507,7 @@ class _Exchange:
             return
         self.done = True
         self.stopSending()
-        log.info(
+        self.proxy.failureLog.info(
             "request {rid} {method} {host}: link failed ({why})",
             rid=self._requestId(),
             method=self.head.method,

@@ -14,7 +14,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
-from railgun._listening import ListeningPort
+from railgun._listening import ListeningPort, withBacklog
 from railgun.config import EdgeConfig
 from railgun.delta.codec import defaultRegistry
 from railgun.delta.content import deferEncodeBody
@@ -176,7 +176,14 @@ class EdgeService(MultiService):
                 raise ValueError("the edge role needs certificates: set certsDir")
             credentials = loadCredentials(config.certsDir, "edge")
         kept = []
-        for name in ("httpListen", "maxHeaderBytes", "maxBodyBytes", "delta", "store"):
+        for name in (
+            "httpListen",
+            "backlog",
+            "maxHeaderBytes",
+            "maxBodyBytes",
+            "delta",
+            "store",
+        ):
             if getattr(config, name) != getattr(self._config, name):
                 kept.append(name)
         if kept:
@@ -227,7 +234,10 @@ class EdgeService(MultiService):
             maxBodyBytes=self._config.maxBodyBytes,
         )
         self._listening.listen(
-            serverFromString(self._reactor, self._config.httpListen).listen(factory)
+            serverFromString(
+                self._reactor,
+                withBacklog(self._config.httpListen, self._config.backlog),
+            ).listen(factory)
         )
 
     @property

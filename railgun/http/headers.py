@@ -281,3 +281,87 @@ def addForwarding(
     result = _appendElement(result, b"x-forwarded-for", xff.encode("ascii"))
     result = _appendElement(result, b"forwarded", b";".join(pairs))
     return _appendElement(result, b"via", via)
+
+
+#: Request fields that decide how a message is routed (C{Host}) or framed
+#: (C{Content-Length}, C{Transfer-Encoding}): one of each at most, and never
+#: both lengths, or the edge and the server behind it could read two
+#: different requests from the same bytes (request smuggling).
+_FRAMING_NAMES = {
+    b"host": "Host",
+    b"content-length": "Content-Length",
+    b"transfer-encoding": "Transfer-Encoding",
+}
+FRAMING_FIELDS: frozenset[bytes] = frozenset(_FRAMING_NAMES)
+
+
+def requestFieldProblem(
+    name: bytes, value: bytes, seen: frozenset[bytes]
+) -> tuple[int, str] | None:
+    """
+    Why a request header field must be refused, as RFC 9112 wants a server
+    (and a proxy, which hands the message on) to refuse it.
+
+    Refused with 400: a name that is not a token (whitespace before the
+    colon included, RFC 9112 5.1); a second C{Host} (3.2); a second
+    C{Content-Length} even with the same value, or one that is not digits
+    (6.3); a C{Transfer-Encoding} together with a C{Content-Length} (6.1), a
+    second C{Transfer-Encoding} header, or one whose final coding is not
+    C{chunked} or that applies C{chunked} twice (6.3, 7). Refused with 501:
+    a transfer coding other than C{chunked} before it (6.1: a coding the
+    server does not implement).
+
+    @param name: the field name as received (any case).
+    @param value: the field value, whitespace around it stripped.
+    @param seen: the lowercase names of L{FRAMING_FIELDS} already received
+        in this request head.
+    @return: C{(status, why)}, or L{None} when the field is acceptable.
+    """
+    if not validHeaderName(name):
+        return 400, "invalid header field name (whitespace before the colon?)"
+    lowered = name.lower()
+    if lowered not in FRAMING_FIELDS:
+        return None
+    if lowered in seen:
+        return 400, f"more than one {_FRAMING_NAMES[lowered]} header"
+    if lowered == b"host":
+        return None
+    if b"content-length" in seen or b"transfer-encoding" in seen:
+        return 400, "both Content-Length and Transfer-Encoding"
+    if lowered == b"content-length":
+        if not value.isdigit():
+            return 400, "invalid Content-Length"
+        return None
+    codings = [coding.strip(_OWS).lower() for coding in value.split(b",")]
+    if codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+        return 400, "Transfer-Encoding must end with chunked, once"
+    if len(codings) > 1:
+        return 501, "no transfer coding but chunked is supported"
+    return None
+
+
+#: Letters a method token must not hold: see L{methodProblem}.
+_LOWERCASE = re.compile(rb"[a-z]")
+
+
+def methodProblem(method: bytes) -> str | None:
+    """
+    Why the edge refuses a request method (400), or L{None}.
+
+    Methods are case-sensitive (RFC 9110 9.1): C{get} is not C{GET}, and
+    every registered method is upper-case. A proxy can neither forward a
+    lower-case method as is (the origin role's HTTP client, treq,
+    upper-cases every method it sends) nor upper-case it (that would turn an
+    unknown method into a known one, and C{head} into C{HEAD}, which
+    changes how the response is framed). So a method with a lower-case
+    letter is refused, as nginx refuses it; any other token is forwarded
+    unchanged.
+
+    @param method: the method from the request line.
+    @return: a reason for the client, or L{None} when it is forwarded.
+    """
+    if not validHeaderName(method):
+        return "the method is not a token"
+    if _LOWERCASE.search(method) is not None:
+        return "methods are case-sensitive: a lower-case method is not forwarded"
+    return None

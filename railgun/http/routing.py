@@ -306,12 +306,19 @@ class OriginTarget:
         The URL of a request target on this origin.
 
         @param path: the request target in origin-form (C{/path?query}),
-            bytes kept exactly: no normalization, no re-quoting.
-        @return: C{scheme://authority} + C{basePath} + C{path}.
-        @raise ValueError: if C{path} does not start with C{/} (C{*}, the
-            target of C{OPTIONS *}, has no URL), or holds whitespace, a
-            control character or C{#}, which would change or break the URL.
+            bytes kept exactly: no normalization, no re-quoting; or C{*},
+            the asterisk form of C{OPTIONS *}.
+        @return: C{scheme://authority} + C{basePath} + C{path}; for C{*},
+            C{scheme://authority*} (no base path: the asterisk form asks
+            about the server as a whole). That is not a URL, but the form
+            L{railgun.upstream.client.ExactTargetAgent} sends as
+            C{OPTIONS * HTTP/1.1} to C{authority}.
+        @raise ValueError: if C{path} is neither C{*} nor starts with C{/},
+            or holds whitespace, a control character or C{#}, which would
+            change or break the URL.
         """
+        if path == b"*":
+            return self.scheme.encode("ascii") + b"://" + self.authority + b"*"
         if not _TARGET.match(path):
             raise ValueError(f"request target {path[:200]!r} is not origin-form")
         return (

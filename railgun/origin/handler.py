@@ -9,7 +9,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from attrs import define, field
+from attrs import Factory, define, field
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 
+from railgun._lograte import RateLimitedLogger
 from railgun._lru import SizedLRU
 from railgun._producers import WatchedProducer
 from railgun.delta.codec import CodecRegistry
@@ -184,6 +185,16 @@ class OriginContext:
     """
     When each version was last written to the store.
     """
+    failureLog: RateLimitedLogger = field(
+        init=False,
+        default=Factory(
+            lambda self: RateLimitedLogger(log, self.clock), takes_self=True
+        ),
+    )
+    """
+    For the lines every stream logs while the same thing fails (an origin
+    server down): one per host and error code each 10 s.
+    """
     _chosen: dict[tuple[str, ...], tuple[Any, Any]] = field(factory=dict, init=False)
 
     def codecsFor(self, peerCodecs: tuple[str, ...]) -> tuple[Any, Any]:
@@ -281,7 +292,7 @@ class OriginStreamHandler(StreamProtocol):
         target = self._context.origins.lookup(host)
         if target is None:
             self._context.stats.record(None, requests=1)
-            log.warn(
+            self._context.failureLog.warn(
                 "refusing request {rid} for unmapped host {host!r}",
                 rid=self.transport.requestId,
                 host=host,
@@ -555,7 +566,7 @@ class OriginStreamHandler(StreamProtocol):
         if self._gone:
             return
         error: FetchError = classifyFetchFailure(failure, self._timedOut)
-        log.info(
+        self._context.failureLog.info(
             "origin fetch for {rid} {host} failed: {code} ({why})",
             rid=self.transport.requestId,
             host=self._host,

@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from railgun._listening import ListeningPort
+from railgun._listening import ListeningPort, withBacklog
 from railgun.config import OriginConfig, StoreConfig
 from railgun.delta.codec import ENCODE_IN_THREAD_ABOVE, defaultRegistry, offReactorAbove
 from railgun.link.factory import LinkServerFactory
@@ -104,7 +104,9 @@ class OriginService(Service):
         )
         self._context = context
         self._acceptLinks(config, self._credentials)
-        endpoint = serverFromString(self._reactor, config.linkListen)
+        endpoint = serverFromString(
+            self._reactor, withBacklog(config.linkListen, config.backlog)
+        )
         self._listening.listen(endpoint.listen(self._acceptor))
 
     def _acceptLinks(self, config: OriginConfig, credentials: Credentials) -> None:
@@ -150,6 +152,7 @@ class OriginService(Service):
             credentials = loadCredentials(config.certsDir, "origin")
         fixed = (
             "linkListen",
+            "backlog",
             "connectTimeout",
             "maxConnectionsPerOrigin",
             "verifyOriginTLS",

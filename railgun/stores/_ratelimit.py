@@ -1,6 +1,7 @@
 """
 Rate-limited warnings, so that an outage logs a few lines, not one per
-request.
+request (the stores' own format, with C{{suppressed}} in their messages;
+L{railgun._lograte} is the general form, and holds the counting both use).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from typing import Any
 from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from railgun._lograte import RepeatLimiter
 
 
 @define
@@ -28,10 +31,11 @@ class RateLimitedLog:
     _log: Logger
     _clock: IReactorTime
     _interval: float = 30.0
-    # Kinds are chosen by the stores from a small fixed set per server, so
-    # these dictionaries stay small.
-    _last: dict[str, float] = field(factory=dict, init=False)
-    _suppressed: dict[str, int] = field(factory=dict, init=False)
+    # Kinds are chosen by the stores from a small fixed set per server.
+    _limiter: RepeatLimiter = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._limiter = RepeatLimiter(self._clock, self._interval)
 
     def warn(self, kind: str, format: str, **kwargs: Any) -> bool:
         """
@@ -44,12 +48,8 @@ class RateLimitedLog:
         @param kwargs: event fields.
         @return: C{True} if the event was emitted.
         """
-        now = self._clock.seconds()
-        last = self._last.get(kind)
-        if last is not None and now - last < self._interval:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+        admitted = self._limiter.admit(kind)
+        if admitted is None:
             return False
-        self._last[kind] = now
-        suppressed = self._suppressed.pop(kind, 0)
-        self._log.warn(format, suppressed=suppressed, kind=kind, **kwargs)
+        self._log.warn(format, suppressed=admitted[0], kind=kind, **kwargs)
         return True

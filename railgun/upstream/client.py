@@ -145,7 +145,14 @@ class ExactTargetAgent(Agent):
         if scheme < 0:
             return fail(SchemeNotSupported(f"no scheme in {uri[:200]!r}"))
         slash = uri.find(b"/", scheme + 3)
-        origin, target = (uri[:slash], uri[slash:]) if slash >= 0 else (uri, b"/")
+        if slash >= 0:
+            origin, target = uri[:slash], uri[slash:]
+        elif uri.endswith(b"*"):
+            # scheme://authority* is the asterisk form (OPTIONS *), as
+            # OriginTarget.urlFor writes it: no host name has a "*".
+            origin, target = uri[:-1], b"*"
+        else:
+            origin, target = uri, b"/"
         known = self._origins.get(origin)
         if known is None:
             parsed = URI.fromBytes(origin)
