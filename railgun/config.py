@@ -571,9 +571,25 @@ class RailgunConfig:
         is made).
     @ivar edge: the edge's configuration. Under C{both} its links may be
         empty (it links to the origin role of the same process).
+    @ivar workers: processes serving the role (C{--workers}); more than one
+        runs a supervisor (L{railgun.workers}).
     @ivar samplePeriod: C{both}: seconds between editions of the sample
         origin.
     """
+
+    def __attrs_post_init__(self) -> None:
+        if self.workers > 1:
+            if self.role == "both":
+                raise ConfigError(
+                    "--workers / workers: --role both runs in one process;"
+                    " give each role its own twistd with --workers"
+                )
+            if self.origin is not None and not self.origin.store.memcached:
+                raise ConfigError(
+                    "--workers / workers: origin role workers share versions"
+                    " through memcached: give --memcached (each worker keeping its"
+                    " own versions would answer most deltas in full)"
+                )
 
     role: str = setting(
         "role",
@@ -588,6 +604,17 @@ class RailgunConfig:
     )
     edge: EdgeConfig | None = section(
         "edge", EdgeConfig, roles=("edge", "both"), default=None
+    )
+    workers: int = setting(
+        "workers",
+        WHOLE,
+        1,
+        flag="workers",
+        top=True,
+        roles=("edge", "origin"),
+        above=0,
+        help="processes serving the role, sharing its listening socket; the"
+        " origin role's need --memcached to share versions",
     )
     samplePeriod: float = setting(
         "sample_period",

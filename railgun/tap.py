@@ -77,6 +77,8 @@ class Options(usage.Options):
         sys.exit(0)
 
     def parseOptions(self, options: list[str] | None = None) -> None:
+        # Kept as given: workers are started with the same command line.
+        self.rawArgs = list(sys.argv[1:] if options is None else options)
         try:
             super().parseOptions(options)
         except usage.UsageError:
@@ -251,7 +253,9 @@ def makeService(options: Options) -> IService:
 
     built = options.built
     service: IService
-    if options.role == "origin":
+    if built.workers > 1:
+        service = _workersService(options, reactor)
+    elif options.role == "origin":
         from railgun.origin.service import OriginService
 
         service = OriginService(
@@ -268,3 +272,45 @@ def makeService(options: Options) -> IService:
 
         service = BothService(built, reactor)
     return TwistdService(options.role, service, reactor)
+
+
+def workerArguments(options: Options, index: int, listen: str) -> list[str]:
+    """
+    The C{twistd} command line of worker C{index}: in the foreground, no
+    pid file, its own log file if the supervisor has one, the same railgun
+    options as the supervisor's but one worker, listening on the inherited
+    socket.
+    """
+    arguments = ["--nodaemon", "--pidfile="]
+    parent: Any = getattr(options, "parent", None)
+    logfile = parent.get("logfile") if parent is not None else None
+    if parent is not None and not logfile and not parent.get("nodaemon"):
+        logfile = "twistd.log"
+    if logfile and logfile != "-":
+        arguments.append(f"--logfile={logfile}.worker{index}")
+    return [*arguments, "railgun", *options.rawArgs, "--workers=1", listen]
+
+
+def _workersService(options: Options, reactor: Any) -> IService:
+    from railgun._listening import withBacklog
+    from railgun.workers import WorkersService
+
+    built = options.built
+    if built.role == "origin":
+        origin = built.originConfig()
+        listen, flag = withBacklog(origin.linkListen, origin.backlog), "link-listen"
+        drain = origin.link.drainTimeout
+    else:
+        edge = built.edgeConfig()
+        listen, flag = withBacklog(edge.httpListen, edge.backlog), "http-listen"
+        drain = edge.link.drainTimeout
+    return WorkersService(
+        reactor,
+        count=built.workers,
+        listen=listen,
+        listenFlag=flag,
+        arguments=lambda index, listenOption: workerArguments(
+            options, index, listenOption
+        ),
+        stopTimeout=drain + 10,
+    )

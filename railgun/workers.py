@@ -22,11 +22,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.protocol import ProcessProtocol
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from railgun._listening import ListeningPort
 
 log = Logger()
 
@@ -48,10 +52,12 @@ class _Worker(ProcessProtocol):
         self.index = index
         self.started = supervisor.clock.seconds()
         self.ended: Deferred[None] = Deferred()
+        self.pid: int | None = None
 
-    @property
-    def pid(self) -> int | None:
-        return self.transport.pid if self.transport is not None else None
+    def makeConnection(self, transport: Any) -> None:
+        # Kept: the transport forgets the pid once the process has ended.
+        self.pid = transport.pid
+        super().makeConnection(transport)
 
     def processEnded(self, reason: Failure) -> None:
         self.supervisor._ended(self, reason)
@@ -69,7 +75,7 @@ class WorkerSupervisor(Service):
         self,
         reactor: Any,
         count: int,
-        arguments: Sequence[str],
+        arguments: Sequence[str] | Callable[[int], Sequence[str]],
         fds: Sequence[int],
         *,
         executable: str = sys.executable,
@@ -80,7 +86,8 @@ class WorkerSupervisor(Service):
     ) -> None:
         """
         @param count: how many workers.
-        @param arguments: the command line each worker's C{twistd} gets.
+        @param arguments: the command line each worker's C{twistd} gets, or
+            a function of the worker's index giving it.
         @param fds: listening sockets' descriptors, inherited as 3, 4, ...
         @param module: run as C{executable -m module arguments...}.
         @param stopTimeout: seconds workers get to drain after SIGTERM
@@ -89,7 +96,9 @@ class WorkerSupervisor(Service):
         self._reactor = reactor
         self.clock = reactor
         self._count = count
-        self._arguments = list(arguments)
+        self._arguments = (
+            arguments if callable(arguments) else (lambda index: list(arguments))
+        )
         self._fds = list(fds)
         self._executable = executable
         self._module = module
@@ -122,7 +131,7 @@ class WorkerSupervisor(Service):
         self._reactor.spawnProcess(
             worker,
             self._executable,
-            [self._executable, "-m", self._module, *self._arguments],
+            [self._executable, "-m", self._module, *self._arguments(index)],
             env=environ,
             childFDs=childFDs,
         )
@@ -191,3 +200,86 @@ class WorkerSupervisor(Service):
             return result
 
         return done.addBoth(stopped)
+
+
+class WorkersService(MultiService):
+    """
+    What C{twistd railgun --workers N} runs: the role's listening socket,
+    bound here and never accepted on, and a L{WorkerSupervisor} of N
+    workers that inherit it.
+
+    @ivar supervisor: the supervisor, once the socket is bound.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        *,
+        count: int,
+        listen: str,
+        listenFlag: str,
+        arguments: Callable[[int, str], list[str]],
+        stopTimeout: float,
+    ) -> None:
+        """
+        @param listen: the role's endpoint string (with its backlog).
+        @param listenFlag: the option that tells a worker where to listen
+            (C{http-listen} or C{link-listen}).
+        @param arguments: C{(index, listen option)} -> a worker's C{twistd}
+            command line.
+        """
+        super().__init__()
+        self._reactor = reactor
+        self._count = count
+        self._listenText = listen
+        self._listenFlag = listenFlag
+        self._arguments = arguments
+        self._stopTimeout = stopTimeout
+        self._listening = ListeningPort(f"workers sharing {listenFlag}")
+        self.supervisor: WorkerSupervisor | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        listening = serverFromString(self._reactor, self._listenText).listen(
+            Factory.forProtocol(Protocol)
+        )
+        listening.addCallback(self._bound)
+        self._listening.listen(listening)
+
+    def _bound(self, port: Any) -> Any:
+        # The supervisor only holds the socket for its workers.
+        port.stopReading()
+        domain = "INET6" if port.getHost().type == "TCP6" else "INET"
+        endpoint = f"systemd:domain={domain}:index=0"
+        self.supervisor = WorkerSupervisor(
+            self._reactor,
+            self._count,
+            lambda index: self._arguments(index, f"--{self._listenFlag}={endpoint}"),
+            [port.fileno()],
+            stopTimeout=self._stopTimeout,
+        )
+        self.supervisor.setServiceParent(self)
+        return port
+
+    def whenListening(self) -> Deferred[IListeningPort]:
+        """
+        @return: a Deferred firing with the shared port once bound.
+        """
+        return self._listening.whenListening()
+
+    def signalWorkers(self, signum: int) -> None:
+        """
+        Forward C{signum} (SIGHUP, SIGUSR1) to every worker.
+        """
+        if self.supervisor is not None:
+            self.supervisor.signalAll(signum)
+
+    def stopService(self) -> Deferred[Any]:
+        """
+        Stop the workers (each drains), then close the socket.
+        """
+        d: Deferred[Any] = DeferredList(
+            [maybeDeferred(MultiService.stopService, self)], consumeErrors=True
+        )
+        d.addCallback(lambda _: self._listening.stop())
+        return d

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
 
 from railgun.workers import WorkerSupervisor
 
@@ -102,3 +104,316 @@ class SupervisorTests(TestCase):
         self.assertEqual(self.supervisor.workers, {})
         for pid in second:
             self.assertRaises(ProcessLookupError, os.kill, pid, 0)
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(p) for p in text.split()}
+
+
+def _establishedOwners(port: int, pids: set[int]) -> set[int]:
+    """
+    Which of C{pids} hold an established connection accepted on loopback
+    C{port} (from /proc: the socket inodes of /proc/net/tcp against each
+    process's descriptors).
+    """
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        if state == "01" and int(local.split(":")[1], 16) == port:
+            inodes.add(inode)
+    owners = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                try:
+                    target = os.readlink(fd)
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    owners.add(pid)
+                    break
+        except OSError:
+            continue
+    return owners
+
+
+class TwistdWorkersTests(TestCase):
+    """
+    C{twistd railgun --role edge --workers 2} in real processes, linked to
+    an origin role in the test's reactor.
+    """
+
+    timeout = 90
+
+    @inlineCallbacks
+    def setUp(self):
+        import subprocess
+
+        from twisted.web.resource import Resource
+        from twisted.web.server import NOT_DONE_YET, Site
+        from twisted.web.static import Data
+
+        from bench.harness import freePort
+        from railgun.certs import generateDeployment, writeDeployment
+        from railgun.config import LinkTuning, OriginConfig, parseOriginMap
+        from railgun.origin.service import OriginService
+        from railgun.tls import credentialsFromDeployment
+
+        held = self.held = []
+
+        class Held(Resource):
+            isLeaf = True
+
+            def render_GET(self, request):
+                held.append(request)
+                return NOT_DONE_YET
+
+        root = Resource()
+        root.putChild(b"held", Held())
+        root.putChild(b"page", Data(b"<p>a page</p>\n" * 20, "text/html"))
+        site = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Site(root)
+        )
+        self.addCleanup(site.stopListening)
+        deployment = generateDeployment("localhost")
+        certs = Path(self.mktemp()).absolute()
+        writeDeployment(deployment, str(certs))
+        token = certs / "token"
+        token.write_text("workers-test-token-0123456789")
+        self.origin = OriginService(
+            OriginConfig(
+                origins=parseOriginMap(
+                    [f"www.test=http://127.0.0.1:{site.getHost().port}"]
+                ),
+                token=token.read_bytes(),
+                linkListen="tcp:0:interface=127.0.0.1",
+                link=LinkTuning(pingInterval=0),
+            ),
+            reactor,
+            credentials=credentialsFromDeployment(deployment, "origin"),
+        )
+        self.origin.startService()
+        self.addCleanup(self.origin.stopService)
+        linkPort = (yield self.origin.whenListening()).getHost().port
+        self.port = freePort()
+        workdir = Path(self.mktemp())
+        workdir.mkdir(parents=True)
+        self.log = workdir / "twistd.log"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from twisted.scripts.twistd import run; run()",
+                "-n",
+                "--pidfile=",
+                "railgun",
+                "--role",
+                "edge",
+                "--workers",
+                "2",
+                "--link",
+                f"www.test=127.0.0.1:{linkPort}",
+                "--tls-name",
+                "localhost",
+                "--certs",
+                str(certs),
+                "--token-file",
+                str(token),
+                "--http-listen",
+                f"tcp:{self.port}:interface=127.0.0.1",
+            ],
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=str(workdir),
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self.addCleanup(self.cleanUpProcesses)
+        self.agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+
+    def cleanUpProcesses(self):
+        for pid in _children(self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def workers(self):
+        return _children(self.process.pid)
+
+    @inlineCallbacks
+    def fetch(self, path):
+        url = f"http://127.0.0.1:{self.port}{path}".encode()
+        response = yield self.agent.request(
+            b"GET", url, Headers({b"host": [b"www.test"]})
+        )
+        body = yield readBody(response)
+        return response.code, body
+
+    @inlineCallbacks
+    def until(self, condition, what, tries=300):
+        for _ in range(tries):
+            result = yield condition()
+            if result:
+                return result
+            yield deferLater(reactor, 0.1, lambda: None)
+        self.fail(f"{what}; log:\n{self.log.read_text()}")
+
+    @inlineCallbacks
+    def served(self):
+        try:
+            code, _ = yield self.fetch("/page")
+        except Exception:
+            return False
+        return code == 200
+
+    @inlineCallbacks
+    def bothAccept(self, pids):
+        """
+        Open connections until each worker in C{pids} holds one.
+        """
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+
+        for _ in range(20):
+            protocols = yield DeferredList(
+                [
+                    TCP4ClientEndpoint(reactor, "127.0.0.1", self.port).connect(
+                        Factory.forProtocol(Protocol)
+                    )
+                    for _ in range(16)
+                ]
+            )
+            yield deferLater(reactor, 0.2, lambda: None)
+            owners = _establishedOwners(self.port, pids)
+            for ok, protocol in protocols:
+                if ok:
+                    protocol.transport.loseConnection()
+            if owners == pids:
+                return
+        self.fail(f"not every worker accepted: {owners} of {pids}")
+
+    @inlineCallbacks
+    def test_workers(self):
+        """
+        Two workers serve from one socket; one killed is replaced by a new
+        process that serves too; SIGTERM to the supervisor drains both: a
+        request held at the origin completes, then every process exits.
+        """
+        yield self.until(lambda: len(self.workers()) == 2, "two workers")
+        yield self.until(self.served, "the edge serving")
+        first = self.workers()
+        yield self.bothAccept(first)
+        victim = sorted(first)[0]
+        os.kill(victim, signal.SIGKILL)
+        yield self.until(
+            lambda: len(self.workers()) == 2 and victim not in self.workers(),
+            "a replacement worker",
+        )
+        second = self.workers()
+        yield self.until(self.served, "the edge serving after the kill")
+        yield self.bothAccept(second)
+        held = self.fetch("/held")
+        yield self.until(lambda: bool(self.held), "the held request at the origin")
+        self.process.send_signal(signal.SIGTERM)
+        yield deferLater(reactor, 0.5, lambda: None)
+        self.assertIsNone(self.process.poll(), "the supervisor waits for the drain")
+        request = self.held[0]
+        request.write(b"held body")
+        request.finish()
+        code, body = yield held
+        self.assertEqual((code, body), (200, b"held body"))
+        yield self.until(lambda: self.process.poll() is not None, "the supervisor exit")
+        # twistd ends by the signal that stopped it, as its workers do.
+        self.assertIn(
+            self.process.returncode, (0, -signal.SIGTERM), self.log.read_text()
+        )
+        for pid in second:
+            self.assertRaises(ProcessLookupError, os.kill, pid, 0)
+
+
+class WorkersOptionTests(TestCase):
+    """
+    C{--workers}: refused where it cannot work, and each worker's command
+    line.
+    """
+
+    def setUp(self):
+        from railgun.certs import generateDeployment, writeDeployment
+
+        self.certs = self.mktemp()
+        writeDeployment(generateDeployment("localhost"), self.certs)
+
+    def parse(self, *argv):
+        from railgun.tap import Options
+
+        options = Options()
+        options.parseOptions(["--certs", self.certs, "--token", "t", *argv])
+        return options
+
+    def test_originNeedsMemcached(self):
+        """
+        Origin role workers without memcached: a usage error saying why.
+        """
+        from twisted.python.usage import UsageError
+
+        e = self.assertRaises(
+            UsageError,
+            self.parse,
+            "--role",
+            "origin",
+            "--map",
+            "a=http://127.0.0.1:1",
+            "--workers",
+            "2",
+        )
+        self.assertIn("--memcached", str(e))
+        options = self.parse(
+            "--role",
+            "origin",
+            "--map",
+            "a=http://127.0.0.1:1",
+            "--workers",
+            "2",
+            "--memcached",
+            "127.0.0.1:11211",
+        )
+        self.assertEqual(options.built.workers, 2)
+
+    def test_bothRefused(self):
+        """
+        --role both refuses workers.
+        """
+        from twisted.python.usage import UsageError
+
+        e = self.assertRaises(
+            UsageError, self.parse, "--role", "both", "--workers", "2"
+        )
+        self.assertIn("--role both", str(e))
+
+    def test_workerArguments(self):
+        """
+        A worker runs in the foreground without a pid file, with the same
+        railgun options, one worker, the inherited socket, and its own log
+        file when the supervisor has one.
+        """
+        from railgun.tap import workerArguments
+
+        options = self.parse(
+            "--role", "edge", "--link", "a=127.0.0.1:1", "--workers", "3"
+        )
+        options.parent = {"logfile": "/var/log/rg.log", "nodaemon": False}
+        arguments = workerArguments(options, 1, "--http-listen=systemd:x")
+        self.assertEqual(
+            arguments[:3],
+            ["--nodaemon", "--pidfile=", "--logfile=/var/log/rg.log.worker1"],
+        )
+        self.assertEqual(arguments[3], "railgun")
+        self.assertEqual(arguments[-2:], ["--workers=1", "--http-listen=systemd:x"])
+        self.assertIn("--link", arguments)
