@@ -142,27 +142,26 @@ def _establishedOwners(port: int, pids: set[int]) -> set[int]:
     return owners
 
 
-class TwistdWorkersTests(TestCase):
+class _TwistdWorkers(TestCase):
     """
-    C{twistd railgun --role edge --workers 2} in real processes, linked to
-    an origin role in the test's reactor.
+    A role run by C{twistd railgun --workers 2} in real processes, the other
+    role in the test's reactor, and a test origin server whose C{/held}
+    requests wait for the test.
+
+    @ivar port: the edge's HTTP port (what L{fetch} asks).
+    @ivar sharedPort: the port the workers share.
     """
 
     timeout = 90
+    role = ""
 
     @inlineCallbacks
     def setUp(self):
-        import subprocess
-
         from twisted.web.resource import Resource
         from twisted.web.server import NOT_DONE_YET, Site
         from twisted.web.static import Data
 
-        from bench.harness import freePort
         from railgun.certs import generateDeployment, writeDeployment
-        from railgun.config import LinkTuning, OriginConfig, parseOriginMap
-        from railgun.origin.service import OriginService
-        from railgun.tls import credentialsFromDeployment
 
         held = self.held = []
 
@@ -180,27 +179,18 @@ class TwistdWorkersTests(TestCase):
             Site(root)
         )
         self.addCleanup(site.stopListening)
-        deployment = generateDeployment("localhost")
-        certs = Path(self.mktemp()).absolute()
-        writeDeployment(deployment, str(certs))
-        token = certs / "token"
-        token.write_text("workers-test-token-0123456789")
-        self.origin = OriginService(
-            OriginConfig(
-                origins=parseOriginMap(
-                    [f"www.test=http://127.0.0.1:{site.getHost().port}"]
-                ),
-                token=token.read_bytes(),
-                linkListen="tcp:0:interface=127.0.0.1",
-                link=LinkTuning(pingInterval=0),
-            ),
-            reactor,
-            credentials=credentialsFromDeployment(deployment, "origin"),
-        )
-        self.origin.startService()
-        self.addCleanup(self.origin.stopService)
-        linkPort = (yield self.origin.whenListening()).getHost().port
-        self.port = freePort()
+        self.originURL = f"http://127.0.0.1:{site.getHost().port}"
+        self.deployment = generateDeployment("localhost")
+        self.certs = Path(self.mktemp()).absolute()
+        writeDeployment(self.deployment, str(self.certs))
+        self.token = self.certs / "token"
+        self.token.write_text("workers-test-token-0123456789")
+        self.agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+        yield self.startRoles()
+
+    def spawn(self, *arguments: str) -> None:
+        import subprocess
+
         workdir = Path(self.mktemp())
         workdir.mkdir(parents=True)
         self.log = workdir / "twistd.log"
@@ -213,19 +203,14 @@ class TwistdWorkersTests(TestCase):
                 "--pidfile=",
                 "railgun",
                 "--role",
-                "edge",
+                self.role,
                 "--workers",
                 "2",
-                "--link",
-                f"www.test=127.0.0.1:{linkPort}",
-                "--tls-name",
-                "localhost",
                 "--certs",
-                str(certs),
+                str(self.certs),
                 "--token-file",
-                str(token),
-                "--http-listen",
-                f"tcp:{self.port}:interface=127.0.0.1",
+                str(self.token),
+                *arguments,
             ],
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
@@ -233,7 +218,6 @@ class TwistdWorkersTests(TestCase):
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         self.addCleanup(self.cleanUpProcesses)
-        self.agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
 
     def cleanUpProcesses(self):
         for pid in _children(self.process.pid):
@@ -277,21 +261,23 @@ class TwistdWorkersTests(TestCase):
     @inlineCallbacks
     def bothAccept(self, pids):
         """
-        Open connections until each worker in C{pids} holds one.
+        Open connections to the shared port until each worker in C{pids}
+        holds one.
         """
         from twisted.internet.endpoints import TCP4ClientEndpoint
 
+        owners: set[int] = set()
         for _ in range(20):
             protocols = yield DeferredList(
                 [
-                    TCP4ClientEndpoint(reactor, "127.0.0.1", self.port).connect(
+                    TCP4ClientEndpoint(reactor, "127.0.0.1", self.sharedPort).connect(
                         Factory.forProtocol(Protocol)
                     )
                     for _ in range(16)
                 ]
             )
             yield deferLater(reactor, 0.2, lambda: None)
-            owners = _establishedOwners(self.port, pids)
+            owners = _establishedOwners(self.sharedPort, pids)
             for ok, protocol in protocols:
                 if ok:
                     protocol.transport.loseConnection()
@@ -300,14 +286,14 @@ class TwistdWorkersTests(TestCase):
         self.fail(f"not every worker accepted: {owners} of {pids}")
 
     @inlineCallbacks
-    def test_workers(self):
+    def check(self):
         """
         Two workers serve from one socket; one killed is replaced by a new
         process that serves too; SIGTERM to the supervisor drains both: a
         request held at the origin completes, then every process exits.
         """
         yield self.until(lambda: len(self.workers()) == 2, "two workers")
-        yield self.until(self.served, "the edge serving")
+        yield self.until(self.served, "the role serving")
         first = self.workers()
         yield self.bothAccept(first)
         victim = sorted(first)[0]
@@ -317,7 +303,7 @@ class TwistdWorkersTests(TestCase):
             "a replacement worker",
         )
         second = self.workers()
-        yield self.until(self.served, "the edge serving after the kill")
+        yield self.until(self.served, "the role serving after the kill")
         yield self.bothAccept(second)
         held = self.fetch("/held")
         yield self.until(lambda: bool(self.held), "the held request at the origin")
@@ -336,6 +322,103 @@ class TwistdWorkersTests(TestCase):
         )
         for pid in second:
             self.assertRaises(ProcessLookupError, os.kill, pid, 0)
+
+
+class TwistdEdgeWorkersTests(_TwistdWorkers):
+    """
+    C{twistd railgun --role edge --workers 2}, linked to an origin role in
+    the test's reactor.
+    """
+
+    role = "edge"
+
+    @inlineCallbacks
+    def startRoles(self):
+        from bench.harness import freePort
+        from railgun.config import LinkTuning, OriginConfig, parseOriginMap
+        from railgun.origin.service import OriginService
+        from railgun.tls import credentialsFromDeployment
+
+        origin = OriginService(
+            OriginConfig(
+                origins=parseOriginMap([f"www.test={self.originURL}"]),
+                token=self.token.read_bytes(),
+                linkListen="tcp:0:interface=127.0.0.1",
+                link=LinkTuning(pingInterval=0),
+            ),
+            reactor,
+            credentials=credentialsFromDeployment(self.deployment, "origin"),
+        )
+        origin.startService()
+        self.addCleanup(origin.stopService)
+        linkPort = (yield origin.whenListening()).getHost().port
+        self.port = self.sharedPort = freePort()
+        self.spawn(
+            "--link",
+            f"www.test=127.0.0.1:{linkPort}",
+            "--tls-name",
+            "localhost",
+            "--http-listen",
+            f"tcp:{self.port}:interface=127.0.0.1",
+        )
+
+    def test_workers(self):
+        """
+        Edge workers: both serve, a killed one is replaced, SIGTERM drains.
+        """
+        return self.check()
+
+
+class TwistdOriginWorkersTests(_TwistdWorkers):
+    """
+    C{twistd railgun --role origin --workers 2 --memcached ...} sharing a
+    real memcached, an edge in the test's reactor linked to it.
+    """
+
+    role = "origin"
+
+    @inlineCallbacks
+    def startRoles(self):
+        from bench.harness import freePort
+        from railgun.config import EdgeConfig, LinkTuning, parseLinkMap
+        from railgun.edge.service import EdgeService
+        from railgun.tls import credentialsFromDeployment
+        from tests.memcachedserver import MemcachedServer
+
+        memcached = MemcachedServer()
+        memcached.start()  # raises SkipTest without a memcached binary
+        self.addCleanup(memcached.stop)
+        self.sharedPort = freePort()
+        self.spawn(
+            "--map",
+            f"www.test={self.originURL}",
+            "--memcached",
+            memcached.address,
+            "--link-listen",
+            f"tcp:{self.sharedPort}:interface=127.0.0.1",
+        )
+        edge = EdgeService(
+            EdgeConfig(
+                links=parseLinkMap([f"www.test=127.0.0.1:{self.sharedPort}"]),
+                token=self.token.read_bytes(),
+                httpListen="tcp:0:interface=127.0.0.1",
+                tlsName="localhost",
+                linksPerOrigin=4,
+                link=LinkTuning(pingInterval=0),
+            ),
+            reactor,
+            credentials=credentialsFromDeployment(self.deployment, "edge"),
+        )
+        edge.startService()
+        self.addCleanup(edge.stopService)
+        self.port = (yield edge.whenListening()).getHost().port
+
+    def test_workers(self):
+        """
+        Origin role workers: both serve, a killed one is replaced, SIGTERM
+        drains.
+        """
+        return self.check()
 
 
 class WorkersOptionTests(TestCase):
