@@ -2,7 +2,7 @@
 The benchmark harness: Railgun against the alternatives, in one run.
 
     python -m bench all [--quick] [--corpus PATH] [--json FILE] [--docs FILE]
-    python -m bench wan|loopback|bulk|concurrency|codec [...]
+    python -m bench wan|loopback|bulk|concurrency|codec|scaling [...]
 
 Starts every process it needs on 127.0.0.1 and stops them; prints the
 tables to stdout, writes a JSON file (default C{bench/results/}) and, in a
@@ -32,7 +32,7 @@ from bench.harness import (
     runInReactor,
 )
 
-SCENARIOS = ("wan", "loopback", "bulk", "concurrency", "codec")
+SCENARIOS = ("wan", "loopback", "bulk", "concurrency", "codec", "scaling")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -143,6 +143,10 @@ async def runScenario(
             from bench.bulk import runBulk
 
             result = await runBulk(reactor, args.quick)
+        elif name == "scaling":
+            from bench.scaling import runScaling
+
+            result = await runScaling(reactor, args.quick)
         elif name == "concurrency":
             from bench.concurrency import runConcurrency
 

@@ -373,12 +373,73 @@ def codecTables(r: dict[str, Any]) -> str:
     return "(no output)"
 
 
+def scalingTables(r: dict[str, Any]) -> str:
+    """
+    @return: scenario 6's tables: 1 vs 2 workers per role, and the failover run.
+    """
+    w = r["workers"]
+    rows = []
+    for row in w["rows"]:
+        cpu = row["cpu_us_per_request"]
+        rows.append(
+            [
+                row["workers"],
+                f"{row['rps_median']:.0f}",
+                ", ".join(f"{x:.0f}" for x in row["rps_runs"]),
+                f"{cpu['edge']:.0f}",
+                f"{cpu['origin-role']:.0f}",
+                f"{cpu['origin-server']:.0f}",
+                row["errors"],
+            ]
+        )
+    p = w["params"]
+    f = r["failover"]
+    fp = f["params"]
+    return (
+        f"Loopback chain (wrk -t1 -c{p['connections']}, {p['duration_s']} s x"
+        f" {p['rounds']} rounds, alternated), edge and origin role at the same"
+        " number of workers, versions in one memcached; CPU per request summed"
+        " over each role's supervisor and workers.\n\n"
+        + table(
+            [
+                "workers per role",
+                "req/s (median)",
+                "req/s by round",
+                "edge CPU us/req",
+                "origin role CPU us/req",
+                "origin server CPU us/req",
+                "errors",
+            ],
+            rows,
+        )
+        + f"\n\n2 workers / 1 worker, req/s: {w['rps_ratio']:.2f} (by round: "
+        + ", ".join(f"{x:.2f}" for x in w["rps_ratio_by_round"])
+        + ")\n\n"
+        + f"Failover: one edge, two origin roles sharing memcached, wrk -c"
+        f"{fp['connections']} for {fp['duration_s']} s; one origin role killed"
+        f" (SIGKILL) at {fp['kill_at_s']:.0f} s and started again 2 s later.\n\n"
+        + table(
+            ["requests", "req/s", "non-2xx", "socket errors", "restarted role CPU s"],
+            [
+                [
+                    f["requests"],
+                    f"{f['rps']:.0f}",
+                    f["non2xx"],
+                    f["socket_errors"],
+                    f"{f['restarted_cpu_s_under_load']:.2f}",
+                ]
+            ],
+        )
+    )
+
+
 FORMATTERS = {
     "wan": ("1. WAN page fetch", wanTables),
     "loopback": ("2. Loopback throughput and CPU cost", loopbackTables),
     "bulk": ("3. Bulk transfer", bulkTables),
     "concurrency": ("4. Concurrency", concurrencyTables),
     "codec": ("5. Codec", codecTables),
+    "scaling": ("6. Scaling out: workers and failover", scalingTables),
 }
 
 

@@ -426,6 +426,31 @@ class QuickRunTests(TestCase):
 
         return ensureDeferred(check())
 
+    def test_scaling(self) -> Deferred[None]:
+        """
+        Both worker counts served requests with CPU per request for each
+        role, and the failover run lost no request while an origin role was
+        killed and restarted.
+        """
+
+        async def check() -> None:
+            r = await self._scenario("scaling")
+            rows = r["workers"]["rows"]
+            self.assertEqual([row["workers"] for row in rows], [1, 2])
+            for row in rows:
+                self.assertGreater(row["requests"], 0)
+                self.assertTrue(
+                    all(
+                        v is not None and v > 0
+                        for v in row["cpu_us_per_request"].values()
+                    )
+                )
+            failover = r["failover"]
+            self.assertGreater(failover["requests"], 0)
+            self.assertEqual(failover["failures"], 0)
+
+        return ensureDeferred(check())
+
     def test_bulk(self) -> Deferred[None]:
         """
         Both directions moved every byte through Railgun and plain TLS, with
