@@ -1,0 +1,232 @@
+"""
+Twisted's HTTP/1.1 client connection, made safe for a proxy's shared pool.
+
+Two things Twisted's client (C{twisted.web._newclient}) does that a proxy
+cannot accept, fixed here by subclassing its connection protocol and pool:
+
+  - B{Bytes with no request outstanding.} A persistent connection that
+    receives bytes after a complete response and before the next request is
+    out of step with its server (an origin that answered twice, say): the
+    next request on it would take those bytes for its own response, another
+    user's page. Twisted ignores bytes that came in the same read as the end
+    of a response, and puts the connection back in the pool; bytes that
+    come later it drops by accident (an C{AttributeError} on its missing
+    parser, caught, closing the connection some time after, while the pool
+    still offers it). L{GuardedHTTP11ClientProtocol} closes such a
+    connection at once and takes it out of the pool, and the bytes are
+    discarded.
+  - B{A close-delimited body cut by a reset.} A response with neither
+    C{Content-Length} nor chunked coding ends when the server closes the
+    connection; Twisted reports that end as C{PotentialDataLoss} whether the
+    server closed cleanly (FIN, or TLS close_notify) or the connection was
+    reset or broken. Here an end by anything but a clean close fails the
+    body with C{ResponseFailed}, as a chunked or sized body cut short does.
+
+Everything private this relies on is named in L{PRIVATE_NAMES} and checked
+by C{tests/test_compat_httpclient.py}.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from twisted.internet.error import ConnectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import _newclient, client, http
+
+from railgun._sockets import _socketUnder
+
+log = Logger()
+
+#: (module, attribute path) of each private name this module relies on.
+PRIVATE_NAMES = (
+    (_newclient, "HTTP11ClientProtocol._parser"),
+    (_newclient, "HTTP11ClientProtocol._state"),
+    (_newclient, "HTTP11ClientProtocol._finishResponse_WAITING"),
+    (_newclient, "HTTP11ClientProtocol._finishResponse_TRANSMITTING"),
+    (_newclient, "HTTP11ClientProtocol._quiescentCallback"),
+    (_newclient, "HTTPClientParser.bodyDecoder"),
+    (http, "_IdentityTransferDecoder.noMoreData"),
+    (http, "_DataLoss"),
+    (client, "HTTPConnectionPool._factory"),
+    (client, "HTTPConnectionPool._connections"),
+    (client, "HTTPConnectionPool._timeouts"),
+    (client, "HTTPConnectionPool._putConnection"),
+    (client, "_HTTP11ClientFactory"),
+)
+
+
+class _CutShort:
+    """
+    Stands in for the body decoder of a close-delimited response whose
+    connection did not close cleanly: its end is a loss of data, as for a
+    sized body cut short.
+    """
+
+    def noMoreData(self) -> None:
+        raise http._DataLoss()  # type: ignore[attr-defined]
+
+
+def isCloseDelimited(decoder: object) -> bool:
+    """
+    @return: whether C{decoder} (an C{HTTPClientParser}'s C{bodyDecoder})
+        reads a body whose end is the connection's close.
+    """
+    return (
+        isinstance(decoder, http._IdentityTransferDecoder)  # type: ignore[attr-defined]
+        and decoder.contentLength is None
+    )
+
+
+class GuardedHTTP11ClientProtocol(_newclient.HTTP11ClientProtocol):
+    """
+    Twisted's HTTP/1.1 client connection that is never reused after its
+    server sent bytes no request asked for, and that fails a close-delimited
+    body its server did not close cleanly.
+
+    @ivar reusable: C{False} once the connection must not carry another
+        request.
+    @ivar onUnusable: set by the pool while the connection waits in it:
+        takes it out.
+    """
+
+    reusable = True
+    onUnusable: Callable[[], None] | None = None
+
+    def __init__(self, quiescentCallback: Callable[[Any], None]) -> None:
+        super().__init__(self._quiescent)
+        self._poolCallback = quiescentCallback
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._parser is not None:
+            super().dataReceived(data)
+            return
+        if not self.reusable:
+            return  # closing already: the rest of what it sent is dropped
+        self.unsolicited(len(data))
+
+    def _finishResponse_WAITING(self, rest: bytes) -> None:
+        if rest and self.reusable:
+            # Bytes after a complete response, in the same read: no
+            # request asked for them.
+            log.warn(
+                "origin {peer} sent {count} bytes after a complete response; "
+                "connection closed, the bytes discarded",
+                peer=_peer(self.transport),
+                count=len(rest),
+            )
+            self.reusable = False
+        super()._finishResponse_WAITING(rest)  # type: ignore[misc]
+
+    _finishResponse_TRANSMITTING = _finishResponse_WAITING
+
+    def _quiescent(self, protocol: Any) -> None:
+        if self.reusable:
+            self._poolCallback(protocol)
+        else:
+            self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def unsolicited(self, count: int | None = None, *, quiet: bool = False) -> None:
+        """
+        The server sent bytes while no request is outstanding (C{count} of
+        them; L{None}: seen waiting in the socket), or closed (C{quiet}):
+        the connection is closed and leaves the pool, and the bytes are
+        discarded.
+        """
+        if not quiet:
+            log.warn(
+                "origin {peer} sent {count} bytes with no request outstanding; "
+                "connection closed, the bytes discarded",
+                peer=_peer(self.transport),
+                count="some" if count is None else count,
+            )
+        self.reusable = False
+        forget, self.onUnusable = self.onUnusable, None
+        if forget is not None:
+            forget()
+        # (Not QUIESCENT any more: no pool hands it out again.)
+        self._state = "ABORTING"
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.reusable = False
+        forget, self.onUnusable = self.onUnusable, None
+        if forget is not None:
+            forget()
+        parser = self._parser
+        if (
+            parser is not None
+            and not reason.check(ConnectionDone)
+            and isCloseDelimited(parser.bodyDecoder)
+        ):
+            parser.bodyDecoder = _CutShort()  # type: ignore[assignment]
+        super().connectionLost(reason)
+
+
+def pendingInput(transport: Any) -> bytes | None:
+    """
+    Peek at the socket under C{transport} (under its TLS layer, if any).
+
+    @return: L{None} when nothing waits to be read (or C{transport} is not
+        a socket), C{b""} when the peer closed or reset it, else the first
+        byte received that nobody has read yet.
+    """
+    fd = _socketUnder(transport)
+    handle = fd.getHandle() if fd is not None else None  # type: ignore[no-untyped-call]
+    if not isinstance(handle, socket.socket):
+        return None
+    try:
+        return handle.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
+def _peer(transport: Any) -> str:
+    try:
+        address = transport.getPeer()
+        return f"{address.host}:{address.port}"
+    except Exception:
+        return "?"
+
+
+class _GuardedFactory(client._HTTP11ClientFactory):  # type: ignore[name-defined,misc]
+    def buildProtocol(self, addr: Any) -> GuardedHTTP11ClientProtocol:
+        return GuardedHTTP11ClientProtocol(self._quiescentCallback)
+
+
+class GuardedConnectionPool(client.HTTPConnectionPool):
+    """
+    An L{HTTPConnectionPool} of L{GuardedHTTP11ClientProtocol} connections:
+    one that becomes unusable while it waits in the pool leaves it at once.
+    """
+
+    _factory = _GuardedFactory
+
+    def getConnection(self, key: Hashable, endpoint: Any) -> Any:
+        # The connection to be handed out (the pool takes the oldest first)
+        # may have bytes waiting in its socket that the reactor has not read
+        # yet (it reads them between requests, and a busy reactor later):
+        # checked with one peek, so a request never goes out on it.
+        connections = self._connections.get(key)
+        while connections:
+            waiting = pendingInput(connections[0].transport)
+            if waiting is None:
+                break
+            connections[0].unsolicited(quiet=not waiting)
+        return super().getConnection(key, endpoint)
+
+    def _putConnection(self, key: Any, connection: Any) -> None:
+        super()._putConnection(key, connection)
+        if connection in self._connections.get(key, ()):
+            connection.onUnusable = lambda: self._forget(key, connection)
+
+    def _forget(self, key: Any, connection: Any) -> None:
+        connections = self._connections.get(key, [])
+        if connection in connections:
+            connections.remove(connection)
+            self._timeouts.pop(connection).cancel()
