@@ -22,8 +22,15 @@ cannot accept, fixed here by subclassing its connection protocol and pool:
     reset or broken. Here an end by anything but a clean close fails the
     body with C{ResponseFailed}, as a chunked or sized body cut short does.
 
-Everything private this relies on is named in L{PRIVATE_NAMES} and checked
-by C{tests/test_compat_httpclient.py}.
+Private names relied on, each checked by C{tests/test_compat_httpclient.py}:
+C{HTTP11ClientProtocol}'s C{_parser}, C{_state} (its C{"QUIESCENT"} and
+C{"ABORTING"} states), C{_finishResponse_WAITING} and
+C{_finishResponse_TRANSMITTING} (its per-state dispatch),
+C{_disconnectParser}; the parser's
+C{bodyDecoder}; C{twisted.web.http._IdentityTransferDecoder} (its
+C{contentLength}) and C{_DataLoss}; C{HTTPConnectionPool}'s C{_factory},
+C{_connections}, C{_timeouts} and C{_putConnection}; and
+C{twisted.web.client._HTTP11ClientFactory} (its C{_quiescentCallback}).
 """
 
 from __future__ import annotations
@@ -41,22 +48,15 @@ from railgun._sockets import _socketUnder
 
 log = Logger()
 
-#: (module, attribute path) of each private name this module relies on.
-PRIVATE_NAMES = (
-    (_newclient, "HTTP11ClientProtocol._parser"),
-    (_newclient, "HTTP11ClientProtocol._state"),
-    (_newclient, "HTTP11ClientProtocol._finishResponse_WAITING"),
-    (_newclient, "HTTP11ClientProtocol._finishResponse_TRANSMITTING"),
-    (_newclient, "HTTP11ClientProtocol._quiescentCallback"),
-    (_newclient, "HTTPClientParser.bodyDecoder"),
-    (http, "_IdentityTransferDecoder.noMoreData"),
-    (http, "_DataLoss"),
-    (client, "HTTPConnectionPool._factory"),
-    (client, "HTTPConnectionPool._connections"),
-    (client, "HTTPConnectionPool._timeouts"),
-    (client, "HTTPConnectionPool._putConnection"),
-    (client, "_HTTP11ClientFactory"),
-)
+
+class OutOfStep(Exception):
+    """
+    The origin server sent bytes no request asked for, right after this
+    response: it may be one of them.
+    """
+
+    def __str__(self) -> str:
+        return "the origin server sent a response nobody asked for"
 
 
 class _CutShort:
@@ -95,6 +95,7 @@ class GuardedHTTP11ClientProtocol(_newclient.HTTP11ClientProtocol):
 
     reusable = True
     onUnusable: Callable[[], None] | None = None
+    _outOfStep = False
 
     def __init__(self, quiescentCallback: Callable[[Any], None]) -> None:
         super().__init__(self._quiescent)
@@ -109,19 +110,32 @@ class GuardedHTTP11ClientProtocol(_newclient.HTTP11ClientProtocol):
         self.unsolicited(len(data))
 
     def _finishResponse_WAITING(self, rest: bytes) -> None:
+        # A response is complete. Bytes that came after it in the same read
+        # were asked for by no request: the server is out of step, and this
+        # response may itself be one it sent unasked (a stray that came just
+        # before the real answer). The connection is closed and this
+        # response fails.
         if rest and self.reusable:
-            # Bytes after a complete response, in the same read: no
-            # request asked for them.
             log.warn(
-                "origin {peer} sent {count} bytes after a complete response; "
-                "connection closed, the bytes discarded",
+                "origin {peer} sent bytes right after a complete response: "
+                "out of step; the response fails, the connection is closed",
                 peer=_peer(self.transport),
-                count=len(rest),
             )
             self.reusable = False
+            self._outOfStep = True
         super()._finishResponse_WAITING(rest)  # type: ignore[misc]
 
     _finishResponse_TRANSMITTING = _finishResponse_WAITING
+
+    def _disconnectParser(self, reason: Failure) -> None:
+        parser = self._parser
+        if self._outOfStep and parser is not None:
+            self._outOfStep = False
+            # (A body already ended, as a HEAD's, has no decoder left.)
+            if parser.bodyDecoder is not None:
+                parser.bodyDecoder = _CutShort()  # type: ignore[assignment]
+            reason = Failure(OutOfStep())
+        super()._disconnectParser(reason)  # type: ignore[misc]
 
     def _quiescent(self, protocol: Any) -> None:
         if self.reusable:
@@ -175,7 +189,7 @@ def pendingInput(transport: Any) -> bytes | None:
         byte received that nobody has read yet.
     """
     fd = _socketUnder(transport)
-    handle = fd.getHandle() if fd is not None else None  # type: ignore[no-untyped-call]
+    handle = fd.getHandle() if fd is not None else None  # type: ignore[attr-defined]
     if not isinstance(handle, socket.socket):
         return None
     try:
