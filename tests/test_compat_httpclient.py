@@ -31,6 +31,7 @@ class PrivateNamesTests(SynchronousTestCase):
         for name in (
             "_finishResponse_WAITING",
             "_finishResponse_TRANSMITTING",
+            "_disconnectParser",
             "_connectionLost_QUIESCENT",
             "_connectionLost_WAITING",
             "_connectionLost_ABORTING",

@@ -12,7 +12,7 @@ import socket
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -190,6 +190,97 @@ class CloseDelimitedTests(TestCase):
         data, reason = yield self._fetch(reset=False)
         self.assertTrue(reason.check(PotentialDataLoss), reason)
         self.assertEqual(data, b"<p>first second")
+
+
+class _TLSClosingOrigin(Protocol):
+    """
+    A raw origin behind TLS that answers with a body with no length and
+    closes: with a close_notify alert first (C{alert}), or with a bare FIN
+    under the TLS layer (a truncation, to TLS).
+    """
+
+    def __init__(self, alert: bool) -> None:
+        self._alert = alert
+        self._received = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self._received += data
+        if b"\r\n\r\n" in self._received:
+            self._received = b""
+            self.transport.write(CLOSE_DELIMITED % b"text/html" + b"<p>whole</p>")  # type: ignore[union-attr]
+            if self._alert:
+                self.transport.loseConnection()  # type: ignore[union-attr]
+            else:
+                # The TCP connection under TLS: its buffer (the encrypted
+                # response) is sent, then a FIN, and no alert.
+                self.transport.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class TLSCloseDelimitedTests(TestCase):
+    """
+    Over TLS, a body with no length is complete only when the origin's
+    close is a TLS close (close_notify), not a bare TCP one.
+    """
+
+    timeout = 20
+
+    @inlineCallbacks
+    def _fetch(self, alert: bool) -> Any:
+        from twisted.internet.ssl import CertificateOptions
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        from railgun.certs import generateDeployment
+        from railgun.tls import credentialsFromDeployment
+
+        identity = credentialsFromDeployment(
+            generateDeployment("localhost"), "origin"
+        ).identity
+        options = CertificateOptions(
+            privateKey=identity.privateKey.original, certificate=identity.original
+        )
+        factory = TLSMemoryBIOFactory(
+            options, False, Factory.forProtocol(lambda: _TLSClosingOrigin(alert))
+        )
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            factory
+        )
+        self.addCleanup(port.stopListening)
+        client, pool = makeOriginClient(
+            reactor, connectTimeout=5, maxConnectionsPerOrigin=2, verifyTLS=False
+        )
+        self.addCleanup(pool.closeCachedConnections)
+        response = yield fetchFromOrigin(
+            client,
+            reactor,
+            parseOriginURL(f"https://localhost:{port.getHost().port}"),
+            b"GET",
+            b"/",
+            Headers({b"host": [b"o.test"]}),
+            None,
+            10,
+        )
+        body = _Body(lambda: None)
+        response.deliverBody(body)
+        [reason] = yield body.done
+        return b"".join(body.data), reason
+
+    @inlineCallbacks
+    def test_closeNotifyEndsIt(self) -> None:
+        """
+        A close_notify alert, then the close: the body is complete.
+        """
+        data, reason = yield self._fetch(alert=True)
+        self.assertTrue(reason.check(PotentialDataLoss), reason)
+        self.assertEqual(data, b"<p>whole</p>")
+
+    @inlineCallbacks
+    def test_bareCloseIsAFailure(self) -> None:
+        """
+        A TCP close with no close_notify (what a truncation attack, or a
+        crash, looks like to TLS) fails the body.
+        """
+        data, reason = yield self._fetch(alert=False)
+        self.assertTrue(reason.check(ResponseFailed), reason)
 
 
 class StrayOrigin(Protocol):
@@ -524,7 +615,7 @@ class ThroughTheEdgeTests(TestCase):
         )
         self.addCleanup(d.stop)
         if not direct:
-            yield gatherResults([pool.whenReady() for pool in d.edge.pools.values()])
+            yield d.edge.whenLinked()
         return d
 
     def diagnostic(self, response: Any) -> RailgunDiagnostic:

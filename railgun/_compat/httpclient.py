@@ -39,6 +39,7 @@ import socket
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -228,10 +229,15 @@ class GuardedConnectionPool(client.HTTPConnectionPool):
         # checked with one peek, so a request never goes out on it.
         connections = self._connections.get(key)
         while connections:
-            waiting = pendingInput(connections[0].transport)
+            connection = connections[0]
+            waiting = pendingInput(connection.transport)
             if waiting is None:
                 break
-            connections[0].unsolicited(quiet=not waiting)
+            # (Over TLS, what waits may be a record that is not data, such
+            # as the alert of a server closing an idle connection: no
+            # warning for it.)
+            plain = isinstance(connection.transport, FileDescriptor)
+            connection.unsolicited(quiet=not (waiting and plain))
         return super().getConnection(key, endpoint)
 
     def _putConnection(self, key: Any, connection: Any) -> None:
