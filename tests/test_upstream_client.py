@@ -52,7 +52,8 @@ def _sendNow(transport: Any, data: bytes) -> None:
     """
     Put C{data} in the kernel's hands at once (Twisted's own write waits for
     the next reactor turn), so that it is on its way before what the test
-    does next; loopback delivers it before C{send} returns.
+    does next (the origins below turn Nagle's algorithm off, so nothing
+    holds it back).
     """
     sent = transport.getHandle().send(data)
     assert sent == len(data), (sent, len(data))
@@ -72,6 +73,7 @@ class ResettingOrigin(Protocol):
         self._received = b""
 
     def connectionMade(self) -> None:
+        self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
         self.factory.connections.append(self)  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
@@ -292,6 +294,7 @@ class StrayOrigin(Protocol):
 
     def connectionMade(self) -> None:
         self._received = b""
+        self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
         self.factory.connections.append(self)  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
