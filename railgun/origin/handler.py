@@ -664,10 +664,20 @@ class OriginStreamHandler(StreamProtocol):
         self.transport.unregisterProducer()
         if self._discarding:
             return
-        # A body with no length ends when the origin closes
-        # (PotentialDataLoss): complete, unless our own timer stopped it.
+        # A body with no length ends when the origin closes: cleanly
+        # (PotentialDataLoss) it is complete, unless our own timer stopped
+        # it; a reset or broken close fails it (ResponseFailed, see
+        # railgun._compat.httpclient).
         if reason.check(ResponseDone, PotentialDataLoss) and not self._timedOut:
-            if self._collecting:
+            if self._collecting and reason.check(PotentialDataLoss):
+                # A clean close may still be a truncation the origin meant:
+                # relayed, never kept as a version (nor a base at the edge).
+                self._context.stats.count(self._host, "fallbacks", "origin-unframed")
+                self._lengthHint = self._collectedBytes
+                self._stopCollecting()
+                if not self._discarding:
+                    self.transport.loseConnection()
+            elif self._collecting:
                 self._collecting = False
                 d = Deferred.fromCoroutine(self._sendVersion())
                 d.addBoth(self._versionSent)

@@ -36,6 +36,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
+from railgun._compat.httpclient import GuardedConnectionPool
 from railgun._sockets import tuneForVolume, writeEagerly
 from railgun.http.headers import HOP_BY_HOP, fromRawHeaders, stripHopByHop
 from railgun.http.messages import stripControl
@@ -257,7 +258,7 @@ def makeOriginClient(
 
     @return: the client and its pool (closed on shutdown).
     """
-    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool = GuardedConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = maxConnectionsPerOrigin
     pool.cachedConnectionTimeout = 120
     pool.retryAutomatically = True
