@@ -288,9 +288,12 @@ class Deployment:
         self.tlsDeployment = deployment
         if originURL is None:
             site, self.pages = originSite(bigSize)
-            port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-                site
-            )
+            # A backlog as the roles' own (Twisted's default, 50, drops SYNs
+            # when hundreds of requests reach the origin at once on a busy
+            # machine: a connect then waits seconds for its retransmission).
+            port = yield TCP4ServerEndpoint(
+                reactor, 0, backlog=1024, interface="127.0.0.1"
+            ).listen(site)
             self.ports.append(port)
             originURL = f"http://127.0.0.1:{port.getHost().port}"
         self.originURL = originURL

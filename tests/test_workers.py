@@ -46,6 +46,9 @@ class SupervisorTests(TestCase):
             environ={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         self.supervisor.startService()
+        self.addCleanup(
+            lambda: self.supervisor.stopService() if self.supervisor.running else None
+        )
         self.agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
 
     @inlineCallbacks
@@ -57,12 +60,17 @@ class SupervisorTests(TestCase):
         return int(pid), int(index)
 
     @inlineCallbacks
-    def seenWorkers(self, want, tries=400):
+    def seenWorkers(self, want, deadline=40.0):
         """
-        Ask until every pid in C{want} answered (new connections, one queue).
+        Ask until every pid in C{want} answered (new connections, one
+        queue); a worker just started may take seconds to listen on a busy
+        machine.
         """
+        import time
+
         seen = set()
-        for _ in range(tries):
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
             try:
                 pid, _ = yield self.ask()
             except Exception:
@@ -71,6 +79,7 @@ class SupervisorTests(TestCase):
             seen.add(pid)
             if want <= seen:
                 return seen
+            yield deferLater(reactor, 0.01, lambda: None)
         self.fail(f"workers {want - seen} never answered; saw {seen}")
 
     def pids(self):
@@ -264,10 +273,13 @@ class _TwistdWorkers(TestCase):
         Open connections to the shared port until each worker in C{pids}
         holds one.
         """
+        import time
+
         from twisted.internet.endpoints import TCP4ClientEndpoint
 
         owners: set[int] = set()
-        for _ in range(20):
+        end = time.monotonic() + 40
+        while time.monotonic() < end:
             protocols = yield DeferredList(
                 [
                     TCP4ClientEndpoint(reactor, "127.0.0.1", self.sharedPort).connect(
