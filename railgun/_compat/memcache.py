@@ -19,6 +19,13 @@ PROTOCOL_NEEDS = ("_current", "_cancelCommands", "_disconnected")
 #: The private attributes of L{Command} used here.
 COMMAND_NEEDS = ("_deferred",)
 
+#: Twisted's private names this module uses, by the class that defines them:
+#: checked by tests/test_compat.py.
+TWISTED_PRIVATE = {
+    "twisted.protocols.memcache.MemCacheProtocol": PROTOCOL_NEEDS,
+    "twisted.protocols.memcache.Command": COMMAND_NEEDS,
+}
+
 
 def pendingCommands(protocol: MemCacheProtocol) -> deque[Any]:
     """

@@ -34,6 +34,17 @@ EAGER_NEEDS = (
     "writeSomeData",
 )
 
+#: Twisted's private names this module uses, by the class (or module) that
+#: defines them: checked by tests/test_compat.py.
+TWISTED_PRIVATE = {
+    "twisted.internet.abstract.FileDescriptor": (
+        "_writeDisconnecting",
+        "_writeDisconnected",
+        "_tempDataLen",
+    ),
+    "twisted.web._newclient.TransportProxyProducer": ("_producer",),
+}
+
 #: The private attribute of Twisted's TransportProxyProducer (an HTTP client
 #: response's transport) holding the transport it wraps.
 PROXIED_PRODUCER = "_producer"

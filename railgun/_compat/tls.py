@@ -187,3 +187,14 @@ TLS_INTERNALS = (
     "_producer",
     "_handshakeDone",
 )
+
+#: Twisted's private names this module uses, by the class that defines them
+#: (L{TLS_INTERNALS} and the instance attributes its methods read): checked
+#: by tests/test_compat.py.
+TWISTED_PRIVATE = {
+    "twisted.protocols.tls.TLSMemoryBIOProtocol": (
+        *TLS_INTERNALS,
+        "_tlsConnection",
+        "_appSendBuffer",
+    ),
+}

@@ -23,6 +23,13 @@ CHANNEL_NEEDS = (
 #: The private attributes of L{twisted.web.http.Request} used here.
 REQUEST_NEEDS = ("_disconnected",)
 
+#: Twisted's private names this module uses, by the class that defines them:
+#: checked by tests/test_compat.py.
+TWISTED_PRIVATE = {
+    "twisted.web.http.HTTPChannel": CHANNEL_NEEDS,
+    "twisted.web.http.Request": REQUEST_NEEDS,
+}
+
 
 def requestDisconnected(request: Any) -> bool:
     """
