@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import subprocess
 import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 import railgun
 
@@ -379,3 +380,31 @@ class CycleTests(SynchronousTestCase):
         graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
         self.assertEqual(_cycles(graph), [["a", "b", "c"], ["e"]])
         self.assertEqual(_cycles({"a": {"b"}, "b": set()}), [])
+
+
+class VersionTests(SynchronousTestCase):
+    """
+    One source for the version.
+    """
+
+    def test_setupReadsPackageVersion(self) -> None:
+        """
+        The distribution's version (setup.py) is C{railgun.__version__}: it
+        is written in railgun/__init__.py only.
+        """
+        setup = ROOT / "setup.py"
+        if not setup.exists():
+            raise SkipTest("not run from a source tree")
+        result = subprocess.run(
+            [sys.executable, str(setup), "--version"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        self.assertEqual(result.stdout.strip().splitlines()[-1], railgun.__version__)
+        self.assertFalse(
+            railgun.__version__ in setup.read_text(encoding="utf-8"),
+            "setup.py writes the version itself",
+        )
