@@ -236,7 +236,8 @@ def _privateUses(path: Path) -> Iterator[tuple[int, str]]:
     Find the uses of Twisted's private API in one module: imports of a
     private module or name of Twisted or treq; C{self._NAME} in a class
     based on a Twisted class that defines C{_NAME}, and a method overriding
-    one; C{anything._NAME} where only Twisted defines C{_NAME}.
+    one, or a class attribute replacing one; C{anything._NAME} where only
+    Twisted defines C{_NAME}.
 
     Not found: private names reached through strings (C{getattr}).
 
@@ -276,7 +277,20 @@ def _privateUses(path: Path) -> Iterator[tuple[int, str]]:
     def visit(node: ast.AST, inherited: set[str]) -> Iterator[tuple[int, str]]:
         for child in ast.iter_child_nodes(node):
             if child in classes:
-                yield from visit(child, classes[child])
+                bases = classes[child]
+                assert isinstance(child, ast.ClassDef)
+                for statement in child.body:
+                    # A class attribute replacing a private one of Twisted's
+                    if isinstance(statement, ast.Assign | ast.AnnAssign):
+                        targets = (
+                            statement.targets
+                            if isinstance(statement, ast.Assign)
+                            else [statement.target]
+                        )
+                        for target in targets:
+                            if isinstance(target, ast.Name) and target.id in bases:
+                                yield statement.lineno, target.id
+                yield from visit(child, bases)
                 continue
             if (
                 isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
