@@ -368,6 +368,7 @@ class FenceTests(SynchronousTestCase):
             "_lostTLSConnection",  # self._NAME in a Twisted subclass
             "_dataBuffer",  # anything._NAME, set as well as read
             "_deferred",  # anything._NAME
+            "_log",  # a class attribute replacing Twisted's
         ):
             self.assertIn(name, found)
 

@@ -387,7 +387,7 @@ class EdgeChannel(http.HTTPChannel):
         self._headStarted = None
         self._bodyBytes = 0
         self._framing = frozenset()
-        problem = methodProblem(self._command)
+        problem = methodProblem(_web.requestLine(self)[0])
         if problem is not None:
             self._refuseBadRequest(400, problem)
             return
