@@ -70,6 +70,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "railgun.cli",
             "railgun.sample",
             "railgun.tap",
+            "railgun.worker",
+            "railgun.workers",
         ),
     ),
 )
