@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import pkgutil
 import sys
 from collections import deque
@@ -37,10 +38,9 @@ ROOT = Path(railgun.__file__).resolve().parent.parent
 #: in railgun/_compat.
 _FENCED = ("twisted", "treq")
 
-#: Uses of Twisted's private API outside railgun/_compat that another change
-#: is moving into it (railgun/_compat/httpclient.py, with the shared origin
-#: client in railgun/upstream/): (file, name).  Remove an entry when it
-#: moves; nothing else belongs here.
+#: Uses of Twisted's private API outside railgun/_compat still to move into
+#: it (the shared origin client's, next to railgun/_compat/httpclient.py):
+#: (file, name).  Remove an entry when it moves; nothing else belongs here.
 _PENDING = frozenset(
     {
         ("railgun/upstream/client.py", "_newclient"),
@@ -236,8 +236,9 @@ def _privateUses(path: Path) -> Iterator[tuple[int, str]]:
     Find the uses of Twisted's private API in one module: imports of a
     private module or name of Twisted or treq; C{self._NAME} in a class
     based on a Twisted class that defines C{_NAME}, and a method overriding
-    one, or a class attribute replacing one; C{anything._NAME} where only
-    Twisted defines C{_NAME}.
+    one, or a class attribute replacing one; C{module._NAME} for a module
+    of Twisted or treq; C{anything._NAME} where only Twisted defines
+    C{_NAME}.
 
     Not found: private names reached through strings (C{getattr}).
 
@@ -249,6 +250,8 @@ def _privateUses(path: Path) -> Iterator[tuple[int, str]]:
     # Names bound to modules that are not Twisted's (os._exit is not ours
     # to judge).
     otherModules = set()
+    # Names bound to modules of Twisted or treq (http._DataLoss is private).
+    fencedModules = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
             if _isFenced(node.module):
@@ -258,14 +261,18 @@ def _privateUses(path: Path) -> Iterator[tuple[int, str]]:
                 for alias in node.names:
                     if _isPrivate(alias.name):
                         yield node.lineno, alias.name
+                    if _isModule(f"{node.module}.{alias.name}"):
+                        fencedModules.add(alias.asname or alias.name)
         elif isinstance(node, ast.Import):
             for alias in node.names:
+                bound = alias.asname or alias.name.split(".")[0]
                 if _isFenced(alias.name):
+                    fencedModules.add(bound)
                     for part in alias.name.split("."):
                         if _isPrivate(part):
                             yield node.lineno, part
                 else:
-                    otherModules.add((alias.asname or alias.name).split(".")[0])
+                    otherModules.add(bound)
 
     classes: dict[ast.AST, set[str]] = {}
     for node in tree.body:
@@ -303,13 +310,29 @@ def _privateUses(path: Path) -> Iterator[tuple[int, str]]:
                     if child.attr in inherited:
                         yield child.lineno, child.attr
                         continue
-                if isinstance(target, ast.Name) and target.id in otherModules:
+                root = target
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                if isinstance(root, ast.Name) and root.id in fencedModules:
+                    yield child.lineno, child.attr
+                elif isinstance(target, ast.Name) and target.id in otherModules:
                     pass
                 elif child.attr in fenced and child.attr not in own:
                     yield child.lineno, child.attr
             yield from visit(child, inherited)
 
     yield from visit(tree, set())
+
+
+@cache
+def _isModule(name: str) -> bool:
+    """
+    @return: whether C{name} names an importable module.
+    """
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _resolve(dotted: str) -> Any:
