@@ -20,6 +20,7 @@ from typing import Any
 
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.protocols.memcache import Command, MemCacheProtocol
 from twisted.protocols.tls import TLSMemoryBIOProtocol
@@ -548,6 +549,8 @@ class MemcacheTests(SynchronousTestCase):
         commands fails it.
         """
         protocol = MemCacheProtocol()
+        # Its response timeout on a clock of the test's, not the reactor's.
+        protocol.callLater = Clock().callLater  # type: ignore[method-assign]
         protocol.makeConnection(StringTransport())
         d = protocol.get(b"k")
         pending = memcache.pendingCommands(protocol)
