@@ -30,9 +30,9 @@ from railgun.stores.memcached import (
     FLAG_HEAD,
     MAX_KEY_LENGTH,
     ChunkHead,
+    MemcacheClient,
+    PoolServer,
     StoreProtocolError,
-    _MemcacheClient,
-    _Server,
     chunkKey,
     memcachedKey,
     serverEndpoint,
@@ -205,14 +205,14 @@ class OptionsTests(SynchronousTestCase):
 
 class ClientProtocolTests(SynchronousTestCase):
     """
-    Tests for L{_MemcacheClient} over an in-memory transport.
+    Tests for L{MemcacheClient} over an in-memory transport.
     """
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.server = _Server("test:1")
+        self.server = PoolServer("test:1")
         self.warnings: list[tuple[str, dict[str, Any]]] = []
-        self.proto = _MemcacheClient(
+        self.proto = MemcacheClient(
             self.server,
             self.clock,
             0.5,

@@ -17,6 +17,10 @@ from twisted.application.internet import ClientService
 from twisted.logger import ILogObserver, Logger
 from zope.interface import provider
 
+#: Twisted's private names this module uses, by the class that defines them:
+#: checked by tests/test_compat.py.
+TWISTED_PRIVATE = {"twisted.application.internet.ClientService": ("_log",)}
+
 
 @provider(ILogObserver)
 def _discard(event: dict[str, Any]) -> None:

@@ -45,9 +45,32 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import _newclient, client, http
 
-from railgun._sockets import _socketUnder
+from railgun._compat.tcp import socketUnder as _socketUnder
 
 log = Logger()
+
+#: Twisted's private names this module uses, by the class or module that
+#: defines them (checked by tests/test_compat.py, and their behaviour by
+#: tests/test_compat_httpclient.py).
+TWISTED_PRIVATE = {
+    "twisted.web": ("_newclient",),
+    "twisted.web._newclient.HTTP11ClientProtocol": (
+        "_parser",
+        "_state",
+        "_finishResponse_WAITING",
+        "_finishResponse_TRANSMITTING",
+        "_disconnectParser",
+    ),
+    "twisted.web.http": ("_IdentityTransferDecoder", "_DataLoss"),
+    "twisted.web.client": ("_HTTP11ClientFactory",),
+    "twisted.web.client._HTTP11ClientFactory": ("_quiescentCallback",),
+    "twisted.web.client.HTTPConnectionPool": (
+        "_factory",
+        "_connections",
+        "_timeouts",
+        "_putConnection",
+    ),
+}
 
 
 class OutOfStep(Exception):

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.iweb import IResponse
 
+from railgun._compat.web import requestDisconnected
 from railgun._producers import WatchedProducer
 from railgun.edge.body import BodyProducer
 from railgun.http.diagnostic import formatDirect
@@ -72,7 +73,7 @@ class DirectFetcher:
         marker = formatDirect(reason)
 
         def gotResponse(response: IResponse) -> None:
-            if request._disconnected:
+            if requestDisconnected(request):
                 response.deliverBody(DiscardBody())
                 return
             request.setResponseCode(response.code)
@@ -148,7 +149,7 @@ class _Relay(Protocol):
         self._timer = None
 
     def dataReceived(self, data: bytes) -> None:
-        if self._request._disconnected:
+        if requestDisconnected(self._request):
             return  # the client left (_clientGone stopped the origin)
         if self._timer is not None:
             self._timer.reset(self._timeout)
@@ -164,7 +165,7 @@ class _Relay(Protocol):
         self._cancelTimer()
         self._done = True
         request = self._request
-        if request._disconnected or request.finished:
+        if requestDisconnected(request) or request.finished:
             return
         request.unregisterProducer()
         # A body with no length ends when the origin closes

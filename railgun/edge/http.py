@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.http_headers import Headers
 
+from railgun._compat import web as _web
 from railgun._sockets import tuneForVolume, writeEagerly
 from railgun.edge.body import RequestBody
 from railgun.http.headers import FRAMING_FIELDS, methodProblem, requestFieldProblem
@@ -238,7 +239,7 @@ class EdgeChannel(http.HTTPChannel):
     # every byte received, and stops while a request is being answered.
 
     def dataReceived(self, data: bytes) -> None:
-        if not self._handlingRequest and self.line_mode:
+        if not _web.handlingRequest(self) and self.line_mode:
             # Bytes of a request head: all of it must arrive within
             # HEAD_TIMEOUT of its first byte, however slowly it trickles
             # (slowloris). Checked as bytes come, not with a timer per
@@ -266,7 +267,7 @@ class EdgeChannel(http.HTTPChannel):
         pipelined, self._pipelined = self._pipelined, None
         if pipelined is not None:
             # Requests read while the client was not reading responses.
-            self._handlingRequest = False
+            _web.setHandlingRequest(self, False)
             self.setLineMode(pipelined)
 
     def _clientNotReading(self) -> None:
@@ -280,14 +281,14 @@ class EdgeChannel(http.HTTPChannel):
         self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def requestDone(self, request: Any) -> None:
-        if self.persistent and self._waitingForTransport and self._dataBuffer:
+        pending = _web.takeBufferedRequests(self) if self.persistent else None
+        if pending is not None:
             # The client sent more requests but is not reading responses:
             # answering them now would only pile their bodies up in memory.
             # They are parsed when it reads again (resumeProducing).
-            pending, self._dataBuffer = b"".join(self._dataBuffer), []
             super().requestDone(request)
             self._pipelined = pending
-            self._handlingRequest = True  # (anything read meanwhile is buffered)
+            _web.setHandlingRequest(self, True)  # (what is read is buffered)
             return
         super().requestDone(request)
 
@@ -344,7 +345,7 @@ class EdgeChannel(http.HTTPChannel):
         self.transport.writeSequence(iovec if head is None else [head, *iovec])
 
     def lineReceived(self, line: bytes) -> None:
-        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+        if _web.receivedHeaderSize(self) + len(line) > self.totalHeadersSize:
             self._refuse(
                 431,
                 b"Request Header Fields Too Large",
@@ -386,7 +387,7 @@ class EdgeChannel(http.HTTPChannel):
         self._headStarted = None
         self._bodyBytes = 0
         self._framing = frozenset()
-        problem = methodProblem(self._command)
+        problem = methodProblem(_web.requestLine(self)[0])
         if problem is not None:
             self._refuseBadRequest(400, problem)
             return
@@ -396,7 +397,7 @@ class EdgeChannel(http.HTTPChannel):
         super().allHeadersReceived()
         request = self.requests[-1]
         if request.body is not None:
-            request.startStreaming(self._command, self._path, self._version)
+            request.startStreaming(*_web.requestLine(self))
 
     def _refuseBadRequest(self, status: int, why: str) -> None:
         """

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
+from railgun._compat.web import requestDisconnected
 from railgun._lograte import RateLimitedLogger
 from railgun.delta.codec import CodecRegistry, DeltaError
 from railgun.delta.content import chooseEncoding, encodeBody, isDeltaEligible
@@ -102,7 +103,7 @@ def respondPlain(
     """
     Answer a client with a short text error (the cause in one line).
     """
-    if request._disconnected or request.finished:
+    if requestDisconnected(request) or request.finished:
         return
     body = message.encode("utf-8") + b"\n"
     request.setResponseCode(status)
@@ -809,13 +810,17 @@ class EdgeStreamHandler(StreamProtocol):
             bodyBytesOnLink=self._linkBytes,
         )
         request = exchange.request
-        if not request._disconnected and not request.finished:
+        if not requestDisconnected(request) and not request.finished:
             request.finish()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         if not self._finished and not self._encoding:
             request = self._exchange.request
-            if self._headersSent and not request._disconnected and not request.finished:
+            if (
+                self._headersSent
+                and not requestDisconnected(request)
+                and not request.finished
+            ):
                 request.unregisterProducer()
             self._exchange.streamFailed(reason, self._headersSent)
 

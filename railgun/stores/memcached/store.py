@@ -2,7 +2,7 @@
 A version store in a pool of memcached servers, shared by every process that
 points at the same servers.
 
-Each server gets one connection, a L{MemCacheProtocol} kept up by a
+Each server gets one connection, a L{MemcacheClient} kept up by a
 L{ClientService}; keys are spread over the servers by consistent hashing
 (L{uhashring.HashRing}) of the server descriptions, so every process that
 lists the same servers puts a key on the same server.  Values larger than
@@ -15,220 +15,49 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import struct
 from collections.abc import Callable, Coroutine
-from hashlib import blake2b
 from typing import Any, TypeVar, cast
 
-from attrs import define, field, frozen
+from attrs import define, field
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
 from twisted.internet.defer import (
     Deferred,
     DeferredList,
-    TimeoutError,
-    fail,
     gatherResults,
     succeed,
 )
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.protocols.memcache import Command, MemCacheProtocol
 from twisted.python.failure import Failure
 from uhashring import HashRing
 from zope.interface import implementer
 
-from ._common import checkBytes, refuseOversize
-from ._ratelimit import RateLimitedLog
-from .interfaces import IVersionStore, StoreStats
+from .._common import checkBytes, refuseOversize
+from .._ratelimit import RateLimitedLog
+from ..interfaces import IVersionStore, StoreStats
+from .format import (
+    DEFAULT_CHUNK_SIZE,
+    FLAG_CHUNK,
+    FLAG_HEAD,
+    FLAG_PLAIN,
+    MAX_CHUNKS,
+    SAFE_KEY,
+    ChunkHead,
+    chunkKey,
+    memcachedKey,
+    parseServer,
+    valueChecksum,
+)
+from .protocol import MemcacheClient, PoolServer
 
 _T = TypeVar("_T")
 
 MiB = 1024 * 1024
 
-#: memcached's limit on the length of a key.
-MAX_KEY_LENGTH = 250
-
-#: Default size of one chunk: memcached's default item limit is 1 MiB for
-#: the value, the key (up to 250 bytes) and the item header together, so a
-#: chunk stays comfortably below it.
-DEFAULT_CHUNK_SIZE = 1_000_000 - 1024
-
-#: Most chunks a value may be split into, to bound work for bad headers.
-MAX_CHUNKS = 4096
-
-#: How many chunk keys go in one C{get} line.
 _KEYS_PER_GET = 32
-
-#: memcached item flags, to tell our three kinds of items apart (and from
-#: anything else found under our prefix).  "RG" in the high half.
-FLAG_PLAIN = 0x52470000
-FLAG_HEAD = 0x52470001
-FLAG_CHUNK = 0x52470002
-
-_SAFE_KEY = re.compile(rb"[\x21-\x7e]*")
-
-
-class StoreProtocolError(Exception):
-    """
-    A memcached server sent something this client cannot make sense of.
-    """
-
-
-def memcachedKey(prefix: bytes, key: bytes) -> bytes:
-    """
-    Map a store key to the memcached key it is stored under.
-
-    Keys that are short enough and made only of printable ASCII other than
-    space are kept readable (C{prefix + b"k:" + key}); any other key is
-    replaced by its 256-bit BLAKE2b digest (C{prefix + b"h:" + hex}).  The
-    two forms cannot collide.
-
-    @param prefix: the store's key prefix, itself safe.
-    @param key: any bytes.
-    @return: a key of at most L{MAX_KEY_LENGTH} safe bytes.
-    """
-    if len(prefix) + 2 + len(key) <= MAX_KEY_LENGTH and _SAFE_KEY.fullmatch(key):
-        return prefix + b"k:" + key
-    return prefix + b"h:" + blake2b(key, digest_size=32).hexdigest().encode("ascii")
-
-
-def chunkKey(prefix: bytes, headKey: bytes, nonce: bytes, index: int) -> bytes:
-    """
-    Name the memcached key of one chunk of a chunked value.
-
-    The name depends on the head's key and on the random nonce of the write,
-    so two writes of one key never share chunks.
-
-    @param prefix: the store's key prefix.
-    @param headKey: the memcached key of the value's head.
-    @param nonce: the nonce from the value's L{ChunkHead}.
-    @param index: the chunk's position, from 0.
-    @return: a safe memcached key.
-    """
-    h = blake2b(digest_size=20)
-    h.update(headKey)
-    h.update(b"\0")
-    h.update(nonce)
-    h.update(index.to_bytes(4, "big"))
-    return prefix + b"c:" + h.hexdigest().encode("ascii")
-
-
-def valueChecksum(value: bytes) -> bytes:
-    """
-    Checksum a whole value, so that a chunked value with a missing, stale or
-    damaged chunk is detected.
-
-    @param value: the value.
-    @return: its 128-bit BLAKE2b digest.
-    """
-    return blake2b(value, digest_size=16).digest()
-
-
-@frozen
-class ChunkHead:
-    """
-    The item stored under a value's key when the value is split into chunks.
-
-    The chunks are stored first, each under L{chunkKey}, and the head last.
-    A reader that finds a head fetches the chunks it names; any chunk
-    missing, of the wrong length, or a whole whose checksum differs, makes
-    the value a miss.
-
-    Encoded as 49 bytes: magic C{b"RGCH"}, format version (1 byte), total
-    length (8 bytes), chunk size (4 bytes), checksum (16 bytes), nonce (16
-    bytes), integers big-endian.
-
-    @ivar total: length of the whole value.
-    @ivar chunkSize: length of every chunk but the last.
-    @ivar checksum: L{valueChecksum} of the whole value.
-    @ivar nonce: 16 random bytes chosen for this write.
-    """
-
-    total: int
-    chunkSize: int
-    checksum: bytes
-    nonce: bytes
-
-    _format = struct.Struct(">4sBQI16s16s")
-    MAGIC = b"RGCH"
-    VERSION = 1
-    SIZE = _format.size
-
-    @property
-    def count(self) -> int:
-        """
-        @return: how many chunks the value is split into.
-        """
-        return -(-self.total // self.chunkSize)
-
-    def chunkLength(self, index: int) -> int:
-        """
-        @param index: a chunk's position, from 0.
-        @return: the length that chunk must have.
-        """
-        return min(self.chunkSize, self.total - index * self.chunkSize)
-
-    def encode(self) -> bytes:
-        """
-        @return: the head as stored in memcached.
-        """
-        return self._format.pack(
-            self.MAGIC,
-            self.VERSION,
-            self.total,
-            self.chunkSize,
-            self.checksum,
-            self.nonce,
-        )
-
-    @classmethod
-    def parse(cls, data: bytes) -> ChunkHead:
-        """
-        Decode and check a head.
-
-        @param data: the head as stored in memcached.
-        @return: the head.
-        @raise ValueError: if C{data} is not a valid head.
-        """
-        if len(data) != cls.SIZE:
-            raise ValueError(f"chunk head has {len(data)} bytes, not {cls.SIZE}")
-        magic, version, total, chunkSize, checksum, nonce = cls._format.unpack(data)
-        if magic != cls.MAGIC or version != cls.VERSION:
-            raise ValueError("not a chunk head of a known version")
-        if total < 1 or chunkSize < 1:
-            raise ValueError("chunk head with an empty value or chunk")
-        head = cls(total, chunkSize, checksum, nonce)
-        if head.count > MAX_CHUNKS:
-            raise ValueError(f"chunk head names {head.count} chunks")
-        return head
-
-
-def parseServer(description: str) -> tuple[str, int] | str:
-    """
-    Read the address of one memcached server.
-
-    @param description: C{"host:port"}, C{"[ipv6]:port"}, or
-        C{"unix:/path/to/socket"}.
-    @return: C{(host, port)}, or the socket path.
-    @raise ValueError: if C{description} has none of these forms.
-    """
-    if description.startswith("unix:"):
-        path = description[len("unix:") :]
-        if not path:
-            raise ValueError(f"memcached server {description!r}: empty socket path")
-        return path
-    host, sep, portText = description.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not portText.isdigit() or not 0 < int(portText) < 65536:
-        raise ValueError(
-            f"memcached server {description!r} is not host:port or unix:/path"
-        )
-    return host, int(portText)
 
 
 def serverEndpoint(
@@ -251,198 +80,13 @@ def serverEndpoint(
     return HostnameEndpoint(reactor, host, port, timeout=connectTimeout)
 
 
-class _MemcacheClient(MemCacheProtocol):
-    """
-    Twisted's memcache client, made safe against its server and wired to
-    one L{_Server}: values over a size limit are skipped (read as misses)
-    rather than buffered, anything unparsable closes the connection rather
-    than raising, and timeouts use the injected reactor and abort the
-    connection (a plain close would wait forever on a server that stopped
-    reading).
-    """
-
-    def __init__(
-        self,
-        server: _Server,
-        reactor: IReactorTime,
-        timeout: float,
-        maxValueLength: int,
-        warn: Callable[..., object],
-    ) -> None:
-        super().__init__(timeOut=timeout)  # type: ignore[arg-type]
-        self._server = server
-        self._reactor = reactor
-        self._maxValueLength = maxValueLength
-        self._warn = warn
-        self._discarding = 0
-        self._broken = False
-
-    def callLater(self, period: float, func: Callable[[], object]) -> Any:
-        """
-        Schedule the response timeout on our reactor, not the global one.
-        """
-        return self._reactor.callLater(period, func)
-
-    def markReady(self) -> None:
-        """
-        The server answered: route operations to this connection.
-        """
-        self._server.protocol = self
-
-    def abort(self) -> None:
-        """
-        Stop using this connection at once and drop it.
-        """
-        self._broken = True
-        if self._server.protocol is self:
-            self._server.protocol = None
-        if self.transport is not None:
-            self.transport.abortConnection()  # type: ignore[attr-defined]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        """
-        Stop routing to this connection and fail what is still pending.
-        """
-        if self._server.protocol is self:
-            self._server.protocol = None
-        self.setTimeout(None)
-        super().connectionLost(reason)
-
-    def timeoutConnection(self) -> None:
-        """
-        The server stopped answering: fail pending commands, drop the link.
-        """
-        self.abort()
-        self._cancelCommands(TimeoutError("memcached did not answer in time"))
-
-    def dataReceived(self, data: bytes) -> None:
-        """
-        Parse replies; close the connection on anything malformed.
-        """
-        if self._broken:
-            return
-        try:
-            super().dataReceived(data)
-        except Exception as e:
-            self._warn(
-                f"protocol {self._server.name}",
-                "memcached {server} sent a malformed reply, closing the "
-                "connection: {error}; {suppressed} similar since the last warning",
-                server=self._server.name,
-                error=repr(e),
-            )
-            self.abort()
-            self._cancelCommands(StoreProtocolError(repr(e)))
-
-    def cmd_VALUE(self, line: bytes) -> None:
-        """
-        Start reading a value, or skipping it if it is over the limit.
-        """
-        parts = line.split()
-        if len(parts) < 3 or not parts[2].isdigit():
-            raise StoreProtocolError(f"bad VALUE line {line[:80]!r}")
-        length = int(parts[2])
-        cmd = self._current[0]
-        limit = getattr(cmd, "maxEach", self._maxValueLength)
-        if length <= limit:
-            super().cmd_VALUE(line)
-            return
-        expected = cmd.keys if cmd.multiple else [cmd.key]
-        if parts[0] not in expected:
-            raise StoreProtocolError(f"VALUE for unrequested key {parts[0][:80]!r}")
-        self._warn(
-            f"oversize {self._server.name}",
-            "memcached {server} returned a value of {length} bytes where at "
-            "most {limit} were expected; skipped it (a miss); {suppressed} "
-            "similar since the last warning",
-            server=self._server.name,
-            length=length,
-            limit=limit,
-        )
-        self._discarding = length + 2
-        self.setRawMode()
-
-    def rawDataReceived(self, data: bytes) -> None:
-        """
-        Collect a value, or skip the bytes of one being skipped.
-        """
-        if not self._discarding:
-            super().rawDataReceived(data)
-            return
-        self.resetTimeout()
-        taken = min(len(data), self._discarding)
-        self._discarding -= taken
-        if not self._discarding:
-            self.setLineMode(data[taken:])
-
-    def _failCurrent(self, error: Exception) -> None:
-        if not self._current:
-            raise StoreProtocolError(f"unexpected error reply: {error!r}")
-        self._current.popleft().fail(error)
-
-    # Replace the parent's handlers, which log through twisted.python.log on
-    # every occurrence; the store logs failures itself, rate-limited.
-    def cmd_ERROR(self) -> None:
-        """
-        The server did not know a command.
-        """
-        self._failCurrent(StoreProtocolError("ERROR"))
-
-    def cmd_CLIENT_ERROR(self, errText: bytes) -> None:
-        """
-        The server refused a command.
-        """
-        self._failCurrent(StoreProtocolError(f"CLIENT_ERROR {errText[:200]!r}"))
-
-    def cmd_SERVER_ERROR(self, errText: bytes) -> None:
-        """
-        The server failed a command (e.g. out of memory, item too large).
-        """
-        self._failCurrent(StoreProtocolError(f"SERVER_ERROR {errText[:200]!r}"))
-
-    def getChunks(self, keys: list[bytes], maxEach: int) -> Deferred[dict[bytes, Any]]:
-        """
-        Get several keys in one command, skipping any value longer than
-        C{maxEach}.
-
-        @param keys: keys, each already safe and at most 250 bytes.
-        @param maxEach: longest value accepted for each key.
-        @return: a L{Deferred} firing with C{{key: (flags, value or None)}}.
-        """
-        if self._disconnected:
-            return fail(RuntimeError("not connected"))
-        self.sendLine(b"get " + b" ".join(keys))
-        values = {key: (0, b"", None) for key in keys}
-        cmd = Command(b"get", keys=keys, values=values, multiple=True, maxEach=maxEach)
-        self._current.append(cmd)
-        return cmd._deferred
-
-
-@define(eq=False)
-class _Server:
-    """
-    One memcached server of the pool.
-
-    @ivar name: its description, as configured (also its name on the ring).
-    @ivar service: the L{ClientService} keeping its connection up.
-    @ivar protocol: the connection to use, or L{None} while there is none
-        that has answered.
-    @ivar inFlight: store operations now waiting on it.
-    """
-
-    name: str
-    service: ClientService | None = None
-    protocol: _MemcacheClient | None = None
-    inFlight: int = 0
-
-
 def _positive(instance: object, attribute: Any, value: float) -> None:
     if not value > 0:
         raise ValueError(f"{attribute.name} must be > 0: {value!r}")
 
 
 def _checkPrefix(instance: object, attribute: Any, value: bytes) -> None:
-    if not isinstance(value, bytes) or not _SAFE_KEY.fullmatch(value):
+    if not isinstance(value, bytes) or not SAFE_KEY.fullmatch(value):
         raise ValueError(f"keyPrefix must be printable ASCII bytes: {value!r}")
     if len(value) > 64:
         raise ValueError(f"keyPrefix is longer than 64 bytes: {value!r}")
@@ -508,7 +152,7 @@ class MemcachedVersionStore(MultiService):
     _maxInFlight: int = field(default=100, validator=_positive)
     stats: StoreStats = field(factory=StoreStats, init=False)
     _ring: HashRing = field(init=False)
-    _byName: dict[str, _Server] = field(factory=dict, init=False)
+    _byName: dict[str, PoolServer] = field(factory=dict, init=False)
     _warnings: RateLimitedLog = field(init=False)
 
     _log = Logger()
@@ -524,7 +168,7 @@ class MemcachedVersionStore(MultiService):
             initialDelay=0.5, maxDelay=10.0
         )
         for name in self._servers:
-            server = _Server(name)
+            server = PoolServer(name)
             endpoint = serverEndpoint(self._reactor, name, self._connectTimeout)
             factory = Factory.forProtocol(self._makeProtocolFactory(server))
             factory.noisy = False
@@ -539,12 +183,12 @@ class MemcachedVersionStore(MultiService):
             self._byName[name] = server
         self._ring = HashRing(nodes=list(self._servers))
 
-    def _makeProtocolFactory(self, server: _Server) -> Callable[[], _MemcacheClient]:
+    def _makeProtocolFactory(self, server: PoolServer) -> Callable[[], MemcacheClient]:
         # Values we would take whole: a plain item up to maxItemBytes, a head.
         maxValueLength = max(self._maxItemBytes, ChunkHead.SIZE)
 
-        def build() -> _MemcacheClient:
-            return _MemcacheClient(
+        def build() -> MemcacheClient:
+            return MemcacheClient(
                 server,
                 self._reactor,
                 self._timeout,
@@ -617,7 +261,7 @@ class MemcachedVersionStore(MultiService):
         checkBytes("key", key)
         return self._serverForMemKey(memcachedKey(self._keyPrefix, key)).name
 
-    def _serverForMemKey(self, mkey: bytes) -> _Server:
+    def _serverForMemKey(self, mkey: bytes) -> PoolServer:
         return self._byName[self._ring.get_node(mkey.decode("ascii"))]
 
     def get(self, key: bytes) -> Deferred[bytes | None]:
@@ -702,8 +346,8 @@ class MemcachedVersionStore(MultiService):
 
     def _run(
         self,
-        server: _Server,
-        op: Callable[[_MemcacheClient, bytes], Coroutine[Any, Any, _T]],
+        server: PoolServer,
+        op: Callable[[MemcacheClient, bytes], Coroutine[Any, Any, _T]],
         mkey: bytes,
         default: _T,
     ) -> Deferred[_T]:
@@ -748,7 +392,7 @@ class MemcachedVersionStore(MultiService):
 
         return d.addBoth(finished)
 
-    def _failed(self, server: _Server, kind: str, problem: str) -> None:
+    def _failed(self, server: PoolServer, kind: str, problem: str) -> None:
         self.stats.errors += 1
         self._warnings.warn(
             f"{kind} {server.name}",
@@ -758,7 +402,7 @@ class MemcachedVersionStore(MultiService):
             problem=problem,
         )
 
-    async def _getOp(self, proto: _MemcacheClient, mkey: bytes) -> bytes | None:
+    async def _getOp(self, proto: MemcacheClient, mkey: bytes) -> bytes | None:
         flags, value = await proto.get(mkey)
         if value is None:
             return None
@@ -801,7 +445,7 @@ class MemcachedVersionStore(MultiService):
             return None
         return whole
 
-    async def _setOp(self, proto: _MemcacheClient, mkey: bytes, value: bytes) -> bool:
+    async def _setOp(self, proto: MemcacheClient, mkey: bytes, value: bytes) -> bool:
         if len(value) <= self._chunkSize:
             return bool(await proto.set(mkey, value, FLAG_PLAIN, self._ttl))
         head = ChunkHead(
@@ -829,28 +473,13 @@ class MemcachedVersionStore(MultiService):
                 cast(Failure, result).raiseException()
         return all(result for _, result in results)
 
-    async def _deleteOp(self, proto: _MemcacheClient, mkey: bytes) -> None:
+    async def _deleteOp(self, proto: MemcacheClient, mkey: bytes) -> None:
         await proto.delete(mkey)
 
     async def _statsOp(
-        self, proto: _MemcacheClient, mkey: bytes
+        self, proto: MemcacheClient, mkey: bytes
     ) -> dict[bytes, bytes] | None:
         return cast(dict[bytes, bytes], await proto.stats())
 
 
-__all__ = [
-    "DEFAULT_CHUNK_SIZE",
-    "FLAG_CHUNK",
-    "FLAG_HEAD",
-    "FLAG_PLAIN",
-    "MAX_CHUNKS",
-    "MAX_KEY_LENGTH",
-    "ChunkHead",
-    "MemcachedVersionStore",
-    "StoreProtocolError",
-    "chunkKey",
-    "memcachedKey",
-    "parseServer",
-    "serverEndpoint",
-    "valueChecksum",
-]
+__all__ = ["MemcachedVersionStore", "serverEndpoint"]
