@@ -406,6 +406,102 @@ class StrayResponseLoopbackTests(TestCase):
         self.assertEqual(len(self.factory.connections), 2)
 
 
+class _HostRecordingOrigin(StrayOrigin):
+    """
+    A L{StrayOrigin} that records the Host of every request per connection.
+    """
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.hosts: list[bytes] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        for line in data.split(b"\r\n"):
+            if line.lower().startswith(b"host:"):
+                self.hosts.append(line.split(b":", 1)[1].strip())
+        super().dataReceived(data)
+
+
+class SitePoolTests(TestCase):
+    """
+    Two sites (Hosts) served by one origin server never share a pooled
+    connection, so a stray response can only reach the site it came from.
+    """
+
+    timeout = 20
+
+    @inlineCallbacks
+    def test_connectionsPerSite(self) -> None:
+        """
+        Alternate requests for two Hosts to one origin server go over two
+        connections, each carrying one Host only; and a stray written on
+        site A's connection while its next request is out answers site A,
+        never site B.
+        """
+        factory = Factory.forProtocol(_HostRecordingOrigin)
+        factory.connections = []  # type: ignore[attr-defined]
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            factory
+        )
+        self.addCleanup(port.stopListening)
+        target = parseOriginURL(f"http://127.0.0.1:{port.getHost().port}")
+        client, pool = makeOriginClient(
+            reactor, connectTimeout=5, maxConnectionsPerOrigin=2
+        )
+        self.addCleanup(pool.closeCachedConnections)
+
+        def get(host: bytes, path: bytes) -> Any:
+            return fetchFromOrigin(
+                client,
+                reactor,
+                target,
+                b"GET",
+                path,
+                Headers({b"host": [host]}),
+                None,
+                10,
+            )
+
+        for i in range(3):
+            for host in (b"a.test", b"B.test"):
+                response = yield get(host, b"/%d" % i)
+                self.assertEqual((yield readBody(response)), b"page /%d" % i)
+        self.assertEqual(len(factory.connections), 2)
+        self.assertEqual(
+            sorted(tuple(sorted(set(c.hosts))) for c in factory.connections),
+            [(b"B.test",), (b"a.test",)],
+        )
+
+
+class IdleCapTests(SynchronousTestCase):
+    """
+    The pool keeps at most C{maxIdle} idle connections over all keys.
+    """
+
+    def test_oldestClosed(self) -> None:
+        """
+        A third idle connection over a cap of two closes the oldest.
+        """
+        clock = MemoryReactorClock()
+        pool = GuardedConnectionPool(clock, persistent=True)
+        pool.maxIdle = 2
+        endpoint = _MemoryEndpoint()
+        agent = Agent.usingEndpointFactory(clock, _EndpointFactory(endpoint), pool=pool)
+        for index, host in enumerate((b"o1.test", b"o2.test", b"o3.test")):
+            d = agent.request(b"GET", b"http://" + host + b"/")
+            endpoint.connections[index][0].dataReceived(_response(host))
+            self.assertEqual(
+                self.successResultOf(readBody(self.successResultOf(d))), host
+            )
+        self.assertEqual(
+            [transport.disconnecting for _, transport in endpoint.connections],
+            [True, False, False],
+        )
+        # The closed one is out of the pool: a new request for o1 dials anew.
+        agent.request(b"GET", b"http://o1.test/")
+        self.assertEqual(len(endpoint.connections), 4)
+
+
 class StrayBeforeAnswerLoopbackTests(TestCase):
     """
     A stray response that reaches the client just before the real answer to

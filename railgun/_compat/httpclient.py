@@ -69,6 +69,7 @@ TWISTED_PRIVATE = {
         "_connections",
         "_timeouts",
         "_putConnection",
+        "_removeConnection",
     ),
 }
 
@@ -245,6 +246,16 @@ class GuardedConnectionPool(client.HTTPConnectionPool):
 
     _factory = _GuardedFactory
 
+    #: Idle connections kept over all keys (sites x origin servers): keys
+    #: include the request's Host, which a wildcard host map lets clients
+    #: choose; past this the oldest idle connection is closed.
+    maxIdle = 1024
+
+    def __init__(self, reactor: Any, persistent: bool = True) -> None:
+        super().__init__(reactor, persistent)
+        # Idle connections, oldest first (dicts keep insertion order).
+        self._idleOrder: dict[Any, Any] = {}
+
     def getConnection(self, key: Hashable, endpoint: Any) -> Any:
         # The connection to be handed out (the pool takes the oldest first)
         # may have bytes waiting in its socket that the reactor has not read
@@ -261,14 +272,33 @@ class GuardedConnectionPool(client.HTTPConnectionPool):
             # warning for it.)
             plain = isinstance(connection.transport, FileDescriptor)
             connection.unsolicited(quiet=not (waiting and plain))
-        return super().getConnection(key, endpoint)
+        candidate = connections[0] if connections else None
+        d = super().getConnection(key, endpoint)
+        if candidate is not None and candidate not in self._connections.get(key, ()):
+            self._idleOrder.pop(candidate, None)  # handed out: no longer idle
+        return d
+
+    def _removeConnection(self, key: Any, connection: Any) -> None:
+        # (Twisted's: an idle connection's cache timeout ran out.)
+        self._idleOrder.pop(connection, None)
+        super()._removeConnection(key, connection)
+
+    def closeCachedConnections(self) -> Any:
+        self._idleOrder.clear()
+        return super().closeCachedConnections()
 
     def _putConnection(self, key: Any, connection: Any) -> None:
         super()._putConnection(key, connection)
         if connection in self._connections.get(key, ()):
             connection.onUnusable = lambda: self._forget(key, connection)
+            self._idleOrder[connection] = key
+            while len(self._idleOrder) > self.maxIdle:
+                oldest, oldestKey = next(iter(self._idleOrder.items()))
+                self._forget(oldestKey, oldest)
+                oldest.transport.loseConnection()
 
     def _forget(self, key: Any, connection: Any) -> None:
+        self._idleOrder.pop(connection, None)
         connections = self._connections.get(key, [])
         if connection in connections:
             connections.remove(connection)

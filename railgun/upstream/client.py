@@ -168,7 +168,13 @@ class ExactTargetAgent(Agent):
                 endpoint,
                 parsed,
             )
-        key, endpoint, parsed = known
+        originKey, endpoint, parsed = known
+        # Connections are pooled per site (the Host the request is for), not
+        # only per origin server: a misbehaving origin's stray response can
+        # then only answer a later request for the same site, never another
+        # site's that shares the origin server (docs/http.md).
+        site = headers.getRawHeaders(b"host", [b""])[0] if headers is not None else b""
+        key = (*originKey, site.lower())
         # The URI the Request carries (Response.request.absoluteURI), as
         # URI.fromBytes(uri) would give it; no fragment reaches here.
         path, _, query = target.partition(b"?")
@@ -182,8 +188,15 @@ class ExactTargetAgent(Agent):
             query,
             b"",
         )
+        # (Twisted's annotation of the key has no site in it.)
         return self._requestWithEndpoint(  # type: ignore[no-any-return]
-            key, endpoint, method, parsedURI, headers, bodyProducer, target
+            key,  # type: ignore[arg-type]
+            endpoint,
+            method,
+            parsedURI,
+            headers,
+            bodyProducer,
+            target,
         )
 
 
