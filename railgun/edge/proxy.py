@@ -24,6 +24,7 @@ from railgun.delta.codec import CodecRegistry, DeltaError
 from railgun.delta.content import chooseEncoding, encodeBody, isDeltaEligible
 from railgun.delta.digest import isValidDigest
 from railgun.delta.siblings import SiblingIndex
+from railgun.edge.dictionaries import DCZ, Dictionaries
 from railgun.edge.encodings import ClientEncodings
 from railgun.edge.links import OriginRoles
 from railgun.http.diagnostic import Flag, formatDiagnostic, formatDirect, linkRatio
@@ -157,6 +158,11 @@ class EdgeProxy:
     Compresses a rebuilt body in a content coding for the client, off the
     reactor thread when it is large (see L{railgun.edge.service}); L{None}
     compresses inline.
+    """
+    dictionaries: Dictionaries | None = None
+    """
+    Compression dictionary transport to the browser (RFC 9842): versions
+    offered as dictionaries, and served as C{dcz} against them.
     """
     failureLog: RateLimitedLogger = field(
         init=False,
@@ -547,6 +553,8 @@ class EdgeStreamHandler(StreamProtocol):
         self._control: dict[bytes, bytes] = {}
         #: a raw body's announced length, checked as it is relayed
         self._rawLength: int | None = None
+        #: the body as dcz, served when smaller than the plain coding
+        self._dcz: bytes | None = None
 
     def headersReceived(
         self, headers: list[tuple[bytes, bytes]], endStream: bool
@@ -672,23 +680,64 @@ class EdgeStreamHandler(StreamProtocol):
         for name, value in self._headers:
             request.responseHeaders.addRawHeader(name, value)
         coding = _clientCoding(request, self._headers)
+        dictionaries = proxy.dictionaries
+        if dictionaries is not None:
+            # Offered as a dictionary, or served as dcz: railgun.edge.dictionaries.
+            self._encoding = True
+            d = dictionaries.prepare(
+                request,
+                exchange.host,
+                exchange.head.path,
+                self._status,
+                self._headers,
+                body,
+                digest,
+                coding,
+            )
+            d.addCallback(
+                lambda dcz: self._encodeForClient(
+                    body, len(payload), digest, coding, dcz
+                )
+            )
+            d.addErrback(self._encodeFailed)
+            return
+        self._encodeForClient(body, len(payload), digest, coding, None)
+
+    def _encodeForClient(
+        self,
+        body: bytes,
+        linkBytes: int,
+        digest: bytes,
+        coding: bytes | None,
+        dcz: bytes | None,
+    ) -> None:
+        """
+        Serve C{body} in C{coding} (compressing it, or taking a kept
+        encoding), or as C{dcz} when that is smaller.
+        """
+        self._encoding = False
+        proxy = self._exchange.proxy
+        if self._exchange.done:
+            return  # the client went away meanwhile
+        if dcz is not None:
+            self._dcz = dcz
         if coding is None:
-            self._respond(body, len(payload), None, body)
+            self._respond(body, linkBytes, None, body)
             return
         kept = proxy.clientEncodings
         cached = kept.get(digest, coding) if kept is not None else None
         if cached is not None:
-            self._respond(body, len(payload), coding, cached)
+            self._respond(body, linkBytes, coding, cached)
         elif proxy.encodeForClient is None:
             served = encodeBody(body, coding)
             if kept is not None:
                 kept.put(digest, coding, served)
-            self._respond(body, len(payload), coding, served)
+            self._respond(body, linkBytes, coding, served)
         else:
             self._encoding = True
             d = proxy.encodeForClient(body, coding)
             d.addCallback(
-                lambda served: self._encoded(body, len(payload), digest, coding, served)
+                lambda served: self._encoded(body, linkBytes, digest, coding, served)
             )
             d.addErrback(self._encodeFailed)
 
@@ -727,6 +776,19 @@ class EdgeStreamHandler(StreamProtocol):
         exchange = self._exchange
         proxy = exchange.proxy
         request = exchange.request
+        if self._dcz is not None:
+            log.info(
+                "request {rid} {host}: dcz {dczBytes} bytes, {coding} {plainBytes}: "
+                "{chosen} sent",
+                rid=self.transport.requestId,
+                host=exchange.host,
+                dczBytes=len(self._dcz),
+                coding=(coding or b"identity").decode("ascii"),
+                plainBytes=len(served),
+                chosen="dcz" if len(self._dcz) < len(served) else "plain",
+            )
+            if len(self._dcz) < len(served):
+                coding, served = DCZ, self._dcz
         if coding is not None:
             request.responseHeaders.setRawHeaders(b"content-encoding", [coding])
             # Another representation: a strong validator of the identity
