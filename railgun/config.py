@@ -114,6 +114,19 @@ def _fallbackMap(value: Any, label: str) -> HostMap | None:
     return parseOriginMap(entries) if entries else None
 
 
+def _dictionaryPattern(text: str) -> str:
+    if not text.startswith("/") or not text.isascii() or not text.isprintable():
+        raise ValueError(f"dictionary match pattern {text!r} is not a path pattern")
+    return text
+
+
+def _dictionaryPatterns(value: Any, label: str) -> HostMap | None:
+    entries = _hostEntries(value)
+    return (
+        _parseMap(entries, _dictionaryPattern, "dictionary match") if entries else None
+    )
+
+
 def _token(
     values: dict[str, Any], fromFlags: bool, environ: Mapping[str, str], role: str
 ) -> bytes:
@@ -549,6 +562,23 @@ class EdgeConfig:
         flag="max-body-bytes",
         above=0,
         help="request body limit, else 413",
+    )
+    dictionaries: bool = setting(
+        "dictionaries",
+        BOOLEAN,
+        False,
+        flag="dictionaries",
+        help="offer versions to browsers as compression dictionaries and serve "
+        "dcz deltas against them (RFC 9842)",
+    )
+    dictionaryMatch: HostMap | None = setting(
+        "dictionary_match",
+        HOSTMAP,
+        None,
+        flag="dictionary-match",
+        convert=_dictionaryPatterns,
+        help="HOST=PATTERN, the match pattern a Host's versions are offered with "
+        "as dictionaries, instead of each page's own path (repeatable)",
     )
     responseTimeout: float = _RESPONSE_TIMEOUT.field(
         60.0, help="seconds for the response head to come back over the link"

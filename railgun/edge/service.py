@@ -16,9 +16,10 @@ from twisted.logger import Logger
 
 from railgun._listening import ListeningPort, withBacklog
 from railgun.config import EdgeConfig
-from railgun.delta.codec import defaultRegistry
-from railgun.delta.content import deferEncodeBody
+from railgun.delta.codec import defaultRegistry, offReactorAbove
+from railgun.delta.content import CLIENT_ENCODE_IN_THREAD_ABOVE, deferEncodeBody
 from railgun.delta.siblings import SiblingIndex
+from railgun.edge.dictionaries import DCZ_LEVEL, Dictionaries, encodeDcz
 from railgun.edge.direct import DirectFetcher
 from railgun.edge.encodings import ClientEncodings
 from railgun.edge.http import EdgeHTTPFactory
@@ -86,6 +87,24 @@ class EdgeService(MultiService):
                 reactor, reactor.getThreadPool(), body, coding
             ),
         )
+        if config.dictionaries and self.proxy.cache is not None:
+            self.proxy.dictionaries = Dictionaries(
+                store=self.proxy.cache,
+                clock=reactor,
+                patterns=config.dictionaryMatch,
+                encodings=self.proxy.clientEncodings,
+                encode=lambda body, dictionary, hashed: offReactorAbove(
+                    reactor,
+                    reactor.getThreadPool(),
+                    len(body),
+                    CLIENT_ENCODE_IN_THREAD_ABOVE,
+                    encodeDcz,
+                    body,
+                    dictionary,
+                    DCZ_LEVEL,
+                    hashed,
+                ),
+            )
         self._listening = ListeningPort("edge serving HTTP")
 
     def _linkPools(
