@@ -2,7 +2,7 @@
 The benchmark harness: Railgun against the alternatives, in one run.
 
     python -m bench all [--quick] [--corpus PATH] [--json FILE] [--docs FILE]
-    python -m bench wan|loopback|bulk|concurrency|codec|scaling [...]
+    python -m bench wan|loopback|bulk|concurrency|codec|scaling|dcz [...]
 
 Starts every process it needs on 127.0.0.1 and stops them; prints the
 tables to stdout, writes a JSON file (default C{bench/results/}) and, in a
@@ -32,7 +32,7 @@ from bench.harness import (
     runInReactor,
 )
 
-SCENARIOS = ("wan", "loopback", "bulk", "concurrency", "codec", "scaling")
+SCENARIOS = ("wan", "loopback", "bulk", "concurrency", "codec", "scaling", "dcz")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -151,6 +151,10 @@ async def runScenario(
             from bench.concurrency import runConcurrency
 
             result = await runConcurrency(reactor, args.quick)
+        elif name == "dcz":
+            from bench.dcz import runDcz
+
+            result = await runDcz(reactor, args.quick, args.corpus)
         else:
             result = await _codec(reactor, args.quick, args.corpus)
     except HarnessError as e:

@@ -440,7 +440,14 @@ FORMATTERS = {
     "concurrency": ("4. Concurrency", concurrencyTables),
     "codec": ("5. Codec", codecTables),
     "scaling": ("6. Scaling out: workers and failover", scalingTables),
+    "dcz": ("7. dcz to the browser", lambda r: _dczTables(r)),
 }
+
+
+def _dczTables(r: dict[str, Any]) -> str:
+    from bench.dcz import tables
+
+    return tables(r)
 
 
 def scenarioText(r: dict[str, Any]) -> str:

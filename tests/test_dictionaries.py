@@ -405,3 +405,28 @@ class EdgeDictionaryTests(SynchronousTestCase):
         )
         self.assertIn(b"Content-Encoding: br", head)
         self.assertEqual(served, encodeBody(body, b"br"))
+
+
+class BenchTests(SynchronousTestCase):
+    """
+    The C{dcz} benchmark scenario (L{bench.dcz}), on pages made here.
+    """
+
+    def test_measure(self) -> None:
+        """
+        Each pair is counted in every coding; the edge sends the smaller of
+        dcz and br; the table names the sequence and the totals.
+        """
+        from bench.corpus import Sequence
+        from bench.dcz import measure, tables
+
+        data = measure([Sequence("made", (V1, V2, page(3)))])
+        [row] = data["rows"]
+        self.assertEqual((row["pairs"], data["pairs"]), (2, 2))
+        self.assertEqual(row["identity"], len(V2) + len(page(3)))
+        self.assertLess(row["dcz"] * 5, row["br"])
+        self.assertEqual(row["sent"], row["dcz"])
+        self.assertEqual(data["totals"], {k: row[k] for k in data["totals"]})
+        text = tables({"data": data})
+        self.assertIn("| made | 2 |", text)
+        self.assertIn("| **all** | 2 |", text)
