@@ -19,7 +19,6 @@ from railgun.delta.content import encodeBody
 from railgun.delta.digest import versionDigest
 from railgun.edge.dictionaries import (
     DCZ_MAGIC,
-    STORE_PREFIX,
     Dictionaries,
     acceptsCoding,
     decodeDcz,
@@ -29,6 +28,7 @@ from railgun.edge.dictionaries import (
     matchPattern,
     parseAvailableDictionary,
     sha256,
+    storeKey,
     useAsDictionary,
 )
 from railgun.edge.encodings import ClientEncodings
@@ -257,7 +257,7 @@ class EdgeDictionaryTests(SynchronousTestCase):
         return head, served
 
     def held(self, body: bytes) -> bytes | None:
-        return self.successResultOf(self.store.get(STORE_PREFIX + sha256(body)))
+        return self.successResultOf(self.store.get(storeKey("www.test", sha256(body))))
 
     def test_offered(self) -> None:
         """
@@ -366,6 +366,23 @@ class EdgeDictionaryTests(SynchronousTestCase):
             self.assertIn(b"Content-Encoding: gzip", head)
             self.assertEqual(gzip.decompress(served), V2)
 
+    def test_otherHost(self) -> None:
+        """
+        A version offered by one host is never the dictionary of another's
+        response.
+        """
+        self.fetch(
+            _full(V1), V1, b"Accept-Encoding: gzip\r\n", b"/app/one", b"app.test"
+        )
+        head, _ = self.fetch(
+            _full(V2),
+            V2,
+            b"Accept-Encoding: gzip, dcz\r\nAvailable-Dictionary: "
+            + available(V1)
+            + b"\r\n",
+        )
+        self.assertIn(b"Content-Encoding: gzip", head)
+
     def test_noDczWhen(self) -> None:
         """
         No dcz for a range request, a client that does not accept dcz, or
@@ -395,7 +412,7 @@ class EdgeDictionaryTests(SynchronousTestCase):
         """
         unrelated = os.urandom(2000)
         body = b"a" * 5000
-        self.store.set(STORE_PREFIX + sha256(unrelated), unrelated)
+        self.store.set(storeKey("www.test", sha256(unrelated)), unrelated)
         head, served = self.fetch(
             _full(body),
             body,

@@ -43,11 +43,20 @@ DCZ_MAGIC = b"\x5e\x2a\x4d\x18\x20\x00\x00\x00"
 #: the content coding.
 DCZ = b"dcz"
 
-#: store keys of the versions offered as dictionaries: this prefix, then
-#: the SHA-256 of the identity body (32 bytes).  URL keys hold a space after
-#: the host too, but a host never is the word "dictionary" followed by a
-#: NUL.
-STORE_PREFIX = b"dictionary\x00 "
+#: store keys of the versions offered as dictionaries: this prefix, the
+#: host, a space and the SHA-256 of the identity body (32 bytes).  (URL keys
+#: are the host, a space and the path: no host starts with a NUL.)
+STORE_PREFIX = b"\x00dictionary "
+
+
+def storeKey(host: str, digest: bytes) -> bytes:
+    """
+    Where the version of C{host} whose SHA-256 is C{digest} is kept: a
+    dictionary is only ever used for the host that offered it, as browsers
+    only name a dictionary to the origin it came from (RFC 9842 2.2).
+    """
+    return STORE_PREFIX + host.encode("utf-8") + b" " + digest
+
 
 #: zstd level of C{dcz} bodies: that of the link's deltas (see
 #: docs/benchmarks.md, "Codec").
@@ -359,7 +368,7 @@ class Dictionaries:
                     )
                     offered = True
             if offered:
-                self.store.set(STORE_PREFIX + sha256(body), body)
+                self.store.set(storeKey(host, sha256(body)), body)
         wanted = parseAvailableDictionary(
             requestHeaders.getRawHeaders(b"available-dictionary")
         )
@@ -385,7 +394,7 @@ class Dictionaries:
             cached = kept.get(digest, cacheName)
             if cached is not None:
                 return succeed(cached)
-        d = self.store.get(STORE_PREFIX + wanted)
+        d = self.store.get(storeKey(host, wanted))
 
         def gotDictionary(dictionary: bytes | None) -> Any:
             if dictionary is None or sha256(dictionary) != wanted:
@@ -418,5 +427,7 @@ __all__ = [
     "isShareable",
     "matchPattern",
     "parseAvailableDictionary",
+    "sha256",
+    "storeKey",
     "useAsDictionary",
 ]
