@@ -389,7 +389,7 @@ class Dictionaries:
             hash=wanted.hex(),
         )
         kept = self.encodings
-        cacheName = DCZ + b" " + wanted
+        cacheName = DCZ + b" " + storeKey(host, wanted)
         if kept is not None:
             cached = kept.get(digest, cacheName)
             if cached is not None:
