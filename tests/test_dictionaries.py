@@ -447,3 +447,78 @@ class BenchTests(SynchronousTestCase):
         text = tables({"data": data})
         self.assertIn("| made | 2 |", text)
         self.assertIn("| **all** | 2 |", text)
+
+
+class OptionTests(SynchronousTestCase):
+    """
+    C{--dictionaries} and C{--dictionary-match} reach the edge's proxy.
+    """
+
+    def setUp(self) -> None:
+        from railgun.certs import generateDeployment, writeDeployment
+
+        self.certs = self.mktemp()
+        writeDeployment(generateDeployment("localhost"), self.certs)
+
+    def edgeConfig(self, *argv: str) -> Any:
+        from railgun.tap import Options
+
+        options = Options()
+        options.parseOptions(
+            ["--role", "edge", "--certs", self.certs, "--token", "t"]
+            + ["--link", "www.test=127.0.0.1:2408", *argv]
+        )
+        return options.built.edgeConfig()
+
+    def test_flags(self) -> None:
+        """
+        Off by default; the flag turns it on; patterns are per Host.
+        """
+        self.assertFalse(self.edgeConfig().dictionaries)
+        config = self.edgeConfig(
+            "--dictionaries",
+            "--dictionary-match",
+            "www.test=/news/*",
+            "--dictionary-match",
+            "*.test=/",
+        )
+        self.assertTrue(config.dictionaries)
+        self.assertEqual(config.dictionaryMatch.lookup("www.test"), "/news/*")
+        self.assertEqual(config.dictionaryMatch.lookup("a.test"), "/")
+
+    def test_badPattern(self) -> None:
+        """
+        A pattern that is not a path is a usage error naming the flag.
+        """
+        from twisted.python.usage import UsageError
+
+        e = self.assertRaises(
+            UsageError, self.edgeConfig, "--dictionary-match", "www.test=news"
+        )
+        self.assertIn("dictionary", str(e))
+
+    def test_service(self) -> None:
+        """
+        The edge service gives its proxy dictionaries on its version store
+        with the flag, and none without it or without delta compression.
+        """
+        from railgun.edge.service import EdgeService
+        from railgun.tls import credentialsFromDeployment
+
+        def proxy(*argv: str) -> Any:
+            from railgun.certs import generateDeployment
+
+            return EdgeService(
+                self.edgeConfig(*argv),
+                Clock(),
+                credentials=credentialsFromDeployment(
+                    generateDeployment("localhost"), "edge"
+                ),
+            ).proxy
+
+        on = proxy("--dictionaries", "--dictionary-match", "www.test=/n/*")
+        assert on.dictionaries is not None
+        self.assertIs(on.dictionaries.store, on.cache)
+        self.assertEqual(on.dictionaries.patterns.lookup("www.test"), "/n/*")
+        self.assertIsNone(proxy().dictionaries)
+        self.assertIsNone(proxy("--dictionaries", "--no-delta").dictionaries)
