@@ -11,7 +11,7 @@ import os
 from email.utils import formatdate
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -352,6 +352,30 @@ class EdgeDictionaryTests(SynchronousTestCase):
         second = self.fetch(_full(V2), V2, ask + b"\r\n")
         self.assertEqual(first[1], second[1])
         self.assertEqual(calls, [1])
+
+    def test_encodeFailed(self) -> None:
+        """
+        A dcz encoding that fails is logged and the plain coding is served.
+        """
+        dictionaries = self.proxy.dictionaries
+        assert dictionaries is not None
+
+        def encode(body: bytes, dictionary: bytes, hashed: bytes) -> Deferred[bytes]:
+            return fail(MemoryError("no room for dcz"))
+
+        dictionaries.encode = encode
+        self.fetch(_full(V1), V1, b"Accept-Encoding: gzip\r\n")
+        head, served = self.fetch(
+            _full(V2),
+            V2,
+            b"Accept-Encoding: gzip, dcz\r\nAvailable-Dictionary: "
+            + available(V1)
+            + b"\r\n",
+        )
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+        self.assertIn(b"Content-Encoding: gzip", head)
+        self.assertEqual(gzip.decompress(served), V2)
+        self.assertEqual(len(self.flushLoggedErrors(MemoryError)), 1)
 
     def test_unknownHash(self) -> None:
         """

@@ -28,6 +28,7 @@ from attrs import define
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from railgun.delta.codec import ZstdPatchCodec
 from railgun.edge.encodings import ClientEncodings
@@ -411,8 +412,13 @@ class Dictionaries:
                 kept.put(digest, cacheName, dcz)
             return dcz
 
+        def failed(failure: Failure) -> None:
+            # The plain coding goes instead: dcz is only ever a saving.
+            log.failure("encoding dcz for {host}", failure, host=host)
+
         d.addCallback(gotDictionary)
         d.addCallback(encoded)
+        d.addErrback(failed)
         return d
 
 
