@@ -66,8 +66,9 @@ def main(port: int, postLog: str) -> None:
       - C{GET /v/N}: a text page with a Content-Length, written at once.
       - C{GET /c/N}: a text page sent chunked in four parts 20 ms apart.
       - C{GET /raw/N}: the same bytes as C{application/octet-stream} (not
-        a version: streamed through the link as is) with a Content-Length,
-        in four parts 20 ms apart.
+        a version: streamed through the link as is), in four parts 20 ms
+        apart, with a Content-Length, except C{/raw/1}, sent chunked (the
+        edge relays it chunked: only its last chunk says it is complete).
       - C{POST /submit}: logs the request id, answers a text page.
     """
     from twisted.internet import reactor
@@ -111,7 +112,8 @@ def main(port: int, postLog: str) -> None:
                 request.setHeader(b"content-type", b"text/html; charset=utf-8")
             elif path.startswith("/raw/"):
                 request.setHeader(b"content-type", b"application/octet-stream")
-                request.setHeader(b"content-length", b"%d" % len(body))
+                if not path.endswith("1"):
+                    request.setHeader(b"content-length", b"%d" % len(body))
             else:
                 request.setResponseCode(404)
                 return b"no such page\n"

@@ -48,7 +48,13 @@ from typing import Any
 
 import attrs
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    ensureDeferred,
+)
+from twisted.internet.defer import TimeoutError as DeadlineExceeded
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
@@ -100,6 +106,10 @@ ORIGIN_RESPONSE_TIMEOUT = 1.5
 #: how long the origin server stays frozen (longer than the timeout above).
 STALL_SECONDS = 2.5
 
+#: seconds after which a request that neither completed nor failed counts
+#: as hung (the longest legitimate wait: the edge's response timeout, 10 s).
+REQUEST_DEADLINE = 20.0
+
 
 def _sleep(seconds: float) -> Deferred[None]:
     return deferLater(reactor, seconds, lambda: None)
@@ -111,8 +121,9 @@ class Outcome:
     What one request got.
 
     @ivar kind: C{"ok"} (the origin's exact body), C{"wrong"} (a complete
-        body that is not), C{"5xx"}, C{"abort"} (no complete response) or
-        C{"other"} (any other status).
+        body that is not), C{"5xx"}, C{"abort"} (no complete response),
+        C{"hung"} (neither, after L{REQUEST_DEADLINE}) or C{"other"} (any
+        other status).
     """
 
     phase: str
@@ -530,12 +541,16 @@ class Chaos:
         outcome = Outcome(phase, method, path, rid, "abort")
         try:
             response = await self.agent.request(method, url, headers, body)
+        except CancelledError:
+            raise  # given up by bounded(): hung, not aborted
         except Exception as e:
             outcome.detail = type(e).__name__
             return outcome
         outcome.status = response.code
         try:
             content = await readBody(response)
+        except CancelledError:
+            raise
         except Exception as e:
             # A Content-Length not met, a chunked body without its last
             # chunk, a connection closed instead: never taken as complete.
@@ -570,6 +585,19 @@ class Chaos:
             outcome.detail = f"{len(content)} bytes starting {content[:80]!r}"
         return outcome
 
+    async def bounded(self, phase: str, method: bytes, path: str, rid: str) -> Outcome:
+        """
+        L{one}, given up after L{REQUEST_DEADLINE} seconds: a request that
+        neither completes nor fails (a client left waiting for bytes that
+        never come) is a failure of its own.
+        """
+        d = ensureDeferred(self.one(phase, method, path, rid))
+        d.addTimeout(REQUEST_DEADLINE, reactor)
+        try:
+            return await d
+        except DeadlineExceeded:
+            return Outcome(phase, method, path, rid, "hung")
+
     async def run(
         self, phase: str, count: int, faults: list[tuple[int, Any]]
     ) -> list[Outcome]:
@@ -594,7 +622,7 @@ class Chaos:
                 method, path, rid = queue.pop(0)
                 self.inflight.add(rid)
                 try:
-                    outcome = await self.one(phase, method, path, rid)
+                    outcome = await self.bounded(phase, method, path, rid)
                 finally:
                     self.inflight.discard(rid)
                 outcomes.append(outcome)
@@ -777,7 +805,7 @@ class ChaosTests(TestCase):
         sys.__stdout__.write("\n" + text + "\n")
         sys.__stdout__.flush()
 
-        wrong = [o for o in everything if o.kind in ("wrong", "other")]
+        wrong = [o for o in everything if o.kind in ("wrong", "other", "hung")]
         self.assertEqual(wrong, [], text)
         self.assertEqual([o for o in everything if _lost(o)], [], text)
         twice = {rid: n for rid, n in posts.items() if n > 1}
