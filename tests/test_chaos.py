@@ -563,7 +563,9 @@ class Chaos:
             outcome.flags = 0
         if 500 <= response.code < 600:
             outcome.kind = "5xx"
-            outcome.detail = content[:100].decode("utf-8", "replace").strip()
+            # The cause, without the edge's details of how the link died.
+            cause = content[:200].decode("utf-8", "replace").strip()
+            outcome.detail = cause.split(" (", 1)[0]
             if parseHead(content) is not None:
                 outcome.kind = "wrong"  # an origin body under a 5xx
             return outcome
@@ -664,7 +666,7 @@ def _lost(outcome: Outcome) -> bool:
     return (
         outcome.method in IDEMPOTENT
         and outcome.status == 502
-        and "link to the origin role failed" in outcome.detail
+        and outcome.detail == "railgun: the link to the origin role failed"
     )
 
 
@@ -778,8 +780,13 @@ class ChaosTests(TestCase):
             + ", ".join(f"{name} {n}" for name, n in sorted(kinds.items())),
             f"  bodies verified byte for byte {len(verified)}: "
             f"deltas {sum(1 for o in verified if o.flags & Flag.DELTA)}, "
-            f"same {sum(1 for o in verified if o.flags & Flag.SAME)}, "
-            f"retried on another link {sum(1 for o in verified if o.flags & Flag.RETRIED)}",
+            f"retried on another link {sum(1 for o in verified if o.flags & Flag.RETRIED)}"
+            " (Railgun header)",
+            "  bodies served by the edge, by how they crossed the link: "
+            + ", ".join(
+                f"{mode} {n}"
+                for mode, n in sorted(chaos.edge.stats.total.bodies.items())
+            ),
             "  5xx by status and cause:",
             *(f"    {n} {cause}" for cause, n in sorted(fivexx.items())),
             "  aborts by page and error:",
