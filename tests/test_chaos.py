@@ -794,7 +794,8 @@ class ChaosTests(TestCase):
             "  faults: "
             + ", ".join(f"{name} {n}" for name, n in sorted(chaos.kills.items()))
             + f"; memcached items poisoned {chaos.poisoned}",
-            f"  memcached: {'used' if memcached is not None else skipped}",
+            "  memcached: "
+            + ("used" if memcached is not None else f"its phase SKIPPED: {skipped}"),
             f"  fallbacks: edge {dict(edgeFallbacks)}, "
             f"origin role {dict(chaos.originFallbacks)}",
             f"  POSTs sent {len(postsSent)}, seen by the origin {len(posts)}, "
@@ -803,6 +804,7 @@ class ChaosTests(TestCase):
             *(
                 _phaseLine(name, outcomes, chaos.durations.get(name, 0.0))
                 for name, outcomes in phases
+                if name in chaos.durations
             ),
             f"  idempotent requests lost to a dead link {sum(map(_lost, everything))}",
             f"  wrong bodies {kinds['wrong']}",
