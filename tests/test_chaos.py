@@ -438,7 +438,7 @@ class Chaos:
         await self.linked(2)
         await self.spaced()
         self.kills["link"] += 1
-        self.rng.choice(sorted(self._links(), key=id)).transport.abortConnection()
+        self.rng.choice(self._links()).transport.abortConnection()
 
     async def killAllLinks(self) -> None:
         await self.linked(2)
