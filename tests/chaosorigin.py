@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import struct
 import sys
 from typing import Any
 
@@ -69,6 +71,11 @@ def main(port: int, postLog: str) -> None:
         a version: streamed through the link as is), in four parts 20 ms
         apart, with a Content-Length, except C{/raw/1}, sent chunked (the
         edge relays it chunked: only its last chunk says it is complete).
+      - C{GET /u/N}: a text page with no length (neither Content-Length
+        nor chunked: its end is the close of the connection), in four
+        parts 20 ms apart; every third hit of a path is cut after two
+        parts by a reset (SO_LINGER 0, then close: an RST), the others end
+        with a clean close.
       - C{POST /submit}: logs the request id, answers a text page.
     """
     from twisted.internet import reactor
@@ -96,6 +103,31 @@ def main(port: int, postLog: str) -> None:
 
         next()
 
+    def unframed(request: Any, body: bytes, reset: bool) -> None:
+        # Written on the connection itself: twisted.web frames every
+        # HTTP/1.1 response, and this one must have no framing at all.
+        transport = request.channel.transport
+        size = -(-len(body) // 4)
+        pieces = [body[i : i + size] for i in range(0, len(body), size)]
+        transport.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\n"
+            b"connection: close\r\n\r\n"
+        )
+
+        def next() -> None:
+            if reset and len(pieces) == 2:
+                transport.getHandle().setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                transport.abortConnection()
+            elif pieces:
+                transport.write(pieces.pop(0))
+                reactor.callLater(0.02, next)
+            else:
+                transport.loseConnection()
+
+        next()
+
     class Chaos(Resource):
         isLeaf = True
 
@@ -108,6 +140,9 @@ def main(port: int, postLog: str) -> None:
             if path.startswith("/v/"):
                 request.setHeader(b"content-type", b"text/html; charset=utf-8")
                 return body
+            if path.startswith("/u/"):
+                unframed(request, body, reset=version % 3 == 2)
+                return NOT_DONE_YET
             if path.startswith("/c/"):
                 request.setHeader(b"content-type", b"text/html; charset=utf-8")
             elif path.startswith("/raw/"):

@@ -511,15 +511,20 @@ class Chaos:
 
     # -- the load
 
-    def plan(self, phase: str, count: int) -> list[tuple[bytes, str, str]]:
+    def plan(
+        self, phase: str, count: int, unframed: bool = False
+    ) -> list[tuple[bytes, str, str]]:
         """
         C{count} requests: mostly versioned text pages, some sent chunked,
-        some raw (streamed) bodies, some POSTs.
+        some raw (streamed) bodies, some POSTs; with C{unframed}, half of
+        them text pages with no length (see L{tests.chaosorigin.main}).
         """
         requests = []
         for i in range(count):
             roll = self.rng.random()
-            if roll < 0.55:
+            if unframed and roll < 0.5:
+                method, path = b"GET", f"/u/{self.rng.randrange(3)}"
+            elif roll < 0.55:
                 method, path = b"GET", f"/v/{self.rng.randrange(8)}"
             elif roll < 0.70:
                 method, path = b"GET", f"/c/{self.rng.randrange(3)}"
@@ -601,7 +606,11 @@ class Chaos:
             return Outcome(phase, method, path, rid, "hung")
 
     async def run(
-        self, phase: str, count: int, faults: list[tuple[int, Any]]
+        self,
+        phase: str,
+        count: int,
+        faults: list[tuple[int, Any]],
+        unframed: bool = False,
     ) -> list[Outcome]:
         """
         Send C{count} requests, C{WORKERS} at a time; each fault runs
@@ -611,7 +620,7 @@ class Chaos:
         # Every phase starts with both links up.
         await self.linked(2)
         started = time.monotonic()
-        queue = self.plan(phase, count)
+        queue = self.plan(phase, count, unframed)
         outcomes: list[Outcome] = []
         answered = [0]
 
@@ -735,6 +744,9 @@ class ChaosTests(TestCase):
                 (170, chaos.killOriginServer),
             ],
         )
+        # No fault but the origin's own: every third body with no length is
+        # cut by a reset (RST), which must never pass for its end.
+        resets = await chaos.run("origin-resets", 120, [], unframed=True)
         store: list[Outcome] = []
         if memcached is not None:
             store = await chaos.run(
@@ -759,6 +771,7 @@ class ChaosTests(TestCase):
             ("links", links),
             ("origin-role", role),
             ("origin-server", server),
+            ("origin-resets", resets),
             ("memcached", store),
             ("recovery", recovery),
         ]
@@ -831,6 +844,14 @@ class ChaosTests(TestCase):
         for o in links + role:
             if o.method == b"GET" and not o.path.startswith("/raw/"):
                 self.assertTrue(o.kind == "ok" or o.status == 503, o)
+        # Bodies with no length: whole after a clean close, a clean 502 or
+        # an abort after a reset.
+        unframed = [o for o in resets if o.path.startswith("/u/")]
+        self.assertTrue(any(o.kind == "ok" for o in unframed), text)
+        self.assertTrue(any(o.kind != "ok" for o in unframed), text)
+        for o in resets:
+            if not o.path.startswith("/u/"):
+                self.assertEqual(o.kind, "ok", o)
         # The faults did happen, and were survived.
         self.assertGreater(len(verified), len(everything) // 2, text)
         self.assertTrue(any(o.kind != "ok" for o in server), text)
