@@ -438,14 +438,21 @@ class Chaos:
         await self.linked(2)
         await self.spaced()
         self.kills["link"] += 1
-        self.rng.choice(self._links()).transport.abortConnection()
+        link = self.rng.choice(self._links())
+        link.transport.abortConnection()
+        # Seen closed by the edge before the next fault counts links.
+        await link.whenClosed()
 
     async def killAllLinks(self) -> None:
         await self.linked(2)
         await self.spaced()
-        for link in self._links():
+        links = self._links()
+        log.info("chaos: killing all {n} links", n=len(links))
+        for link in links:
             self.kills["link"] += 1
             link.transport.abortConnection()
+        for link in links:
+            await link.whenClosed()
 
     async def restartOriginRoleGracefully(self) -> None:
         await self.spaced()
