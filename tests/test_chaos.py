@@ -1,8 +1,8 @@
 """
 Chaos, kept (issue 11): load through client -> edge -> link -> origin role
 -> origin server while links are killed, the origin role is restarted, the
-origin server is killed and frozen, and memcached is killed and has its
-items overwritten with garbage.
+origin server is killed, frozen and cuts bodies with no length by a reset,
+and memcached is killed and has its items overwritten with garbage.
 
 The edge and the origin role run in this process over real mutual TLS on
 loopback; the origin server (L{tests.chaosorigin}) and memcached are child
