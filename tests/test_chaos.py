@@ -896,9 +896,10 @@ class RetryAttemptsTests(TestCase):
         """
         A GET whose link dies, in one fault that kills both links, and
         whose retry's link then dies too, has met two faults: it should be
-        retried once more. Today the first fault takes two of its three
-        attempts (the retry goes to the other link, already aborted but
-        not yet seen closed), so the second fault gets it a 502.
+        retried once more. (Before the retry waited a reactor turn, the
+        first fault took two of its three attempts: the retry went to the
+        other link, already aborted but not yet seen closed, and the second
+        fault got it a 502.)
         """
         d = Deployment()
         await d.start()
@@ -927,8 +928,3 @@ class RetryAttemptsTests(TestCase):
         carrying().transport.abortConnection()
         answer, body = await response
         self.assertEqual((answer.code, body), (200, b"<p>at last</p>\n"))
-
-    test_oneFaultTakesOneAttempt.todo = (  # type: ignore[attr-defined]
-        "one fault that kills every link takes two retry attempts (found by "
-        "the chaos test; not among issue 11's items 1-10)"
-    )

@@ -353,6 +353,11 @@ class _Exchange:
             return
         self.start(exclude=None)
 
+    def _retry(self, exclude: LinkProtocol | None) -> None:
+        if self.done or requestDisconnected(self.request):
+            return
+        self.start(exclude=exclude)
+
     def start(self, exclude: LinkProtocol | None = None) -> None:
         self.attempts += 1
         choice = self.pool.pick(exclude=exclude)
@@ -510,7 +515,11 @@ class _Exchange:
             self.flags |= _RETRIED
             if body is not None:
                 body.releaseConsumer()
-            self.start(exclude=self.link)
+            # On the next reactor turn: a fault that killed every link
+            # (aborted connections) delivers each link's loss on a turn of
+            # its own, and a retry now would pick a link already dead but
+            # not yet seen closed, spending an attempt on it.
+            self.proxy.clock.callLater(0, self._retry, self.link)
             return
         self.done = True
         self.stopSending()
