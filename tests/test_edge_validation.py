@@ -116,6 +116,18 @@ class FramingTests(_EdgeCase):
             b"more than one Transfer-Encoding",
         )
 
+    def test_transferEncodingInHTTP10(self):
+        """
+        An HTTP/1.0 request with Transfer-Encoding gets 400 (RFC 9112 6.1:
+        its framing is faulty).
+        """
+        self.assertRefused(
+            _POST.replace(b"HTTP/1.1", b"HTTP/1.0")
+            + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"400",
+            b"Transfer-Encoding in an HTTP/1.0 request",
+        )
+
     def test_identityTransferEncoding(self):
         """
         Transfer-Encoding: identity (whose body twisted.web would read as

@@ -369,10 +369,18 @@ class EdgeChannel(http.HTTPChannel):
             if colon
             else (400, "a header line without a colon")
         )
+        lowered = name.lower()
+        if (
+            problem is None
+            and lowered == b"transfer-encoding"
+            and _web.requestLine(self)[2] == b"HTTP/1.0"
+        ):
+            # RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has
+            # faulty framing (a 1.0 server behind could read it otherwise).
+            problem = (400, "Transfer-Encoding in an HTTP/1.0 request")
         if problem is not None:
             self._refuseBadRequest(*problem)
             return False
-        lowered = name.lower()
         if lowered in FRAMING_FIELDS:
             self._framing = self._framing | {lowered}
         return super().headerReceived(line)  # type: ignore[no-any-return]
