@@ -625,7 +625,7 @@ class StreamTests(SynchronousTestCase):
             peer.send(Data(1, b"x" * 10000))
         self.assertEqual(protocol.chunks, [])
         self.assertEqual(peer.received(), [Window(0, 40000)])
-        self.assertEqual(peer.link.connection.recvWindow, 65535)
+        self.assertEqual(peer.link.connection.credit.window, 65535)
 
     def test_pausedConsumerDelaysEnd(self) -> None:
         """
@@ -759,7 +759,7 @@ class FlowControlTests(SynchronousTestCase):
         pair.flush()
         self.assertEqual(len(slow.body), 512 * 1024)
         self.assertTrue(slow.done)
-        self.assertEqual(pair.client.connection.bufferedBytes, 0)
+        self.assertEqual(pair.client.connection.credit.bufferedBytes, 0)
 
     def test_pausedStreamsBoundedByMaxBufferedBytes(self) -> None:
         """
@@ -783,7 +783,7 @@ class FlowControlTests(SynchronousTestCase):
             stream.pauseProducing()
             streams.append((protocol, stream))
         pair.flush()
-        buffered = pair.client.connection.bufferedBytes
+        buffered = pair.client.connection.credit.bufferedBytes
         # Credit stopped once buffered data passed the limit: the peer's
         # connection window ran dry below 100000 + one window of data.
         self.assertLessEqual(buffered, 100000 + 200000)
@@ -793,7 +793,7 @@ class FlowControlTests(SynchronousTestCase):
         pair.flush()
         for protocol, _ in streams:
             self.assertEqual(len(protocol.body), 200000)
-        self.assertEqual(pair.client.connection.bufferedBytes, 0)
+        self.assertEqual(pair.client.connection.credit.bufferedBytes, 0)
 
     def test_creditBatching(self) -> None:
         """

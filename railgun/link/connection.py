@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Iterable
-from operator import itemgetter
-from struct import Struct
 from typing import Any
 
 from twisted.logger import Logger
@@ -53,16 +51,14 @@ from .events import (
     StreamClosed,
     StreamOpened,
 )
+from .flowcontrol import Liveness, ReceiveCredit
 from .frames import (
     FLAG_END_STREAM,
-    MAX_STREAM_ID,
     MAX_WINDOW,
     PROTOCOL_VERSION,
     TYPE_DATA,
-    Data,
     FrameParser,
     GoAway,
-    Headers,
     Hello,
     Ping,
     Pong,
@@ -77,7 +73,6 @@ from .headerblock import (
     Header,
     HeaderBlockDecoder,
     HeaderBlockEncoder,
-    blockFits,
 )
 from .linkstate import (
     ACTIVE,
@@ -93,23 +88,20 @@ from .linkstate import (
 from .requestid import RequestIdGenerator
 from .scheduler import Scheduler
 from .streamstate import (
-    END,
-    LOCAL_OPEN,
     OVER,
     REMOTE_OPEN,
+    TRANSITIONS,
     HeadersItem,
     StreamInput,
     StreamLife,
     StreamRecord,
 )
+from .streamtable import REQUEST_ID_HEADER, StreamTable, splitRequestId
 
-REQUEST_ID_HEADER = b":request-id"
 MAX_HEADERS_PER_STREAM = 16
-_HEX = b"0123456789abcdefABCDEF"
-_pingOpaque = Struct("!Q")
-_headerName = itemgetter(0)
 _RECV_END = StreamInput.RECV_END
 _QUEUE_END = StreamInput.QUEUE_END
+_SEND_END = StreamInput.SEND_END
 _RESET = StreamInput.RESET
 _CLOSED = StreamLife.CLOSED
 
@@ -124,12 +116,14 @@ class LinkConnection:
     @ivar peerCodecs: the codec names of the peer's HELLO.
     @ivar counters: bytes on the wire, both directions.
     @ivar stats: the L{LinkStats}.
-    @ivar rtt: smoothed round-trip time from PING/PONG, or C{None}.
-    @ivar lastRtt: the last measured round-trip time, or C{None}.
+    @ivar credit: the receive side of flow control (L{ReceiveCredit}).
+    @ivar liveness: PING and round-trip times (L{Liveness}).
     @ivar phase: the L{LinkPhase}.
     @ivar drain: the L{Drain}.
     @ivar closeError: why the link is closing, for whoever waits for it to
         be ready.
+    @ivar events: the events not taken yet (test it for emptiness; take
+        them with L{takeEvents}).
     @ivar streams: the open streams by id.
     @ivar peerName: how logs name the peer (set by the I/O layer).
     @ivar scheduler: the outbound queues and windows (L{Scheduler}).
@@ -185,21 +179,19 @@ class LinkConnection:
         self._pingRate = RateLimit(maxPingsPerSecond, now)
         self.counters = ByteCounters()
         self.stats = LinkStats()
-        self.rtt: float | None = None
-        self.lastRtt: float | None = None
+        self.liveness = Liveness(now)
         self.peerName = "?"
 
         self.phase = LinkPhase.HANDSHAKE
         self.drain = Drain.NONE
         self.remoteLastStreamId: int | None = None
         self.closeError: Exception | None = None
-        self._events: list[LinkEvent] = []
+        self.events: list[LinkEvent] = []
 
         self._parser = FrameParser(settings.maxFrameSize, settings.maxHeaderBlock)
         self._decoder = HeaderBlockDecoder(maxHeaderListSize)
+        # DATA and HEADERS come as tuples (FrameParser.feedRaw).
         self._handlers: dict[type, Callable[[Any], None]] = {
-            Data: self._onData,
-            Headers: self._onHeaders,
             Window: self._onWindow,
             Reset: self._onReset,
             Ping: self._onPing,
@@ -209,31 +201,21 @@ class LinkConnection:
             Unknown: self._onUnknown,
         }
 
-        self.streams: dict[int, StreamRecord] = {}
-        self._nextStreamId = 1 if isDialer else 2
-        self._highestPeerStreamId = 0
-        self.lastAcceptedPeerStreamId = 0
-        self._localOpenCount = 0
-        self._peerOpenCount = 0
+        self.table = StreamTable(isDialer)
+        self.streams = self.table.streams
 
         # Receive side of flow control (the send side is the scheduler's).
-        self.recvWindow = settings.connectionWindow
-        self._connDebt = 0  # received bytes whose connection credit is unsent
-        self.bufferedBytes = 0  # bytes held by paused streams
-        self._maxBufferedBytes = maxBufferedBytes
-        self._streamCreditThreshold = max(1, settings.initialStreamWindow // 2)
+        self.credit = ReceiveCredit(
+            settings.connectionWindow, settings.initialStreamWindow, maxBufferedBytes
+        )
 
         self.scheduler = Scheduler(
             HeaderBlockEncoder(neverIndexed=(REQUEST_ID_HEADER,)),
             self.counters,
             self.stats,
-            self._events,
+            self.events,
             self.peerSettings,
         )
-
-        self._pingSentAt: float | None = None
-        self._pingOpaque = b""
-        self._pingCounter = 0
 
     def __repr__(self) -> str:
         role = "dialer" if self.isDialer else "acceptor"
@@ -276,7 +258,7 @@ class LinkConnection:
         if self.scheduler.overflowed:
             self.scheduler.overflowed = False
             self.controlOverflowed()
-        events = self._events
+        events = self.events
         if not events:
             return events[:0]
         taken = events[:]
@@ -287,7 +269,7 @@ class LinkConnection:
         """
         @return: whether L{takeEvents} has something.
         """
-        return bool(self._events)
+        return bool(self.events) or self.scheduler.overflowed
 
     # Input.
 
@@ -320,19 +302,15 @@ class LinkConnection:
             if phase is not ready:
                 if phase is not LinkPhase.HANDSHAKE:
                     break
-                if frame.__class__ is tuple:
-                    kind = "DATA" if frame[0] == TYPE_DATA else "HEADERS"  # type: ignore[index]
+                cls = frame.__class__
+                if cls is not Hello and cls is not GoAway:
+                    if cls is tuple:
+                        kind = "DATA" if frame[0] == TYPE_DATA else "HEADERS"  # type: ignore[index]
+                    else:
+                        kind = cls.__name__
                     self._protocolError(
                         ProtocolError(
                             ErrorCode.PROTOCOL_ERROR, f"{kind} frame before HELLO"
-                        )
-                    )
-                    break
-                if frame.__class__ is not Hello and frame.__class__ is not GoAway:
-                    self._protocolError(
-                        ProtocolError(
-                            ErrorCode.PROTOCOL_ERROR,
-                            f"{frame.__class__.__name__} frame before HELLO",
                         )
                     )
                     break
@@ -370,45 +348,18 @@ class LinkConnection:
         self._log.debug(
             "link ready; peer settings {settings}", settings=self.peerSettings
         )
-        self._events.append(LinkReady())
-
-    def _isPeerStreamId(self, streamId: int) -> bool:
-        # The dialer opens odd ids, the accepting side even ones.
-        return (streamId & 1) == (0 if self.isDialer else 1)
-
-    def _checkClosedStream(self, streamId: int, what: str) -> None:
-        """
-        A frame names a stream we do not have: fine if the stream existed and
-        closed (frames cross RESETs), a protocol error if it never existed.
-        """
-        if self._isPeerStreamId(streamId):
-            if streamId > self._highestPeerStreamId:
-                raise ProtocolError(
-                    ErrorCode.PROTOCOL_ERROR, f"{what} on idle stream {streamId}"
-                )
-        elif streamId >= self._nextStreamId:
-            raise ProtocolError(
-                ErrorCode.PROTOCOL_ERROR,
-                f"{what} on stream {streamId}, which we never opened",
-            )
-
-    def _onData(self, frame: Data) -> None:
-        self._receiveData(frame.streamId, frame.data, frame.endStream)
+        self.events.append(LinkReady())
 
     def _receiveData(self, streamId: int, data: bytes, endStream: int) -> None:
         size = len(data)
-        if size > self.recvWindow:
-            raise ProtocolError(
-                ErrorCode.FLOW_CONTROL_ERROR,
-                f"DATA of {size} bytes beyond the connection window {self.recvWindow}",
-            )
-        self.recvWindow -= size
-        self._connDebt += size
+        credit = self.credit
+        credit.received(size)
         record = self.streams.get(streamId)
         if record is None:
-            self._checkClosedStream(streamId, "DATA")
+            self.table.checkClosed(streamId, "DATA")
             # Dropped, but credited, or the connection window would leak.
-            self._creditChanged()
+            if credit.due():
+                self.scheduler.wantFlush()
             return
         if record.life not in REMOTE_OPEN:
             self._resetProvoked(record, ErrorCode.STREAM_CLOSED)
@@ -417,18 +368,18 @@ class LinkConnection:
         else:
             record.recvWindow -= size
             record.counters.received += size
-            self._events.append(DataReceived(record, data, bool(endStream)))
+            self.events.append(DataReceived(record, data, bool(endStream)))
             if endStream:
                 self._remoteEnded(record)
-        if self._connDebt:
-            self._creditChanged()
+        if credit.due():
+            self.scheduler.wantFlush()
 
     def _remoteEnded(self, record: StreamRecord) -> None:
-        if record.transition(_RECV_END) is _CLOSED:
-            self._closed(record, None)
-
-    def _onHeaders(self, frame: Headers) -> None:
-        self._receiveHeaders(frame.streamId, frame.block, frame.endStream)
+        life = record.life = TRANSITIONS[(record.life, _RECV_END)]
+        if life is _CLOSED:
+            # No event: the handler learns of it with the END_STREAM's own
+            # event, queued already.
+            self._remove(record)
 
     def _receiveHeaders(self, streamId: int, block: bytes, endStream: int) -> None:
         # Always decode first: the HPACK state must follow every block, even
@@ -444,17 +395,16 @@ class LinkConnection:
             if record.headersReceived > MAX_HEADERS_PER_STREAM:
                 self._resetProvoked(record, ErrorCode.ENHANCE_YOUR_CALM)
                 return
-            self._events.append(HeadersReceived(record, headers, ended))
+            self.events.append(HeadersReceived(record, headers, ended))
             if ended:
                 self._remoteEnded(record)
             return
-        if not self._isPeerStreamId(streamId):
-            self._checkClosedStream(streamId, "HEADERS")
+        if not self.table.isPeerStreamId(streamId):
+            self.table.checkClosed(streamId, "HEADERS")
             return
-        if streamId <= self._highestPeerStreamId:
+        if not self.table.isNewPeerStream(streamId):
             # A late frame on a stream that is already closed.
             return
-        self._highestPeerStreamId = streamId
         self._acceptStream(streamId, headers, ended)
 
     def _refuse(self, streamId: int, code: ErrorCode, why: str) -> None:
@@ -472,28 +422,11 @@ class LinkConnection:
         if not self._acceptStreams:
             self._refuse(streamId, ErrorCode.REFUSED_STREAM, "no stream factory")
             return
-        if self._peerOpenCount >= self.localSettings.maxConcurrentStreams:
+        if self.table.peerOpen >= self.localSettings.maxConcurrentStreams:
             self._refuse(streamId, ErrorCode.REFUSED_STREAM, "too many streams")
             return
-        # Our peer sends the id first and once: check that at C speed, and
-        # fall back to a full scan for any other order.
-        if (
-            headers
-            and headers[0][0] == REQUEST_ID_HEADER
-            and REQUEST_ID_HEADER not in map(_headerName, headers[1:])
-        ):
-            requestId = headers[0][1]
-            rest = headers[1:]
-        else:
-            requestId = None
-            rest = []
-            for header in headers:
-                if header[0] == REQUEST_ID_HEADER:
-                    if requestId is None:
-                        requestId = header[1]
-                else:
-                    rest.append(header)
-        if not requestId or len(requestId) > 64 or requestId.strip(_HEX):
+        requestId, rest = splitRequestId(headers)
+        if requestId is None:
             self._refuse(
                 streamId, ErrorCode.PROTOCOL_ERROR, "missing or bad :request-id"
             )
@@ -505,11 +438,9 @@ class LinkConnection:
             self.localSettings.initialStreamWindow,
         )
         record.headersReceived = 1
-        self.streams[streamId] = record
-        self._peerOpenCount += 1
-        self.lastAcceptedPeerStreamId = streamId
+        self.table.addPeer(record)
         self.stats.streamsAccepted += 1
-        self._events.append(StreamOpened(record, rest, endStream))
+        self.events.append(StreamOpened(record, rest, endStream))
         if endStream:
             self._remoteEnded(record)
 
@@ -527,7 +458,7 @@ class LinkConnection:
             return
         record = self.streams.get(frame.streamId)
         if record is None:
-            self._checkClosedStream(frame.streamId, "WINDOW")
+            self.table.checkClosed(frame.streamId, "WINDOW")
             return
         window = record.sendWindow + increment
         if window > MAX_WINDOW:
@@ -541,7 +472,7 @@ class LinkConnection:
     def _onReset(self, frame: Reset) -> None:
         record = self.streams.get(frame.streamId)
         if record is None:
-            self._checkClosedStream(frame.streamId, "RESET")
+            self.table.checkClosed(frame.streamId, "RESET")
             return
         self.stats.resetsReceived += 1
         code = errorCodeFromWire(frame.code)
@@ -562,7 +493,7 @@ class LinkConnection:
         CVE-2025-8671), without ever sending a RESET itself.
         """
         self.resetStream(record, code)
-        self._events.append(StreamClosed(record, StreamReset(code, remote=False)))
+        self.events.append(StreamClosed(record, StreamReset(code, remote=False)))
         self._countReset()
 
     def _countReset(self) -> None:
@@ -577,15 +508,10 @@ class LinkConnection:
         self.scheduler.queueControl(Pong(frame.opaque).encode())
 
     def _onPong(self, frame: Pong) -> None:
-        if self._pingSentAt is None or frame.opaque != self._pingOpaque:
-            return
-        self.stats.pongsReceived += 1
-        sample = self._now() - self._pingSentAt
-        self._pingSentAt = None
-        self.lastRtt = sample
-        # Smoothed as TCP's SRTT (RFC 6298): 7/8 old + 1/8 new.
-        self.rtt = sample if self.rtt is None else 0.875 * self.rtt + 0.125 * sample
-        self._events.append(PongReceived(sample))
+        sample = self.liveness.pong(frame.opaque)
+        if sample is not None:
+            self.stats.pongsReceived += 1
+            self.events.append(PongReceived(sample))
 
     def _onGoAway(self, frame: GoAway) -> None:
         last = frame.lastStreamId
@@ -604,7 +530,7 @@ class LinkConnection:
                     f"peer closed the link: {describeCode(frame.code)} {frame.reason}"
                 )
             )
-            self._events.append(CloseTransport(abort=False))
+            self.events.append(CloseTransport(abort=False))
             return
         self._log.info(
             "peer {peer} is draining the link (last stream {last}, {reason!r})",
@@ -618,7 +544,7 @@ class LinkConnection:
         self._refuseAbove(last)
         if self.phase is LinkPhase.HANDSHAKE:
             self._stop(LinkLost("peer sent GOAWAY before HELLO"))
-            self._events.append(CloseTransport(abort=False))
+            self.events.append(CloseTransport(abort=False))
             return
         self._maybeFinishDrain()
 
@@ -627,7 +553,7 @@ class LinkConnection:
         Fail our streams that the peer's GOAWAY says it never processed.
         """
         for streamId, record in list(self.streams.items()):
-            if streamId > last and not self._isPeerStreamId(streamId):
+            if streamId > last and not self.table.isPeerStreamId(streamId):
                 self._abort(
                     record, StreamRefused(f"stream {streamId} above GOAWAY last {last}")
                 )
@@ -637,36 +563,14 @@ class LinkConnection:
 
     # Inbound flow control.
 
-    def _creditChanged(self) -> None:
-        if self._connectionCreditDue():
-            self.scheduler.wantFlush()
-
-    def _connectionCreditDue(self) -> int:
-        """
-        @return: the connection credit to send now, or 0 to keep batching.
-        """
-        debt = self._connDebt
-        if not debt:
-            return 0
-        # Bytes held by paused streams beyond maxBufferedBytes keep their
-        # credit until they are consumed: memory stays bounded.
-        withheld = self.bufferedBytes - self._maxBufferedBytes
-        credit = debt - withheld if withheld > 0 else debt
-        if credit <= 0:
-            return 0
-        half = self.localSettings.connectionWindow // 2
-        if credit >= half or self.recvWindow < half:
-            return credit
-        return 0
-
     def dataBuffered(self, size: int) -> None:
         """
         A paused stream holds C{size} more received bytes (or fewer, when
         negative), which count against the connection credit.
         """
-        self.bufferedBytes += size
-        if size < 0:
-            self._creditChanged()
+        self.credit.bufferedBytes += size
+        if size < 0 and self.credit.due():
+            self.scheduler.wantFlush()
 
     def acknowledgeReceivedData(self, record: StreamRecord, size: int) -> None:
         """
@@ -676,12 +580,9 @@ class LinkConnection:
         if record.life not in REMOTE_OPEN:
             # No more DATA can come: credit would be wasted.
             return
-        unacked = record.unacked + size
-        if unacked >= self._streamCreditThreshold or record.recvWindow == 0:
-            self.scheduler.queueControl(Window(record.streamId, unacked).encode())
-            record.recvWindow += unacked
-            unacked = 0
-        record.unacked = unacked
+        increment = self.credit.streamConsumed(record, size)
+        if increment:
+            self.scheduler.queueControl(Window(record.streamId, increment).encode())
 
     # Streams we open and end.
 
@@ -702,85 +603,33 @@ class LinkConnection:
             raise LinkUnavailable(f"link not ready ({self.phase.name})")
         if self.drain is not Drain.NONE:
             raise LinkUnavailable("link is draining")
-        if self._localOpenCount >= self.peerSettings.maxConcurrentStreams:
+        table = self.table
+        if table.localOpen >= self.peerSettings.maxConcurrentStreams:
             raise LinkUnavailable(
                 f"at the peer's limit of {self.peerSettings.maxConcurrentStreams} "
                 "streams"
             )
-        streamId = self._nextStreamId
-        if streamId > MAX_STREAM_ID:
+        if table.idsExhausted():
             raise LinkUnavailable("stream ids exhausted")
         requestId = self._requestIds.next()
         # The encoder never indexes it: a fresh id per request would churn
         # the dynamic table.
         block: list[Any] = [(REQUEST_ID_HEADER, requestId.encode("ascii"))]
         block.extend(headers)
-        self.checkHeaderSize(block)
-        self._nextStreamId += 2
+        self.scheduler.checkHeaderSize(block)
         record = StreamRecord(
-            streamId,
+            table.nextStreamId,
             requestId,
             self.peerSettings.initialStreamWindow,
             self.localSettings.initialStreamWindow,
         )
         record.pendingOpen = HeadersItem(block, endStream)
         if endStream:
-            record.transition(_QUEUE_END)
-        self.streams[streamId] = record
-        self._localOpenCount += 1
+            record.life = TRANSITIONS[(record.life, _QUEUE_END)]
+        table.addLocal(record)
         self.stats.streamsOpened += 1
         self.scheduler.opening(record)
         return record
-
-    def checkHeaderSize(self, headers: list[Any]) -> None:
-        """
-        @raise ValueError: when the block could exceed the peer's limits.
-        """
-        limit = min(self.peerSettings.maxHeaderBlock, self.peerSettings.maxFrameSize)
-        if not blockFits(headers, limit):
-            raise ValueError(
-                f"header block may exceed the peer's limit of {limit} bytes"
-            )
-
-    def sendHeaders(
-        self, record: StreamRecord, headers: list[Header], endStream: bool
-    ) -> None:
-        """
-        Queue a header block behind the stream's data.
-
-        @raise RuntimeError: when our side was already ended.
-        @raise ValueError: when the block could exceed the peer's limits.
-        """
-        if record.life is StreamLife.RESET:
-            return
-        if record.life not in LOCAL_OPEN:
-            raise RuntimeError(f"stream {record.streamId}: headers after END_STREAM")
-        self.checkHeaderSize(headers)
-        record.outbound.append(HeadersItem(headers, endStream))
-        if endStream:
-            record.transition(_QUEUE_END)
-        self.scheduler.hasOutput(record)
-
-    def sendData(self, record: StreamRecord, data: bytes) -> None:
-        """
-        Queue body bytes; dropped once our side is ended or the stream gone.
-        """
-        if record.life not in LOCAL_OPEN or not data:
-            return
-        record.outbound.append(data)
-        record.outboundBytes += len(data)
-        if not record.scheduled:
-            self.scheduler.hasOutput(record)
-
-    def endStream(self, record: StreamRecord) -> None:
-        """
-        Queue END_STREAM behind the stream's data.
-        """
-        if record.life not in LOCAL_OPEN:
-            return
-        record.transition(_QUEUE_END)
-        record.outbound.append(END)
-        self.scheduler.hasOutput(record)
 
     def resetStream(self, record: StreamRecord, code: ErrorCode) -> None:
         """
@@ -800,14 +649,7 @@ class LinkConnection:
         if record.life in OVER:
             return
         self._forget(record, _RESET)
-        self._events.append(StreamClosed(record, reason))
-
-    def _closed(self, record: StreamRecord, reason: Exception | None) -> None:
-        """
-        The stream ended cleanly on both sides.
-        """
-        self._remove(record)
-        self._events.append(StreamClosed(record, reason))
+        self.events.append(StreamClosed(record, reason))
 
     def _forget(self, record: StreamRecord, event: StreamInput) -> None:
         record.transition(event)
@@ -817,13 +659,7 @@ class LinkConnection:
         self._remove(record)
 
     def _remove(self, record: StreamRecord) -> None:
-        if self.streams.pop(record.streamId, None) is None:
-            return
-        if self._isPeerStreamId(record.streamId):
-            self._peerOpenCount -= 1
-        else:
-            self._localOpenCount -= 1
-        if not self.streams:
+        if self.table.remove(record) and not self.streams:
             self._maybeFinishDrain()
 
     def streamEndSent(self, record: StreamRecord) -> None:
@@ -832,8 +668,10 @@ class LinkConnection:
         """
         if record.life in OVER:
             return
-        if record.transition(StreamInput.SEND_END) is _CLOSED:
-            self._closed(record, None)
+        life = record.life = TRANSITIONS[(record.life, _SEND_END)]
+        if life is _CLOSED:
+            self._remove(record)
+            self.events.append(StreamClosed(record, None))
 
     # Liveness.
 
@@ -843,13 +681,13 @@ class LinkConnection:
 
         @return: whether one was sent (the I/O layer starts its timeout).
         """
-        if self.phase is not LinkPhase.READY or self._pingSentAt is not None:
+        if self.phase is not LinkPhase.READY:
             return False
-        self._pingCounter += 1
-        self._pingOpaque = _pingOpaque.pack(self._pingCounter)
-        self._pingSentAt = self._now()
+        frame = self.liveness.ping()
+        if frame is None:
+            return False
         self.stats.pingsSent += 1
-        self.scheduler.queueControl(Ping(self._pingOpaque).encode())
+        self.scheduler.queueControl(frame.encode())
         return True
 
     def helloTimedOut(self, timeout: float) -> None:
@@ -873,7 +711,7 @@ class LinkConnection:
         )
         self._stop(LinkLost(f"no PONG within {timeout} s"))
         self._failStreams(LinkLost(f"link dead: no PONG within {timeout} s"))
-        self._events.append(CloseTransport(abort=True))
+        self.events.append(CloseTransport(abort=True))
 
     def drainTimedOut(self, timeout: float) -> None:
         """
@@ -888,7 +726,7 @@ class LinkConnection:
         )
         self._stop(None)
         self._failStreams(LinkLost(f"drain timed out after {timeout} s"))
-        self._events.append(CloseTransport(abort=True))
+        self.events.append(CloseTransport(abort=True))
 
     # Drain and close.
 
@@ -919,17 +757,17 @@ class LinkConnection:
         self.drain = DRAIN_TRANSITIONS[(self.drain, DrainInput.SENT)]
         self._log.info(
             "draining link: GOAWAY last stream {lastStreamId}, {streams} open",
-            lastStreamId=self.lastAcceptedPeerStreamId,
+            lastStreamId=self.table.lastAcceptedPeerStreamId,
             streams=len(self.streams),
         )
         self.scheduler.queueControl(
             GoAway(
-                self.lastAcceptedPeerStreamId,
+                self.table.lastAcceptedPeerStreamId,
                 ErrorCode.NO_ERROR,
                 truncateReason(reason),
             ).encode()
         )
-        self._events.append(DrainStarted())
+        self.events.append(DrainStarted())
         self._maybeFinishDrain()
 
     def _maybeFinishDrain(self) -> None:
@@ -937,7 +775,7 @@ class LinkConnection:
             return
         if self.phase in ACTIVE:
             self._stop(None)
-            self._events.append(CloseTransport(abort=False))
+            self.events.append(CloseTransport(abort=False))
 
     def _stop(self, error: Exception | None) -> None:
         """
@@ -950,7 +788,7 @@ class LinkConnection:
         self.scheduler.stop()
         if error is not None and self.closeError is None:
             self.closeError = error
-        self._events.append(LinkClosing())
+        self.events.append(LinkClosing())
 
     def _failStreams(self, error: Exception) -> None:
         for record in list(self.streams.values()):
@@ -986,9 +824,11 @@ class LinkConnection:
         self._stop(readyError)
         self._failStreams(streamError)
         self.scheduler.finalControl(
-            GoAway(self.lastAcceptedPeerStreamId, code, truncateReason(reason)).encode()
+            GoAway(
+                self.table.lastAcceptedPeerStreamId, code, truncateReason(reason)
+            ).encode()
         )
-        self._events.append(CloseTransport(abort=False))
+        self.events.append(CloseTransport(abort=False))
 
     def controlOverflowed(self) -> None:
         """
@@ -1004,7 +844,7 @@ class LinkConnection:
         )
         self._stop(LinkLost("peer does not read its control frames"))
         self._failStreams(LinkLost("peer does not read its control frames"))
-        self._events.append(CloseTransport(abort=True))
+        self.events.append(CloseTransport(abort=True))
 
     def connectionLost(self, why: str) -> None:
         """
@@ -1028,10 +868,8 @@ class LinkConnection:
         """
         if self.phase not in ACTIVE:
             return self.scheduler.takeFinalControl()
-        credit = self._connectionCreditDue()
+        credit = self.credit.take()
         if credit:
-            self._connDebt -= credit
-            self.recvWindow += credit
             self.scheduler.queueControl(Window(0, credit).encode(), check=False)
         out, ended = self.scheduler.frames()
         for record in ended:

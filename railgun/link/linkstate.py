@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from enum import Enum, auto
+from enum import IntEnum, auto
 
 from attrs import define
 
@@ -43,7 +43,7 @@ class LinkStats:
     pongsReceived: int = 0
 
 
-class LinkPhase(Enum):
+class LinkPhase(IntEnum):
     """
     The phase of a link.
     """
@@ -54,7 +54,7 @@ class LinkPhase(Enum):
     CLOSED = auto()  # the transport is gone
 
 
-class PhaseInput(Enum):
+class PhaseInput(IntEnum):
     HELLO = auto()  # the peer's good HELLO arrived
     STOP = auto()  # error, timeout, finished drain: stop and close
     LOST = auto()  # the transport went
@@ -72,7 +72,7 @@ PHASE_TRANSITIONS: dict[tuple[LinkPhase, PhaseInput], LinkPhase] = {
 }
 
 
-class Drain(Enum):
+class Drain(IntEnum):
     """
     Which sides announced a drain (GOAWAY).
     """
@@ -83,7 +83,7 @@ class Drain(Enum):
     BOTH = auto()
 
 
-class DrainInput(Enum):
+class DrainInput(IntEnum):
     SENT = auto()
     RECEIVED = auto()
 

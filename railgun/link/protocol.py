@@ -150,6 +150,7 @@ class LinkProtocol(Protocol):
             codecs=codecs,
         )
         self._scheduler = conn.scheduler
+        self._events = conn.events
         self._streamFactory = streamFactory
         self._tuneTransport = tuneTransport
         self._pingInterval = pingInterval
@@ -221,14 +222,14 @@ class LinkProtocol(Protocol):
         """
         Smoothed round-trip time from PING/PONG, or C{None}.
         """
-        return self.connection.rtt
+        return self.connection.liveness.rtt
 
     @property
     def lastRtt(self) -> float | None:
         """
         The last measured round-trip time, or C{None}.
         """
-        return self.connection.lastRtt
+        return self.connection.liveness.lastRtt
 
     @property
     def maxControlBytes(self) -> int:
@@ -316,7 +317,8 @@ class LinkProtocol(Protocol):
         """
         record = self.connection.openStream(headers, endStream)
         stream = LinkStream(self, record)
-        self.wakeUp()
+        if self._flushCall is None:
+            self._scheduleFlush()
         stream.connect(protocol)
         return stream
 
@@ -340,10 +342,10 @@ class LinkProtocol(Protocol):
         Something was asked of the connection: deliver its events, and
         schedule a flush when it has something to send.
         """
-        conn = self.connection
-        if conn.hasEvents():
-            self._dispatch(conn.takeEvents())
-        elif self._scheduler.flushWanted and self._flushCall is None:
+        scheduler = self._scheduler
+        if self._events or scheduler.overflowed:
+            self._dispatch(self.connection.takeEvents())
+        elif scheduler.flushWanted and self._flushCall is None:
             self._scheduleFlush()
 
     # IProtocol.
@@ -427,21 +429,26 @@ class LinkProtocol(Protocol):
     def _dispatch(self, events: list[LinkEvent]) -> None:
         """
         Deliver C{events}, in order, after those already waiting; while a
-        delivery is under way, only queue them.
+        delivery is under way, only queue them.  (Whatever a handler asks of
+        the link or its stream ends with L{wakeUp}, which brings the events
+        it caused here.)
         """
         if events:
             pending = self._pending
-            pending.extend(events)
-            if not self._delivering:
+            if self._delivering:
+                pending.extend(events)
+            else:
                 self._delivering = True
-                conn = self.connection
                 handlers = self._handlers
                 try:
+                    for event in events:
+                        if event.__class__ is DataReceived:
+                            event.record.owner.receiveData(event.data, event.endStream)  # type: ignore[attr-defined]
+                        else:
+                            handlers[event.__class__](event)
                     while pending:
                         event = pending.popleft()
                         handlers[event.__class__](event)
-                        if conn.hasEvents():
-                            pending.extend(conn.takeEvents())
                 finally:
                     self._delivering = False
         if self._scheduler.flushWanted and self._flushCall is None:

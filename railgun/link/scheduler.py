@@ -1,10 +1,11 @@
 """
 The outbound side of a link, without I/O: the control queue, the opening
-HEADERS waiting to leave, and a fair round-robin of stream frames within
-the send windows.
+HEADERS waiting to leave, each stream's queue, and a fair round-robin of
+stream frames within the send windows.
 
-Part of L{railgun.link.connection.LinkConnection}, kept apart because it is
-the hot path of every body byte sent.
+Part of L{railgun.link.connection.LinkConnection} (its C{scheduler}),
+kept apart because it is the hot path of every body byte sent: a stream's
+transport queues its headers, data and END_STREAM here.
 """
 
 from __future__ import annotations
@@ -15,10 +16,19 @@ from typing import Any
 from .counting import ByteCounters
 from .events import LinkEvent, StreamDrained
 from .frames import TYPE_DATA, TYPE_HEADERS, Settings, encodeStreamFrameHeader
-from .headerblock import HeaderBlockEncoder
-from .streamstate import END, HeadersItem, StreamRecord
+from .headerblock import Header, HeaderBlockEncoder, blockFits
+from .streamstate import (
+    END,
+    LOCAL_OPEN,
+    TRANSITIONS,
+    HeadersItem,
+    StreamInput,
+    StreamLife,
+    StreamRecord,
+)
 
 _DATA_TYPES = (bytes, memoryview)
+_QUEUE_END = StreamInput.QUEUE_END
 
 
 class Scheduler:
@@ -53,6 +63,7 @@ class Scheduler:
         self._events = events
         self.sendWindow = peerSettings.connectionWindow
         self._maxFrame = peerSettings.maxFrameSize
+        self._peerSettings = peerSettings
         self.paused = False
         self.flushWanted = False
         self.overflowed = False
@@ -68,6 +79,7 @@ class Scheduler:
         """
         self.sendWindow = settings.connectionWindow
         self._maxFrame = settings.maxFrameSize
+        self._peerSettings = settings
 
     def wantFlush(self) -> None:
         """
@@ -122,6 +134,72 @@ class Scheduler:
         """
         self._control = []
         self.controlBytes = 0
+
+    def checkHeaderSize(self, headers: list[Any]) -> None:
+        """
+        @raise ValueError: when the block could exceed the peer's limits.
+        """
+        limit = min(self._peerSettings.maxHeaderBlock, self._peerSettings.maxFrameSize)
+        if not blockFits(headers, limit):
+            raise ValueError(
+                f"header block may exceed the peer's limit of {limit} bytes"
+            )
+
+    # The three methods that queue on a stream return whether the output
+    # they caused still needs a flush scheduled: only the first call after
+    # a flush does.
+
+    def sendHeaders(
+        self, record: StreamRecord, headers: list[Header], endStream: bool
+    ) -> bool:
+        """
+        Queue a header block behind the stream's data.
+
+        @return: whether a flush must now be scheduled.
+        @raise RuntimeError: when our side was already ended.
+        @raise ValueError: when the block could exceed the peer's limits.
+        """
+        if record.life is StreamLife.RESET:
+            return False
+        if record.life not in LOCAL_OPEN:
+            raise RuntimeError(f"stream {record.streamId}: headers after END_STREAM")
+        self.checkHeaderSize(headers)
+        record.outbound.append(HeadersItem(headers, endStream))
+        if endStream:
+            record.life = TRANSITIONS[(record.life, _QUEUE_END)]
+        wanted = self.flushWanted
+        self.hasOutput(record)
+        return not wanted and self.flushWanted
+
+    def sendData(self, record: StreamRecord, data: bytes) -> bool:
+        """
+        Queue body bytes; dropped once our side is ended or the stream gone.
+
+        @return: whether a flush must now be scheduled.
+        """
+        if record.life not in LOCAL_OPEN or not data:
+            return False
+        record.outbound.append(data)
+        record.outboundBytes += len(data)
+        if record.scheduled:
+            return False
+        wanted = self.flushWanted
+        self.hasOutput(record)
+        return not wanted and self.flushWanted
+
+    def endStream(self, record: StreamRecord) -> bool:
+        """
+        Queue END_STREAM behind the stream's data.
+
+        @return: whether a flush must now be scheduled.
+        """
+        if record.life not in LOCAL_OPEN:
+            return False
+        record.life = TRANSITIONS[(record.life, _QUEUE_END)]
+        record.outbound.append(END)
+        wanted = self.flushWanted
+        self.hasOutput(record)
+        return not wanted and self.flushWanted
 
     def opening(self, record: StreamRecord) -> None:
         """

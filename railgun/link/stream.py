@@ -6,16 +6,18 @@ L{LinkStream} is what a L{StreamProtocol} sees as its C{transport}
 handler's business: delivery (buffered while the handler pauses it, with
 credit returned only for bytes delivered) and its body producer (paused
 above a high-water mark).  Everything on the wire goes through the public
-API of the link's L{railgun.link.connection.LinkConnection} on the
-stream's L{StreamRecord}; the L{railgun.link.protocol.LinkProtocol} only
-delivers events to it and is asked to flush (L{LinkProtocol.wakeUp}).
+API of the link's L{railgun.link.connection.LinkConnection} (its
+C{scheduler} queues what the stream sends), on the stream's
+L{StreamRecord}, which the stream only reads; the
+L{railgun.link.protocol.LinkProtocol} delivers the connection's events to
+the stream, and is told when to flush or deliver (L{LinkProtocol.wakeUp}).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from enum import Enum, auto
+from enum import IntEnum, auto
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.error import ConnectionDone
@@ -83,7 +85,7 @@ class StreamProtocol(Protocol):
         """
 
 
-class Delivery(Enum):
+class Delivery(IntEnum):
     """
     What a stream's handler was told.
     """
@@ -93,7 +95,7 @@ class Delivery(Enum):
     LOST = auto()  # connectionLost was delivered
 
 
-class DeliveryInput(Enum):
+class DeliveryInput(IntEnum):
     READ_END = auto()
     LOSE = auto()
 
@@ -104,6 +106,8 @@ DELIVERY_TRANSITIONS: dict[tuple[Delivery, DeliveryInput], Delivery] = {
     (Delivery.READ_ENDED, DeliveryInput.LOSE): Delivery.LOST,
 }
 _LOST = Delivery.LOST
+_READ_END = DeliveryInput.READ_END
+_LOSE = DeliveryInput.LOSE
 
 
 @implementer(IPushProducer)
@@ -181,6 +185,7 @@ class LinkStream:
         self.link = link
         self.record = record
         self._conn = link.connection
+        self._scheduler = link.connection.scheduler
         self.streamId = record.streamId
         self.requestId = record.requestId
         self.counters = record.counters
@@ -214,9 +219,6 @@ class LinkStream:
         Received bytes held while the handler pauses delivery.
         """
         return self._inboundBytes
-
-    def _deliver(self, event: DeliveryInput) -> None:
-        self.delivery = DELIVERY_TRANSITIONS[(self.delivery, event)]
 
     # Connection to the protocol.
 
@@ -264,8 +266,8 @@ class LinkStream:
         """
         if self.delivery is _LOST:
             return
-        self._conn.sendHeaders(self.record, list(headers), endStream)
-        self.link.wakeUp()
+        if self._scheduler.sendHeaders(self.record, list(headers), endStream):
+            self.link.wakeUp()
 
     def write(self, data: bytes) -> None:
         """
@@ -279,10 +281,11 @@ class LinkStream:
         record = self.record
         if not data or record.life not in LOCAL_OPEN:
             return
-        self._conn.sendData(record, data)
+        wake = self._scheduler.sendData(record, data)
         if self.producer is not None and not self._producerPaused:
             self._updateProducer()
-        self.link.wakeUp()
+        if wake:
+            self.link.wakeUp()
 
     def writeSequence(self, seq: Iterable[bytes]) -> None:
         """
@@ -298,8 +301,8 @@ class LinkStream:
         """
         if self.delivery is _LOST:
             return
-        self._conn.endStream(self.record)
-        self.link.wakeUp()
+        if self._scheduler.endStream(self.record):
+            self.link.wakeUp()
 
     def reset(self, code: ErrorCode = ErrorCode.CANCEL) -> None:
         """
@@ -473,7 +476,7 @@ class LinkStream:
             self._deliverReadLost()
 
     def _deliverReadLost(self) -> None:
-        self._deliver(DeliveryInput.READ_END)
+        self.delivery = DELIVERY_TRANSITIONS[(self.delivery, _READ_END)]
         if self._halfCloseable:
             self._call(self.protocol.readConnectionLost)
         self._maybeFinish()
@@ -519,7 +522,7 @@ class LinkStream:
         """
         if self.delivery is _LOST:
             return
-        self._deliver(DeliveryInput.LOSE)
+        self.delivery = DELIVERY_TRANSITIONS[(self.delivery, _LOSE)]
         if self._inboundBytes:
             self._conn.dataBuffered(-self._inboundBytes)
             self._inboundBytes = 0

@@ -11,7 +11,7 @@ the role of C{h2.stream.H2Stream} beside C{h2.connection.H2Connection}.
 from __future__ import annotations
 
 from collections import deque
-from enum import Enum, auto
+from enum import Enum, IntEnum, auto
 from typing import Any
 
 from .counting import ByteCounters
@@ -28,7 +28,7 @@ class StreamState(Enum):
     CLOSED = auto()
 
 
-class StreamLife(Enum):
+class StreamLife(IntEnum):
     """
     The full life of a stream on the wire: L{StreamState} plus whether our
     END_STREAM is queued but not yet written, and whether the stream ended
@@ -48,7 +48,7 @@ class StreamLife(Enum):
     RESET = auto()
 
 
-class StreamInput(Enum):
+class StreamInput(IntEnum):
     """
     What happens to a stream.
     """
