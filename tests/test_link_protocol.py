@@ -1511,3 +1511,53 @@ class FuzzTests(SynchronousTestCase):
             self.assertTrue(peer.transport.disconnecting)
         if goAways(out):
             self.assertTrue(peer.transport.disconnecting)
+
+
+class DeliveryTests(SynchronousTestCase):
+    """
+    Handlers hear of a change only once the link has made all of it, and
+    never from inside another of their own callbacks.
+    """
+
+    def test_linkLostSeenWhole(self) -> None:
+        """
+        When the link is lost, every stream's handler sees it already
+        without any open stream: none hears of it half way through.
+        """
+        peer = RawPeer(self, isDialer=True)
+        peer.send(Hello(1, b"", Settings()))
+        seen: list[tuple[int, bool]] = []
+
+        class Watcher(Recorder):
+            def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]
+                super().connectionLost(reason)
+                seen.append((peer.link.openStreamCount, peer.link.isReady()))
+
+        for _ in range(3):
+            peer.link.openStream(Watcher(), [])
+        peer.link.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(seen, [(0, False)] * 3)
+
+    def test_closeFromInsideHandler(self) -> None:
+        """
+        A handler that closes the link from its C{headersReceived} hears
+        C{connectionLost} after that call returned, not inside it.
+        """
+        peer = RawPeer(self, isDialer=True)
+        peer.send(Hello(1, b"", Settings()))
+
+        class Closer(Recorder):
+            def headersReceived(
+                self, headers: list[tuple[bytes, bytes]], endStream: bool
+            ) -> None:
+                super().headersReceived(headers, endStream)
+                peer.link.goAway(ErrorCode.INTERNAL_ERROR, "handler gave up")
+                self.events.append("returned")
+
+        closer = Closer()
+        peer.link.openStream(closer, [])
+        peer.received()
+        peer.send(Headers(1, peer.encoder.encode([(b":status", b"200")]), False))
+        self.assertEqual(closer.events, ["made", "headers", "returned", "lost"])
+        closer.reason.trap(LinkLost)
+        self.assertTrue(peer.transport.disconnecting)

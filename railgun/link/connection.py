@@ -640,7 +640,8 @@ class LinkConnection:
             return
         if record.pendingOpen is None:
             self.scheduler.queueControl(Reset(record.streamId, code).encode())
-        self._forget(record, _RESET)
+        self._drop(record)
+        self._remove(record)
 
     def _abort(self, record: StreamRecord, reason: Exception) -> None:
         """
@@ -648,15 +649,15 @@ class LinkConnection:
         """
         if record.life in OVER:
             return
-        self._forget(record, _RESET)
+        self._drop(record)
         self.events.append(StreamClosed(record, reason))
+        self._remove(record)
 
-    def _forget(self, record: StreamRecord, event: StreamInput) -> None:
-        record.transition(event)
+    def _drop(self, record: StreamRecord) -> None:
+        record.transition(_RESET)
         record.outbound.clear()
         record.outboundBytes = 0
         record.pendingOpen = None
-        self._remove(record)
 
     def _remove(self, record: StreamRecord) -> None:
         if self.table.remove(record) and not self.streams:
@@ -670,8 +671,8 @@ class LinkConnection:
             return
         life = record.life = TRANSITIONS[(record.life, _SEND_END)]
         if life is _CLOSED:
-            self._remove(record)
             self.events.append(StreamClosed(record, None))
+            self._remove(record)
 
     # Liveness.
 
