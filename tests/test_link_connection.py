@@ -20,15 +20,15 @@ from railgun.link.errors import (
     StreamReset,
 )
 from railgun.link.events import (
-    CloseTransport,
-    DataReceived,
-    DrainStarted,
-    HeadersReceived,
-    LinkClosing,
-    LinkReady,
-    PongReceived,
-    StreamClosed,
-    StreamOpened,
+    CLOSE_TRANSPORT,
+    DATA_RECEIVED,
+    DRAIN_STARTED,
+    HEADERS_RECEIVED,
+    LINK_CLOSING,
+    LINK_READY,
+    PONG_RECEIVED,
+    STREAM_CLOSED,
+    STREAM_OPENED,
 )
 from railgun.link.frames import (
     Data,
@@ -88,8 +88,8 @@ def move(source: LinkConnection, target: LinkConnection) -> list[Any]:
     return target.receiveData(b"".join(source.dataToSend()))
 
 
-def kinds(events: list[Any]) -> list[type]:
-    return [e.__class__ for e in events]
+def kinds(events: list[Any]) -> list[Any]:
+    return [e[0] for e in events]
 
 
 def frames(conn: LinkConnection) -> list[Any]:
@@ -120,8 +120,8 @@ class Pair:
         """
         record = self.dialer.openStream([(b":path", b"/")], endStream)
         (opened,) = move(self.dialer, self.acceptor)
-        assert isinstance(opened, StreamOpened)
-        return record, opened.record
+        assert opened[0] is STREAM_OPENED
+        return record, opened[1]
 
 
 class TransitionTableTests(SynchronousTestCase):
@@ -200,16 +200,16 @@ class HandshakeTests(SynchronousTestCase):
 
     def test_ready(self) -> None:
         """
-        Each side reports L{LinkReady} once it has the other's HELLO, and
+        Each side reports L{LINK_READY} once it has the other's HELLO, and
         learns its settings.
         """
         dialer = connection(True)
         acceptor = connection(False, settings=Settings(maxConcurrentStreams=3))
         dialer.initiateConnection()
-        self.assertEqual(kinds(move(dialer, acceptor)), [LinkReady])
+        self.assertEqual(kinds(move(dialer, acceptor)), [LINK_READY])
         self.assertTrue(acceptor.isReady())
         self.assertFalse(dialer.isReady())
-        self.assertEqual(kinds(move(acceptor, dialer)), [LinkReady])
+        self.assertEqual(kinds(move(acceptor, dialer)), [LINK_READY])
         self.assertTrue(dialer.isReady())
         self.assertEqual(dialer.peerSettings.maxConcurrentStreams, 3)
 
@@ -222,7 +222,7 @@ class HandshakeTests(SynchronousTestCase):
         acceptor = connection(False)
         dialer.initiateConnection()
         events = move(dialer, acceptor)
-        self.assertEqual(kinds(events), [LinkClosing, CloseTransport])
+        self.assertEqual(kinds(events), [LINK_CLOSING, CLOSE_TRANSPORT])
         self.assertIs(acceptor.phase, LinkPhase.CLOSING)
         self.assertIsInstance(acceptor.closeError, ProtocolError)
         (goAway,) = frames(acceptor)
@@ -234,7 +234,7 @@ class HandshakeTests(SynchronousTestCase):
         """
         acceptor = connection(False)
         events = acceptor.receiveData(Data(1, b"x").encode())
-        self.assertEqual(kinds(events), [LinkClosing, CloseTransport])
+        self.assertEqual(kinds(events), [LINK_CLOSING, CLOSE_TRANSPORT])
         self.assertFalse(acceptor.isActive())
 
     def test_openBeforeReady(self) -> None:
@@ -267,14 +267,14 @@ class StreamTests(SynchronousTestCase):
         scheduler.endStream(theirs)
         self.assertIs(theirs.life, StreamLife.HALF_CLOSED_REMOTE_ENDING)
         wire = b"".join(pair.acceptor.dataToSend())
-        self.assertEqual(kinds(pair.acceptor.takeEvents()), [StreamClosed])
+        self.assertEqual(kinds(pair.acceptor.takeEvents()), [STREAM_CLOSED])
         self.assertIs(theirs.state, StreamState.CLOSED)
         self.assertEqual(pair.acceptor.streams, {})
 
         events = pair.dialer.receiveData(wire)
-        self.assertEqual(kinds(events), [HeadersReceived, DataReceived])
-        self.assertEqual(events[0].headers, [(b":status", b"200")])
-        self.assertEqual((events[1].data, events[1].endStream), (b"body", True))
+        self.assertEqual(kinds(events), [HEADERS_RECEIVED, DATA_RECEIVED])
+        self.assertEqual(events[0][2:], ([(b":status", b"200")], False))
+        self.assertEqual(events[1][2:], (b"body", True))
         self.assertIs(mine.life, StreamLife.CLOSED)
         self.assertEqual(pair.dialer.streams, {})
         self.assertEqual(mine.counters.received, 4)
@@ -288,10 +288,10 @@ class StreamTests(SynchronousTestCase):
         mine, theirs = pair.request()
         pair.acceptor.resetStream(theirs, ErrorCode.CANCEL)
         self.assertEqual(pair.acceptor.takeEvents(), [])
-        (closed,) = move(pair.acceptor, pair.dialer)
-        self.assertIsInstance(closed, StreamClosed)
-        self.assertIsInstance(closed.reason, StreamReset)
-        self.assertTrue(closed.reason.remote)
+        ((kind, record, reason),) = move(pair.acceptor, pair.dialer)
+        self.assertEqual((kind, record), (STREAM_CLOSED, mine))
+        self.assertIsInstance(reason, StreamReset)
+        self.assertTrue(reason.remote)
         self.assertIs(mine.life, StreamLife.RESET)
 
     def test_dataAfterEndResets(self) -> None:
@@ -303,8 +303,8 @@ class StreamTests(SynchronousTestCase):
         mine, theirs = pair.request(endStream=True)
         move(pair.dialer, pair.acceptor)
         events = pair.acceptor.receiveData(Data(mine.streamId, b"late").encode())
-        self.assertEqual(kinds(events), [StreamClosed])
-        self.assertFalse(events[0].reason.remote)
+        self.assertEqual(kinds(events), [STREAM_CLOSED])
+        self.assertFalse(events[0][2].remote)
         (reset,) = frames(pair.acceptor)[-1:]
         self.assertEqual((reset.streamId, reset.code), (1, ErrorCode.STREAM_CLOSED))
 
@@ -324,7 +324,7 @@ class StreamTests(SynchronousTestCase):
         mine, theirs = pair.request(endStream=False)
         pair.acceptor.receiveData(Data(mine.streamId, b"x" * 60000).encode())
         events = pair.acceptor.receiveData(Data(mine.streamId, b"x" * 6000).encode())
-        self.assertEqual(kinds(events), [LinkClosing, StreamClosed, CloseTransport])
+        self.assertEqual(kinds(events), [LINK_CLOSING, STREAM_CLOSED, CLOSE_TRANSPORT])
         (goAway,) = [f for f in frames(pair.acceptor) if isinstance(f, GoAway)]
         self.assertEqual(goAway.code, ErrorCode.FLOW_CONTROL_ERROR)
 
@@ -354,7 +354,7 @@ class LifecycleTests(SynchronousTestCase):
         pair.acceptor.goAway()
         self.assertEqual(
             kinds(pair.acceptor.takeEvents()),
-            [DrainStarted, LinkClosing, CloseTransport],
+            [DRAIN_STARTED, LINK_CLOSING, CLOSE_TRANSPORT],
         )
         (goAway,) = frames(pair.acceptor)
         self.assertEqual(goAway.code, ErrorCode.NO_ERROR)
@@ -367,7 +367,7 @@ class LifecycleTests(SynchronousTestCase):
         pair = Pair()
         mine, theirs = pair.request(endStream=True)
         pair.acceptor.goAway()
-        self.assertEqual(kinds(pair.acceptor.takeEvents()), [DrainStarted])
+        self.assertEqual(kinds(pair.acceptor.takeEvents()), [DRAIN_STARTED])
         events = move(pair.acceptor, pair.dialer)
         self.assertEqual(events, [])
         self.assertTrue(pair.dialer.isDraining())
@@ -376,7 +376,7 @@ class LifecycleTests(SynchronousTestCase):
         pair.acceptor.dataToSend()
         self.assertEqual(
             kinds(pair.acceptor.takeEvents()),
-            [StreamClosed, LinkClosing, CloseTransport],
+            [STREAM_CLOSED, LINK_CLOSING, CLOSE_TRANSPORT],
         )
 
     def test_errorGoAwayAfterGracefulClosesOnce(self) -> None:
@@ -391,8 +391,8 @@ class LifecycleTests(SynchronousTestCase):
             GoAway(1, ErrorCode.NO_ERROR, "drain").encode()
             + GoAway(0, ErrorCode.INTERNAL_ERROR, "gone").encode()
         )
-        self.assertEqual(kinds(events), [LinkClosing, StreamClosed, CloseTransport])
-        self.assertIsInstance(events[1].reason, StreamRefused)
+        self.assertEqual(kinds(events), [LINK_CLOSING, STREAM_CLOSED, CLOSE_TRANSPORT])
+        self.assertIsInstance(events[1][2], StreamRefused)
 
     def test_pingPong(self) -> None:
         """
@@ -405,8 +405,7 @@ class LifecycleTests(SynchronousTestCase):
         move(pair.dialer, pair.acceptor)
         pair.now.value += 0.25
         (pong,) = move(pair.acceptor, pair.dialer)
-        self.assertIsInstance(pong, PongReceived)
-        self.assertEqual(pong.rtt, 0.25)
+        self.assertEqual(pong, (PONG_RECEIVED, 0.25))
         self.assertEqual(pair.dialer.liveness.rtt, 0.25)
 
     def test_pingFlood(self) -> None:
@@ -420,7 +419,7 @@ class LifecycleTests(SynchronousTestCase):
             pair.now.value += 0.6
             self.assertEqual(pair.acceptor.receiveData(ping), [])
         events = pair.acceptor.receiveData(ping * 3)
-        self.assertEqual(kinds(events), [LinkClosing, CloseTransport])
+        self.assertEqual(kinds(events), [LINK_CLOSING, CLOSE_TRANSPORT])
         self.assertEqual(pair.acceptor.closeError.code, ErrorCode.ENHANCE_YOUR_CALM)
 
     def test_pingTimeout(self) -> None:
@@ -431,9 +430,9 @@ class LifecycleTests(SynchronousTestCase):
         mine, _ = pair.request(endStream=False)
         pair.dialer.pingTimedOut(30)
         events = pair.dialer.takeEvents()
-        self.assertEqual(kinds(events), [LinkClosing, StreamClosed, CloseTransport])
-        self.assertIsInstance(events[1].reason, LinkLost)
-        self.assertTrue(events[2].abort)
+        self.assertEqual(kinds(events), [LINK_CLOSING, STREAM_CLOSED, CLOSE_TRANSPORT])
+        self.assertIsInstance(events[1][2], LinkLost)
+        self.assertEqual(events[2], (CLOSE_TRANSPORT, True))
 
     def test_controlOverflow(self) -> None:
         """
@@ -443,8 +442,8 @@ class LifecycleTests(SynchronousTestCase):
         pair.acceptor.scheduler.paused = True
         pair.acceptor.scheduler.maxControlBytes = 100
         events = pair.acceptor.receiveData(Ping(b"12345678").encode() * 10)
-        self.assertEqual(kinds(events), [LinkClosing, CloseTransport])
-        self.assertTrue(events[-1].abort)
+        self.assertEqual(kinds(events), [LINK_CLOSING, CLOSE_TRANSPORT])
+        self.assertEqual(events[-1], (CLOSE_TRANSPORT, True))
 
     def test_connectionLost(self) -> None:
         """
@@ -456,7 +455,7 @@ class LifecycleTests(SynchronousTestCase):
         pair.request(endStream=False)
         pair.dialer.connectionLost("gone")
         events = pair.dialer.takeEvents()
-        self.assertEqual(kinds(events), [StreamClosed, StreamClosed])
+        self.assertEqual(kinds(events), [STREAM_CLOSED, STREAM_CLOSED])
         self.assertEqual(pair.dialer.streams, {})
         self.assertIs(pair.dialer.phase, LinkPhase.CLOSED)
 
@@ -469,7 +468,7 @@ class LifecycleTests(SynchronousTestCase):
         events = pair.dialer.receiveData(
             Reset(mine.streamId, ErrorCode.REFUSED_STREAM).encode()
         )
-        self.assertIsInstance(events[0].reason, StreamRefused)
+        self.assertIsInstance(events[0][2], StreamRefused)
 
     def test_secondHello(self) -> None:
         """
@@ -477,7 +476,7 @@ class LifecycleTests(SynchronousTestCase):
         """
         pair = Pair()
         events = pair.dialer.receiveData(Hello(1, b"", Settings()).encode())
-        self.assertEqual(kinds(events), [LinkClosing, CloseTransport])
+        self.assertEqual(kinds(events), [LINK_CLOSING, CLOSE_TRANSPORT])
         (goAway,) = frames(pair.dialer)
         self.assertEqual(goAway.code, ErrorCode.PROTOCOL_ERROR)
 

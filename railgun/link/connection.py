@@ -40,16 +40,16 @@ from .errors import (
     errorCodeFromWire,
 )
 from .events import (
-    CloseTransport,
-    DataReceived,
-    DrainStarted,
-    HeadersReceived,
-    LinkClosing,
+    CLOSE_TRANSPORT,
+    DATA_RECEIVED,
+    DRAIN_STARTED,
+    HEADERS_RECEIVED,
+    LINK_CLOSING,
+    LINK_READY,
+    PONG_RECEIVED,
+    STREAM_CLOSED,
+    STREAM_OPENED,
     LinkEvent,
-    LinkReady,
-    PongReceived,
-    StreamClosed,
-    StreamOpened,
 )
 from .flowcontrol import Liveness, ReceiveCredit
 from .frames import (
@@ -348,12 +348,15 @@ class LinkConnection:
         self._log.debug(
             "link ready; peer settings {settings}", settings=self.peerSettings
         )
-        self.events.append(LinkReady())
+        self.events.append((LINK_READY,))
 
     def _receiveData(self, streamId: int, data: bytes, endStream: int) -> None:
         size = len(data)
         credit = self.credit
-        credit.received(size)
+        if size > credit.window:
+            raise credit.exceeded(size)
+        credit.window -= size
+        credit.debt += size
         record = self.streams.get(streamId)
         if record is None:
             self.table.checkClosed(streamId, "DATA")
@@ -368,7 +371,7 @@ class LinkConnection:
         else:
             record.recvWindow -= size
             record.counters.received += size
-            self.events.append(DataReceived(record, data, bool(endStream)))
+            self.events.append((DATA_RECEIVED, record, data, bool(endStream)))
             if endStream:
                 self._remoteEnded(record)
         if credit.due():
@@ -395,7 +398,7 @@ class LinkConnection:
             if record.headersReceived > MAX_HEADERS_PER_STREAM:
                 self._resetProvoked(record, ErrorCode.ENHANCE_YOUR_CALM)
                 return
-            self.events.append(HeadersReceived(record, headers, ended))
+            self.events.append((HEADERS_RECEIVED, record, headers, ended))
             if ended:
                 self._remoteEnded(record)
             return
@@ -440,7 +443,7 @@ class LinkConnection:
         record.headersReceived = 1
         self.table.addPeer(record)
         self.stats.streamsAccepted += 1
-        self.events.append(StreamOpened(record, rest, endStream))
+        self.events.append((STREAM_OPENED, record, rest, endStream))
         if endStream:
             self._remoteEnded(record)
 
@@ -493,7 +496,7 @@ class LinkConnection:
         CVE-2025-8671), without ever sending a RESET itself.
         """
         self.resetStream(record, code)
-        self.events.append(StreamClosed(record, StreamReset(code, remote=False)))
+        self.events.append((STREAM_CLOSED, record, StreamReset(code, remote=False)))
         self._countReset()
 
     def _countReset(self) -> None:
@@ -511,7 +514,7 @@ class LinkConnection:
         sample = self.liveness.pong(frame.opaque)
         if sample is not None:
             self.stats.pongsReceived += 1
-            self.events.append(PongReceived(sample))
+            self.events.append((PONG_RECEIVED, sample))
 
     def _onGoAway(self, frame: GoAway) -> None:
         last = frame.lastStreamId
@@ -530,7 +533,7 @@ class LinkConnection:
                     f"peer closed the link: {describeCode(frame.code)} {frame.reason}"
                 )
             )
-            self.events.append(CloseTransport(abort=False))
+            self.events.append((CLOSE_TRANSPORT, False))
             return
         self._log.info(
             "peer {peer} is draining the link (last stream {last}, {reason!r})",
@@ -544,7 +547,7 @@ class LinkConnection:
         self._refuseAbove(last)
         if self.phase is LinkPhase.HANDSHAKE:
             self._stop(LinkLost("peer sent GOAWAY before HELLO"))
-            self.events.append(CloseTransport(abort=False))
+            self.events.append((CLOSE_TRANSPORT, False))
             return
         self._maybeFinishDrain()
 
@@ -580,9 +583,13 @@ class LinkConnection:
         if record.life not in REMOTE_OPEN:
             # No more DATA can come: credit would be wasted.
             return
-        increment = self.credit.streamConsumed(record, size)
-        if increment:
-            self.scheduler.queueControl(Window(record.streamId, increment).encode())
+        unacked = record.unacked + size
+        if unacked >= self.credit.streamThreshold or record.recvWindow == 0:
+            record.unacked = 0
+            record.recvWindow += unacked
+            self.scheduler.queueControl(Window(record.streamId, unacked).encode())
+        else:
+            record.unacked = unacked
 
     # Streams we open and end.
 
@@ -650,7 +657,7 @@ class LinkConnection:
         if record.life in OVER:
             return
         self._drop(record)
-        self.events.append(StreamClosed(record, reason))
+        self.events.append((STREAM_CLOSED, record, reason))
         self._remove(record)
 
     def _drop(self, record: StreamRecord) -> None:
@@ -671,7 +678,7 @@ class LinkConnection:
             return
         life = record.life = TRANSITIONS[(record.life, _SEND_END)]
         if life is _CLOSED:
-            self.events.append(StreamClosed(record, None))
+            self.events.append((STREAM_CLOSED, record, None))
             self._remove(record)
 
     # Liveness.
@@ -712,7 +719,7 @@ class LinkConnection:
         )
         self._stop(LinkLost(f"no PONG within {timeout} s"))
         self._failStreams(LinkLost(f"link dead: no PONG within {timeout} s"))
-        self.events.append(CloseTransport(abort=True))
+        self.events.append((CLOSE_TRANSPORT, True))
 
     def drainTimedOut(self, timeout: float) -> None:
         """
@@ -727,7 +734,7 @@ class LinkConnection:
         )
         self._stop(None)
         self._failStreams(LinkLost(f"drain timed out after {timeout} s"))
-        self.events.append(CloseTransport(abort=True))
+        self.events.append((CLOSE_TRANSPORT, True))
 
     # Drain and close.
 
@@ -768,7 +775,7 @@ class LinkConnection:
                 truncateReason(reason),
             ).encode()
         )
-        self.events.append(DrainStarted())
+        self.events.append((DRAIN_STARTED,))
         self._maybeFinishDrain()
 
     def _maybeFinishDrain(self) -> None:
@@ -776,7 +783,7 @@ class LinkConnection:
             return
         if self.phase in ACTIVE:
             self._stop(None)
-            self.events.append(CloseTransport(abort=False))
+            self.events.append((CLOSE_TRANSPORT, False))
 
     def _stop(self, error: Exception | None) -> None:
         """
@@ -789,7 +796,7 @@ class LinkConnection:
         self.scheduler.stop()
         if error is not None and self.closeError is None:
             self.closeError = error
-        self.events.append(LinkClosing())
+        self.events.append((LINK_CLOSING,))
 
     def _failStreams(self, error: Exception) -> None:
         for record in list(self.streams.values()):
@@ -829,7 +836,7 @@ class LinkConnection:
                 self.table.lastAcceptedPeerStreamId, code, truncateReason(reason)
             ).encode()
         )
-        self.events.append(CloseTransport(abort=False))
+        self.events.append((CLOSE_TRANSPORT, False))
 
     def controlOverflowed(self) -> None:
         """
@@ -845,7 +852,7 @@ class LinkConnection:
         )
         self._stop(LinkLost("peer does not read its control frames"))
         self._failStreams(LinkLost("peer does not read its control frames"))
-        self.events.append(CloseTransport(abort=True))
+        self.events.append((CLOSE_TRANSPORT, True))
 
     def connectionLost(self, why: str) -> None:
         """

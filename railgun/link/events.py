@@ -5,145 +5,71 @@ The connection never calls out: each of its methods changes its state
 completely, then leaves events in its queue
 (L{LinkConnection.takeEvents}); the I/O layer delivers them to stream
 handlers and waiters afterwards.  So no callback ever runs in the middle of
-a state change.  Plain slotted classes: one is made per frame on the hot
-path.
+a state change.
+
+An event is a plain tuple whose first item is its L{Event} kind: one is
+made per DATA or HEADERS frame, and a tuple costs a fraction of an object
+with an C{__init__}.  The layouts:
+
+  - C{(LINK_READY,)}: the HELLOs are exchanged; streams may be opened.
+  - C{(STREAM_OPENED, record, headers, endStream)}: the peer opened a
+    stream and we accepted it (C{headers} without C{:request-id}).
+  - C{(HEADERS_RECEIVED, record, headers, endStream)}: a further header
+    block (response headers, trailers).
+  - C{(DATA_RECEIVED, record, data, endStream)}: body bytes (possibly
+    none, with END_STREAM).
+  - C{(STREAM_CLOSED, record, reason)}: the stream is over on the wire;
+    C{reason} is C{None} when both sides ended it cleanly (reported when
+    our END_STREAM was written; when the peer's comes last, its own event
+    says so), else the L{StreamReset}, L{StreamRefused} or L{LinkLost} to
+    report.
+  - C{(STREAM_DRAINED, record)}: the stream's queued bytes fell to its
+    C{wakeBelow} mark.
+  - C{(PONG_RECEIVED, rtt)}: our PING was answered after C{rtt} seconds.
+  - C{(DRAIN_STARTED,)}: we sent a graceful GOAWAY; a drain deadline may
+    start.
+  - C{(LINK_CLOSING,)}: the link stopped: no input is read from now on and
+    no stream is opened; the I/O layer cancels its timers and fails
+    whoever waits for readiness with C{closeError}.  The streams'
+    STREAM_CLOSED follow, then CLOSE_TRANSPORT.
+  - C{(CLOSE_TRANSPORT, abort)}: write what C{dataToSend} still has
+    (GOAWAY, last control frames) and close the transport, or abort it
+    (a dead or unresponsive peer).
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any
 
-from .streamstate import StreamRecord
 
-
-class LinkEvent:
+class Event(IntEnum):
     """
-    Base class of the events.
+    The kinds of events (the first item of each).
     """
 
-    __slots__ = ()
+    LINK_READY = 0
+    STREAM_OPENED = 1
+    HEADERS_RECEIVED = 2
+    DATA_RECEIVED = 3
+    STREAM_CLOSED = 4
+    STREAM_DRAINED = 5
+    PONG_RECEIVED = 6
+    DRAIN_STARTED = 7
+    LINK_CLOSING = 8
+    CLOSE_TRANSPORT = 9
 
 
-class LinkReady(LinkEvent):
-    """
-    The HELLOs are exchanged: streams may be opened.
-    """
+LINK_READY = Event.LINK_READY
+STREAM_OPENED = Event.STREAM_OPENED
+HEADERS_RECEIVED = Event.HEADERS_RECEIVED
+DATA_RECEIVED = Event.DATA_RECEIVED
+STREAM_CLOSED = Event.STREAM_CLOSED
+STREAM_DRAINED = Event.STREAM_DRAINED
+PONG_RECEIVED = Event.PONG_RECEIVED
+DRAIN_STARTED = Event.DRAIN_STARTED
+LINK_CLOSING = Event.LINK_CLOSING
+CLOSE_TRANSPORT = Event.CLOSE_TRANSPORT
 
-    __slots__ = ()
-
-
-class StreamOpened(LinkEvent):
-    """
-    The peer opened a stream and we accepted it.
-
-    @ivar record: its L{StreamRecord}.
-    @ivar headers: its opening headers, C{:request-id} removed.
-    @ivar endStream: whether the peer ended its side with them.
-    """
-
-    __slots__ = ("record", "headers", "endStream")
-
-    def __init__(self, record: StreamRecord, headers: list[Any], endStream: bool):
-        self.record = record
-        self.headers = headers
-        self.endStream = endStream
-
-
-class HeadersReceived(LinkEvent):
-    """
-    A further header block (response headers, trailers) arrived.
-    """
-
-    __slots__ = ("record", "headers", "endStream")
-
-    def __init__(self, record: StreamRecord, headers: list[Any], endStream: bool):
-        self.record = record
-        self.headers = headers
-        self.endStream = endStream
-
-
-class DataReceived(LinkEvent):
-    """
-    Body bytes arrived (possibly empty, with END_STREAM).
-
-    @ivar endStream: the peer ended its side with them.
-    """
-
-    __slots__ = ("record", "data", "endStream")
-
-    def __init__(self, record: StreamRecord, data: bytes, endStream: bool):
-        self.record = record
-        self.data = data
-        self.endStream = endStream
-
-
-class StreamClosed(LinkEvent):
-    """
-    A stream is over on the wire.
-
-    @ivar reason: C{None} when both sides ended it cleanly; else the
-        L{StreamReset}, L{StreamRefused} or L{LinkLost} to report.
-    """
-
-    __slots__ = ("record", "reason")
-
-    def __init__(self, record: StreamRecord, reason: Exception | None):
-        self.record = record
-        self.reason = reason
-
-
-class StreamDrained(LinkEvent):
-    """
-    A stream's queued bytes fell to its C{wakeBelow} mark.
-    """
-
-    __slots__ = ("record",)
-
-    def __init__(self, record: StreamRecord):
-        self.record = record
-
-
-class PongReceived(LinkEvent):
-    """
-    Our PING was answered.
-
-    @ivar rtt: the round-trip time measured.
-    """
-
-    __slots__ = ("rtt",)
-
-    def __init__(self, rtt: float):
-        self.rtt = rtt
-
-
-class DrainStarted(LinkEvent):
-    """
-    We sent a graceful GOAWAY: a drain deadline may start.
-    """
-
-    __slots__ = ()
-
-
-class LinkClosing(LinkEvent):
-    """
-    The link stopped: no input is read from now on and no new stream is
-    opened.  The I/O layer cancels its timers and fails whoever waits for
-    readiness with L{LinkConnection.closeError}.  The streams' own
-    L{StreamClosed} events follow, then L{CloseTransport}.
-    """
-
-    __slots__ = ()
-
-
-class CloseTransport(LinkEvent):
-    """
-    Write what L{LinkConnection.dataToSend} still has (GOAWAY, last control
-    frames), then close the transport.
-
-    @ivar abort: abort it instead (a dead or unresponsive peer).
-    """
-
-    __slots__ = ("abort",)
-
-    def __init__(self, abort: bool):
-        self.abort = abort
+#: an event: its L{Event} kind, then its fields (see the module docstring)
+LinkEvent = tuple[Any, ...]

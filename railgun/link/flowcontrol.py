@@ -10,7 +10,6 @@ from struct import Struct
 
 from .errors import ErrorCode, ProtocolError
 from .frames import Ping
-from .streamstate import StreamRecord
 
 _pingOpaque = Struct("!Q")
 
@@ -26,7 +25,10 @@ class ReceiveCredit:
     once half a stream window was consumed.
 
     @ivar window: the connection credit the peer has left.
+    @ivar debt: received bytes whose connection credit is not returned.
     @ivar bufferedBytes: received bytes held by paused streams.
+    @ivar streamThreshold: consumed bytes of a stream that make its
+        credit worth a WINDOW frame.
     """
 
     def __init__(
@@ -35,29 +37,26 @@ class ReceiveCredit:
         self.window = connectionWindow
         self._half = connectionWindow // 2
         self.bufferedBytes = 0
-        self._debt = 0  # received bytes whose connection credit is unsent
+        self.debt = 0
         self._maxBufferedBytes = maxBufferedBytes
-        self._streamThreshold = max(1, streamWindow // 2)
+        self.streamThreshold = max(1, streamWindow // 2)
 
-    def received(self, size: int) -> None:
+    def exceeded(self, size: int) -> ProtocolError:
         """
-        A DATA frame of C{size} bytes arrived.
-
-        @raise ProtocolError: when it exceeds the window.
+        @return: the error for a DATA frame of C{size} bytes beyond the
+            window (the connection checks and counts each frame inline:
+            L{LinkConnection._receiveData} is the hot path).
         """
-        if size > self.window:
-            raise ProtocolError(
-                ErrorCode.FLOW_CONTROL_ERROR,
-                f"DATA of {size} bytes beyond the connection window {self.window}",
-            )
-        self.window -= size
-        self._debt += size
+        return ProtocolError(
+            ErrorCode.FLOW_CONTROL_ERROR,
+            f"DATA of {size} bytes beyond the connection window {self.window}",
+        )
 
     def due(self) -> int:
         """
         @return: the connection credit to send now, or 0 to keep batching.
         """
-        debt = self._debt
+        debt = self.debt
         if not debt:
             return 0
         withheld = self.bufferedBytes - self._maxBufferedBytes
@@ -75,23 +74,9 @@ class ReceiveCredit:
         """
         credit = self.due()
         if credit:
-            self._debt -= credit
+            self.debt -= credit
             self.window += credit
         return credit
-
-    def streamConsumed(self, record: StreamRecord, size: int) -> int:
-        """
-        A stream's handler took C{size} bytes.
-
-        @return: the stream credit to send now (counted as sent), or 0.
-        """
-        unacked = record.unacked + size
-        if unacked >= self._streamThreshold or record.recvWindow == 0:
-            record.unacked = 0
-            record.recvWindow += unacked
-            return unacked
-        record.unacked = unacked
-        return 0
 
 
 class Liveness:

@@ -36,19 +36,7 @@ from zope.interface import implementer
 
 from .connection import REQUEST_ID_HEADER, LinkConnection
 from .errors import ErrorCode, LinkLost
-from .events import (
-    CloseTransport,
-    DataReceived,
-    DrainStarted,
-    HeadersReceived,
-    LinkClosing,
-    LinkEvent,
-    LinkReady,
-    PongReceived,
-    StreamClosed,
-    StreamDrained,
-    StreamOpened,
-)
+from .events import DATA_RECEIVED, HEADERS_RECEIVED, Event, LinkEvent
 from .frames import Settings
 from .headerblock import DEFAULT_MAX_HEADER_LIST_SIZE, Header
 from .linkstate import LinkPhase, LinkStats
@@ -164,18 +152,20 @@ class LinkProtocol(Protocol):
 
         self._pending: deque[LinkEvent] = deque()
         self._delivering = False
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            DataReceived: self._onData,
-            HeadersReceived: self._onHeaders,
-            StreamOpened: self._onStreamOpened,
-            StreamClosed: self._onStreamClosed,
-            StreamDrained: self._onStreamDrained,
-            LinkReady: self._onReady,
-            PongReceived: self._onPong,
-            DrainStarted: self._onDrainStarted,
-            LinkClosing: self._onClosing,
-            CloseTransport: self._onCloseTransport,
+        handlers: dict[Event, Callable[[LinkEvent], None]] = {
+            Event.DATA_RECEIVED: self._onData,
+            Event.HEADERS_RECEIVED: self._onHeaders,
+            Event.STREAM_OPENED: self._onStreamOpened,
+            Event.STREAM_CLOSED: self._onStreamClosed,
+            Event.STREAM_DRAINED: self._onStreamDrained,
+            Event.LINK_READY: self._onReady,
+            Event.PONG_RECEIVED: self._onPong,
+            Event.DRAIN_STARTED: self._onDrainStarted,
+            Event.LINK_CLOSING: self._onClosing,
+            Event.CLOSE_TRANSPORT: self._onCloseTransport,
         }
+        # Indexed by kind.
+        self._handlers = [handlers[kind] for kind in Event]
         self._readyWaiters: list[Deferred[LinkProtocol]] = []
         self._closedWaiters: list[Deferred[None]] = []
         self._flushCall: IDelayedCall | None = None
@@ -441,27 +431,35 @@ class LinkProtocol(Protocol):
                 self._delivering = True
                 handlers = self._handlers
                 try:
+                    # The events of every exchange go straight to their
+                    # stream; the rest through their handlers.
                     for event in events:
-                        if event.__class__ is DataReceived:
-                            event.record.owner.receiveData(event.data, event.endStream)  # type: ignore[attr-defined]
+                        kind = event[0]
+                        if kind is DATA_RECEIVED:
+                            event[1].owner.receiveData(event[2], event[3])
+                        elif kind is HEADERS_RECEIVED:
+                            event[1].owner.receiveHeaders(event[2], event[3])
                         else:
-                            handlers[event.__class__](event)
+                            handlers[kind](event)
                     while pending:
                         event = pending.popleft()
-                        handlers[event.__class__](event)
+                        handlers[event[0]](event)
                 finally:
                     self._delivering = False
         if self._scheduler.flushWanted and self._flushCall is None:
             self._scheduleFlush()
 
-    def _onData(self, event: DataReceived) -> None:
-        event.record.owner.receiveData(event.data, event.endStream)
+    def _onData(self, event: LinkEvent) -> None:
+        _, record, data, endStream = event
+        record.owner.receiveData(data, endStream)
 
-    def _onHeaders(self, event: HeadersReceived) -> None:
-        event.record.owner.receiveHeaders(event.headers, event.endStream)
+    def _onHeaders(self, event: LinkEvent) -> None:
+        _, record, headers, endStream = event
+        record.owner.receiveHeaders(headers, endStream)
 
-    def _onStreamOpened(self, event: StreamOpened) -> None:
-        stream = LinkStream(self, event.record)
+    def _onStreamOpened(self, event: LinkEvent) -> None:
+        _, record, headers, endStream = event
+        stream = LinkStream(self, record)
         assert self._streamFactory is not None
         try:
             protocol = self._streamFactory(stream)
@@ -473,19 +471,19 @@ class LinkProtocol(Protocol):
             stream.reset(ErrorCode.INTERNAL_ERROR)
             return
         if stream.connect(protocol) and stream.delivery is not Delivery.LOST:
-            stream.receiveHeaders(event.headers, event.endStream)
+            stream.receiveHeaders(headers, endStream)
 
-    def _onStreamClosed(self, event: StreamClosed) -> None:
-        stream = event.record.owner
-        if stream is not None:
-            stream.closed(event.reason)
+    def _onStreamClosed(self, event: LinkEvent) -> None:
+        _, record, reason = event
+        if record.owner is not None:
+            record.owner.closed(reason)
 
-    def _onStreamDrained(self, event: StreamDrained) -> None:
-        stream = event.record.owner
-        if stream is not None:
-            stream.updateProducer()
+    def _onStreamDrained(self, event: LinkEvent) -> None:
+        _, record = event
+        if record.owner is not None:
+            record.owner.updateProducer()
 
-    def _onReady(self, event: LinkReady) -> None:
+    def _onReady(self, event: LinkEvent) -> None:
         if self._helloCall is not None and self._helloCall.active():
             self._helloCall.cancel()
         self._helloCall = None
@@ -495,18 +493,18 @@ class LinkProtocol(Protocol):
         for d in waiters:
             d.callback(self)
 
-    def _onPong(self, event: PongReceived) -> None:
+    def _onPong(self, event: LinkEvent) -> None:
         if self._pingTimeoutCall is not None and self._pingTimeoutCall.active():
             self._pingTimeoutCall.cancel()
         self._pingTimeoutCall = None
 
-    def _onDrainStarted(self, event: DrainStarted) -> None:
+    def _onDrainStarted(self, event: LinkEvent) -> None:
         if self._drainTimeout > 0 and self._drainCall is None:
             self._drainCall = self.clock.callLater(
                 self._drainTimeout, self._drainTimedOut
             )
 
-    def _onClosing(self, event: LinkClosing) -> None:
+    def _onClosing(self, event: LinkEvent) -> None:
         self._cancelTimers()
         waiters, self._readyWaiters = self._readyWaiters, []
         if waiters:
@@ -514,14 +512,15 @@ class LinkProtocol(Protocol):
             for waiter in waiters:
                 waiter.errback(failure)
 
-    def _onCloseTransport(self, event: CloseTransport) -> None:
+    def _onCloseTransport(self, event: LinkEvent) -> None:
+        _, abort = event
         transport = self.transport
         if self._flushCall is not None and self._flushCall.active():
             self._flushCall.cancel()
         self._flushCall = None
         if transport is None:
             return
-        if event.abort:
+        if abort:
             transport.abortConnection()  # type: ignore[attr-defined]
             return
         out = self.connection.dataToSend()

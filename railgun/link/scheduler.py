@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any
 
 from .counting import ByteCounters
-from .events import LinkEvent, StreamDrained
+from .events import STREAM_DRAINED, LinkEvent
 from .frames import TYPE_DATA, TYPE_HEADERS, Settings, encodeStreamFrameHeader
 from .headerblock import Header, HeaderBlockEncoder, blockFits
 from .streamstate import (
@@ -310,7 +310,7 @@ class Scheduler:
                 size, endStream = self._takeData(record, allowed, out)
                 budget -= size
                 if record.wakeBelow and record.outboundBytes <= record.wakeBelow:
-                    events.append(StreamDrained(record))
+                    events.append((STREAM_DRAINED, record))
                 frames += 1
                 if endStream:
                     ended.append(record)
