@@ -24,6 +24,7 @@ from railgun.link.events import (
     DATA_RECEIVED,
     DRAIN_STARTED,
     HEADERS_RECEIVED,
+    LINK_CLOSED,
     LINK_CLOSING,
     LINK_READY,
     PONG_RECEIVED,
@@ -455,7 +456,7 @@ class LifecycleTests(SynchronousTestCase):
         pair.request(endStream=False)
         pair.dialer.connectionLost("gone")
         events = pair.dialer.takeEvents()
-        self.assertEqual(kinds(events), [STREAM_CLOSED, STREAM_CLOSED])
+        self.assertEqual(kinds(events), [STREAM_CLOSED, STREAM_CLOSED, LINK_CLOSED])
         self.assertEqual(pair.dialer.streams, {})
         self.assertIs(pair.dialer.phase, LinkPhase.CLOSED)
 

@@ -44,6 +44,7 @@ from .events import (
     DATA_RECEIVED,
     DRAIN_STARTED,
     HEADERS_RECEIVED,
+    LINK_CLOSED,
     LINK_CLOSING,
     LINK_READY,
     PONG_RECEIVED,
@@ -856,7 +857,8 @@ class LinkConnection:
 
     def connectionLost(self, why: str) -> None:
         """
-        The transport is gone: fail every stream with L{LinkLost}.
+        The transport is gone: fail every stream with L{LinkLost}, then
+        report the link closed.
 
         @param why: the transport's reason, for the streams' failure.
         """
@@ -865,6 +867,7 @@ class LinkConnection:
         self.scheduler.stop()
         self._failStreams(LinkLost(f"link lost: {why}"))
         self.scheduler.clear()
+        self.events.append((LINK_CLOSED,))
 
     # Output.
 

@@ -35,6 +35,8 @@ with an C{__init__}.  The layouts:
   - C{(CLOSE_TRANSPORT, abort)}: write what C{dataToSend} still has
     (GOAWAY, last control frames) and close the transport, or abort it
     (a dead or unresponsive peer).
+  - C{(LINK_CLOSED,)}: the transport is gone, after the streams' last
+    STREAM_CLOSED: whoever waits for the link hears of it last.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Event(IntEnum):
     DRAIN_STARTED = 7
     LINK_CLOSING = 8
     CLOSE_TRANSPORT = 9
+    LINK_CLOSED = 10
 
 
 LINK_READY = Event.LINK_READY
@@ -70,6 +73,7 @@ PONG_RECEIVED = Event.PONG_RECEIVED
 DRAIN_STARTED = Event.DRAIN_STARTED
 LINK_CLOSING = Event.LINK_CLOSING
 CLOSE_TRANSPORT = Event.CLOSE_TRANSPORT
+LINK_CLOSED = Event.LINK_CLOSED
 
 #: an event: its L{Event} kind, then its fields (see the module docstring)
 LinkEvent = tuple[Any, ...]

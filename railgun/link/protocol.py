@@ -163,6 +163,7 @@ class LinkProtocol(Protocol):
             Event.DRAIN_STARTED: self._onDrainStarted,
             Event.LINK_CLOSING: self._onClosing,
             Event.CLOSE_TRANSPORT: self._onCloseTransport,
+            Event.LINK_CLOSED: self._onClosed,
         }
         # Indexed by kind.
         self._handlers = [handlers[kind] for kind in Event]
@@ -174,6 +175,7 @@ class LinkProtocol(Protocol):
         self._pingTimeoutCall: IDelayedCall | None = None
         self._drainCall: IDelayedCall | None = None
         self._abortCall: IDelayedCall | None = None
+        self._lostReason: Failure | None = None
 
     def __repr__(self) -> str:
         conn = self.connection
@@ -367,6 +369,7 @@ class LinkProtocol(Protocol):
         conn = self.connection
         if conn.phase is LinkPhase.CLOSED:
             return
+        self._lostReason = reason
         conn.connectionLost(reason.getErrorMessage())
         self._cancelTimers()
         for name in ("_flushCall", "_abortCall"):
@@ -375,14 +378,6 @@ class LinkProtocol(Protocol):
                 call.cancel()
             setattr(self, name, None)
         self._dispatch(conn.takeEvents())
-        waiters, self._readyWaiters = self._readyWaiters, []
-        if waiters:
-            failure = self._readyFailure(reason)
-            for waiter in waiters:
-                waiter.errback(failure)
-        closed, self._closedWaiters = self._closedWaiters, []
-        for closedWaiter in closed:
-            closedWaiter.callback(None)
 
     # IPushProducer (toward our transport).
 
@@ -532,6 +527,16 @@ class LinkProtocol(Protocol):
         transport.loseConnection()
         if self.connection.phase is not LinkPhase.CLOSED and self.closeGrace > 0:
             self._abortCall = self.clock.callLater(self.closeGrace, self._abortNow)
+
+    def _onClosed(self, event: LinkEvent) -> None:
+        waiters, self._readyWaiters = self._readyWaiters, []
+        if waiters:
+            failure = self._readyFailure(self._lostReason)
+            for waiter in waiters:
+                waiter.errback(failure)
+        closed, self._closedWaiters = self._closedWaiters, []
+        for closedWaiter in closed:
+            closedWaiter.callback(None)
 
     # Timers.
 
