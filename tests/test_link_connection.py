@@ -487,3 +487,44 @@ class LifecycleTests(SynchronousTestCase):
         """
         pair = Pair()
         self.assertEqual(pair.dialer.receiveData(Pong(b"00000000").encode()), [])
+
+
+class LayeringTests(SynchronousTestCase):
+    """
+    The connection stands apart from Twisted's I/O.
+    """
+
+    def test_noReactorNoTransport(self) -> None:
+        """
+        The connection's modules, followed through their imports within the
+        package, never import the link's Twisted protocol, its stream
+        transport, its factories, a reactor or Twisted's protocols.
+        """
+        import ast
+        from pathlib import Path
+
+        import railgun.link
+
+        package = Path(railgun.link.__file__).parent
+        seen: set[str] = set()
+        outside: set[str] = set()
+        todo = ["connection"]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            tree = ast.parse((package / f"{name}.py").read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom):
+                    if node.level == 1:
+                        todo.append(node.module or "")
+                    else:
+                        outside.add(node.module or "")
+                elif isinstance(node, ast.Import):
+                    outside.update(alias.name for alias in node.names)
+        self.assertEqual(seen & {"protocol", "stream", "factory", "__init__"}, set())
+        self.assertEqual(
+            {m for m in outside if m.startswith(("twisted.internet", "railgun"))},
+            {"twisted.internet.interfaces"},  # counting.py: interface names
+        )
