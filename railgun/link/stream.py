@@ -38,7 +38,14 @@ from zope.interface import implementer
 
 from .errors import ErrorCode, StreamReset
 from .headerblock import Header
-from .streamstate import END, LOCAL_OPEN, HeadersItem, StreamLife, StreamRecord
+from .streamstate import (
+    END,
+    LOCAL_OPEN,
+    HeadersItem,
+    StreamLife,
+    StreamRecord,
+    StreamState,
+)
 
 if TYPE_CHECKING:
     from .protocol import LinkProtocol
@@ -207,7 +214,7 @@ class LinkStream:
         return f"<LinkStream {self.streamId} {self.requestId} {self.state.name}>"
 
     @property
-    def state(self) -> Any:
+    def state(self) -> StreamState:
         """
         The stream's L{railgun.link.streamstate.StreamState} on the wire.
         """
