@@ -625,7 +625,7 @@ class StreamTests(SynchronousTestCase):
             peer.send(Data(1, b"x" * 10000))
         self.assertEqual(protocol.chunks, [])
         self.assertEqual(peer.received(), [Window(0, 40000)])
-        self.assertEqual(peer.link._recvWindow, 65535)
+        self.assertEqual(peer.link.connection.credit.window, 65535)
 
     def test_pausedConsumerDelaysEnd(self) -> None:
         """
@@ -751,15 +751,15 @@ class FlowControlTests(SynchronousTestCase):
         self.assertTrue(fast.done)
         self.assertEqual(slow.body, b"")
         self.assertEqual(slow.headers, [])
-        self.assertEqual(slowStream._inboundBytes, window)
+        self.assertEqual(slowStream.inboundBytes, window)
         serverSlow = pair.serverProtocols[0].transport
-        self.assertEqual(serverSlow._sendWindow, 0)
-        self.assertEqual(serverSlow._outboundBytes, 512 * 1024 - window)
+        self.assertEqual(serverSlow.record.sendWindow, 0)
+        self.assertEqual(serverSlow.record.outboundBytes, 512 * 1024 - window)
         slowStream.resumeProducing()
         pair.flush()
         self.assertEqual(len(slow.body), 512 * 1024)
         self.assertTrue(slow.done)
-        self.assertEqual(pair.client._bufferedBytes, 0)
+        self.assertEqual(pair.client.connection.credit.bufferedBytes, 0)
 
     def test_pausedStreamsBoundedByMaxBufferedBytes(self) -> None:
         """
@@ -783,17 +783,17 @@ class FlowControlTests(SynchronousTestCase):
             stream.pauseProducing()
             streams.append((protocol, stream))
         pair.flush()
-        buffered = pair.client._bufferedBytes
+        buffered = pair.client.connection.credit.bufferedBytes
         # Credit stopped once buffered data passed the limit: the peer's
         # connection window ran dry below 100000 + one window of data.
         self.assertLessEqual(buffered, 100000 + 200000)
-        self.assertEqual(pair.server._sendWindow, 0)
+        self.assertEqual(pair.server.connection.scheduler.sendWindow, 0)
         for _protocol, stream in streams:
             stream.resumeProducing()
         pair.flush()
         for protocol, _ in streams:
             self.assertEqual(len(protocol.body), 200000)
-        self.assertEqual(pair.client._bufferedBytes, 0)
+        self.assertEqual(pair.client.connection.credit.bufferedBytes, 0)
 
     def test_creditBatching(self) -> None:
         """
@@ -901,7 +901,7 @@ class FlowControlTests(SynchronousTestCase):
         # The server consumer is paused: the window is used up and the rest
         # waits, above the high-water mark.
         self.assertTrue(producer.paused)
-        self.assertEqual(stream._sendWindow, 0)
+        self.assertEqual(stream.record.sendWindow, 0)
         server.transport.resumeProducing()
         pair.flush()
         self.assertFalse(producer.paused)
@@ -1511,3 +1511,53 @@ class FuzzTests(SynchronousTestCase):
             self.assertTrue(peer.transport.disconnecting)
         if goAways(out):
             self.assertTrue(peer.transport.disconnecting)
+
+
+class DeliveryTests(SynchronousTestCase):
+    """
+    Handlers hear of a change only once the link has made all of it, and
+    never from inside another of their own callbacks.
+    """
+
+    def test_linkLostSeenWhole(self) -> None:
+        """
+        When the link is lost, every stream's handler sees it already
+        without any open stream: none hears of it half way through.
+        """
+        peer = RawPeer(self, isDialer=True)
+        peer.send(Hello(1, b"", Settings()))
+        seen: list[tuple[int, bool]] = []
+
+        class Watcher(Recorder):
+            def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]
+                super().connectionLost(reason)
+                seen.append((peer.link.openStreamCount, peer.link.isReady()))
+
+        for _ in range(3):
+            peer.link.openStream(Watcher(), [])
+        peer.link.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(seen, [(0, False)] * 3)
+
+    def test_closeFromInsideHandler(self) -> None:
+        """
+        A handler that closes the link from its C{headersReceived} hears
+        C{connectionLost} after that call returned, not inside it.
+        """
+        peer = RawPeer(self, isDialer=True)
+        peer.send(Hello(1, b"", Settings()))
+
+        class Closer(Recorder):
+            def headersReceived(
+                self, headers: list[tuple[bytes, bytes]], endStream: bool
+            ) -> None:
+                super().headersReceived(headers, endStream)
+                peer.link.goAway(ErrorCode.INTERNAL_ERROR, "handler gave up")
+                self.events.append("returned")
+
+        closer = Closer()
+        peer.link.openStream(closer, [])
+        peer.received()
+        peer.send(Headers(1, peer.encoder.encode([(b":status", b"200")]), False))
+        self.assertEqual(closer.events, ["made", "headers", "returned", "lost"])
+        closer.reason.trap(LinkLost)
+        self.assertTrue(peer.transport.disconnecting)

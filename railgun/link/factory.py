@@ -3,7 +3,9 @@ Factories for both ends of a link.
 
 The origin role listens with L{LinkServerFactory}; the edge dials with
 L{LinkClientFactory} (through a C{ClientService} over an endpoint, which
-handles reconnection).
+handles reconnection).  Both tune the sockets of their links (bigger
+reads, no Nagle delay, eager writes: L{railgun._sockets}); a bare
+L{LinkProtocol} leaves its transport alone.
 """
 
 from __future__ import annotations
@@ -12,12 +14,25 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IReactorTime, ITransport
 from twisted.internet.protocol import Factory
+
+from railgun._sockets import noDelay, tuneForVolume, writeEagerly
 
 from .errors import ErrorCode
 from .frames import Settings
 from .protocol import LinkProtocol, LinkStream
+
+
+def tuneLinkTransport(transport: ITransport) -> None:
+    """
+    Tune the socket under a link's transport: reads of L{tuneForVolume}'s
+    size, Nagle off (the link batches its frames per reactor turn), eager
+    writes.  Transports that are not sockets are left alone.
+    """
+    tuneForVolume(transport)
+    noDelay(transport)
+    writeEagerly(transport)
 
 
 class _LinkFactory(Factory):
@@ -52,6 +67,7 @@ class _LinkFactory(Factory):
             clock=self._clock,
             settings=self._settings,
             streamFactory=self._streamFactory,
+            tuneTransport=tuneLinkTransport,
             **self._linkOptions,
         )
         link.factory = self
