@@ -24,6 +24,7 @@ from railgun.http.routing import (
     parseLinkGroup,
     parseOriginURL,
 )
+from railgun.logs import LOG_FORMATS, LOG_LEVELS
 from railgun.settings import (
     BOOLEAN,
     DURATION,
@@ -589,6 +590,69 @@ class EdgeConfig:
     link: LinkTuning = section("link", LinkTuning)
 
 
+def _checkAccessLog(value: Any, label: str) -> None:
+    if not value.strip():
+        raise ConfigError(f"{label} must be a file name or - (standard output)")
+
+
+@frozen
+class LogConfig:
+    """
+    The daemon's logs (C{twistd railgun} only: an embedding program logs as
+    it likes, and passes an access log to the services itself).
+
+    @ivar level: the least severe event written (C{debug} lines are off by
+        default).
+    @ivar format: the event log as C{text} (twistd's lines) or C{json}.
+    @ivar access: where the access log goes (a file, or C{-} for standard
+        output); L{None}: no access log.
+    @ivar accessFormat: the access log as C{text} or C{json}; L{None}: as
+        C{format}.
+    """
+
+    level: str = setting(
+        "level",
+        STRING,
+        "info",
+        flag="log-level",
+        choices=LOG_LEVELS,
+        help="least severe event logged: debug, info, warn, error or critical",
+    )
+    format: str = setting(
+        "format",
+        STRING,
+        "text",
+        flag="log-format",
+        choices=LOG_FORMATS,
+        help="event log lines as text or json (one object a line)",
+    )
+    access: str | None = setting(
+        "access",
+        STRING,
+        None,
+        flag="access-log",
+        check=_checkAccessLog,
+        defaultText="off",
+        help="write an access log line per request (edge) and per stream "
+        "(origin role) to this file, or - for standard output",
+    )
+    accessFormat: str | None = setting(
+        "access_format",
+        STRING,
+        None,
+        flag="access-log-format",
+        choices=LOG_FORMATS,
+        defaultText="the --log-format",
+        help="access log lines as text or json",
+    )
+
+    def accessLogFormat(self) -> str:
+        """
+        @return: the access log's format (its own, else the event log's).
+        """
+        return self.accessFormat or self.format
+
+
 @frozen
 class RailgunConfig:
     """
@@ -603,6 +667,7 @@ class RailgunConfig:
         empty (it links to the origin role of the same process).
     @ivar workers: processes serving the role (C{--workers}); more than one
         runs a supervisor (L{railgun.workers}).
+    @ivar log: the daemon's event and access logs.
     @ivar samplePeriod: C{both}: seconds between editions of the sample
         origin.
     """
@@ -646,6 +711,7 @@ class RailgunConfig:
         help="processes serving the role, sharing its listening socket; the"
         " origin role's need --memcached to share versions",
     )
+    log: LogConfig = section("log", LogConfig)
     samplePeriod: float = setting(
         "sample_period",
         DURATION,
@@ -757,6 +823,7 @@ __all__ = [
     "EdgeConfig",
     "LinkAddress",
     "LinkTuning",
+    "LogConfig",
     "OriginConfig",
     "OriginTarget",
     "RailgunConfig",
