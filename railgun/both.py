@@ -8,11 +8,12 @@ Railgun. With no C{--map}, the origin role fronts the built-in sample origin
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from attrs import evolve
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
@@ -22,6 +23,7 @@ from twisted.python.failure import Failure
 from railgun.certs import generateDeployment
 from railgun.config import RailgunConfig, parseLinkMap, parseOriginMap
 from railgun.http.routing import HostMap
+from railgun.logs import AccessRecord
 from railgun.tls import credentialsFromDeployment
 
 log = Logger()
@@ -35,15 +37,26 @@ class BothService(MultiService):
     @ivar origin: the L{railgun.origin.service.OriginService}, once started.
     """
 
-    def __init__(self, config: RailgunConfig, reactor: Any) -> None:
+    def __init__(
+        self,
+        config: RailgunConfig,
+        reactor: Any,
+        accessLog: Callable[[AccessRecord], None] | None = None,
+    ) -> None:
         """
         @param config: the configuration of C{--role both}: both roles'
             (L{RailgunConfig.origin} with an empty map serves the sample
             origin; an empty token is replaced by a random one).
+        @param accessLog: called with an L{AccessRecord} per request (edge)
+            and per stream (origin role).
         """
         super().__init__()
         self._config = config
         self._reactor = reactor
+        self._accessLog = accessLog
+        # What _start made, which a reload keeps: the token, certificates,
+        # the sample origin's map and the edge's links to the origin role.
+        self._made: dict[str, Any] = {}
         self.edge: Any = None
         self.origin: Any = None
         self._samplePort: IListeningPort | None = None
@@ -80,27 +93,23 @@ class BothService(MultiService):
             port = self._samplePort.getHost().port  # type: ignore[union-attr]
             origins = parseOriginMap([f"*=http://127.0.0.1:{port}"])
             log.info("sample origin serving on 127.0.0.1:{port}", port=port)
+        self._made = dict(
+            token=token, deployment=deployment, origins=origins, links=None
+        )
         self.origin = OriginService(
             evolve(originConfig, origins=origins, token=token, certsDir=None),
             self._reactor,
             credentials=credentialsFromDeployment(deployment, "origin"),
+            accessLog=self._accessLog,
         )
         self.origin.setServiceParent(self)
         linkPort = (await self.origin.whenListening()).getHost().port  # type: ignore[attr-defined]
-        links = edgeConfig.links
-        if links == HostMap():
-            links = parseLinkMap([f"*=127.0.0.1:{linkPort}"])
+        self._made["links"] = parseLinkMap([f"*=127.0.0.1:{linkPort}"])
         self.edge = EdgeService(
-            evolve(
-                edgeConfig,
-                links=links,
-                token=token,
-                certsDir=None,
-                # the name in the certificate made above
-                tlsName=edgeConfig.tlsName or "localhost",
-            ),
+            self._edgeConfig(edgeConfig),
             self._reactor,
             credentials=credentialsFromDeployment(deployment, "edge"),
+            accessLog=self._accessLog,
         )
         self.edge.setServiceParent(self)
         httpPort = await self.edge.whenListening()
@@ -108,6 +117,55 @@ class BothService(MultiService):
             "railgun (both roles) ready: try curl http://{h}:{p}/",
             h=httpPort.getHost().host,
             p=httpPort.getHost().port,
+        )
+
+    def _edgeConfig(self, edgeConfig: Any) -> Any:
+        links = edgeConfig.links
+        if links == HostMap():
+            links = self._made["links"]
+        return evolve(
+            edgeConfig,
+            links=links,
+            token=self._made["token"],
+            certsDir=None,
+            # the name in the certificate made at start
+            tlsName=edgeConfig.tlsName or "localhost",
+        )
+
+    def reload(self, config: RailgunConfig) -> Deferred[Any]:
+        """
+        Apply a new configuration to both roles (see their C{reload}): the
+        token and certificates made at start are kept, and so is the sample
+        origin while no C{--map} is given.
+
+        @return: a Deferred firing once both have drained what they drain.
+        """
+        if self.origin is None or self.edge is None:
+            log.warn("reload: --role both has not started yet; nothing applied")
+            return succeed(None)
+        made = self._made
+        originConfig = config.originConfig()
+        origins = originConfig.origins
+        if origins == HostMap():
+            origins = made["origins"]
+        self._config = config
+        deployment = made["deployment"]
+        return gatherResults(
+            [
+                self.origin.reload(
+                    evolve(
+                        originConfig,
+                        origins=origins,
+                        token=made["token"],
+                        certsDir=None,
+                    ),
+                    credentialsFromDeployment(deployment, "origin"),
+                ),
+                self.edge.reload(
+                    self._edgeConfig(config.edgeConfig()),
+                    credentialsFromDeployment(deployment, "edge"),
+                ),
+            ]
         )
 
     def whenStarted(self) -> Deferred[Any]:

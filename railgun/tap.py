@@ -18,12 +18,15 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
 from railgun import __version__
 from railgun.config import ConfigError, RailgunConfig, readToml
+from railgun.daemon import Daemon, EventLog, Signals, forTwistd
+from railgun.logs import AccessLog
 from railgun.settings import Flag, entries, flags, load
 from railgun.tls import CredentialsError
 
@@ -128,26 +131,45 @@ class Options(usage.Options):
         try:
             self.built: RailgunConfig = self.read()
             self.role = self.built.role
-            if self.role in ("edge", "origin"):
-                # Read the certificates now, so a missing or wrong file is a
-                # one-line usage error, not a traceback from makeService.
-                from railgun.tls import loadCredentials
-
-                # (--certs is required for these roles.)
-                if self.role == "origin":
-                    certsDir = self.built.originConfig().certsDir
-                    assert certsDir is not None
-                    self.credentials = loadCredentials(certsDir, "origin")
-                else:
-                    certsDir = self.built.edgeConfig().certsDir
-                    assert certsDir is not None
-                    self.credentials = loadCredentials(certsDir, "edge")
+            # Read the certificates now, so a missing or wrong file is a
+            # one-line usage error, not a traceback from makeService.
+            self.credentials = roleCredentials(self.built)
         except CredentialsError as e:
             raise usage.UsageError(str(e)) from e
         except ConfigError as e:
             raise usage.UsageError(str(e)) from e
         except ValueError as e:
             raise usage.UsageError(f"bad option value: {e}") from e
+        self.eventLog: EventLog | None = None
+        parent = getattr(self, "parent", None)
+        if parent is not None and not parent.get("logger"):
+            # twistd starts logging with this factory's observer (unless it
+            # was given a --logger of its own).
+            self.eventLog = EventLog(
+                parent, self.built.log.format, self.built.log.level
+            )
+            parent["logger"] = forTwistd(self.eventLog)
+
+
+def roleCredentials(built: RailgunConfig) -> Any:
+    """
+    Read the certificates of the role C{built} runs (C{edge}, C{origin});
+    L{None} for C{both}, which makes its own.
+
+    @raise CredentialsError: for a missing or unreadable file.
+    """
+    from railgun.tls import loadCredentials
+
+    # (--certs is required for these roles.)
+    if built.role == "origin":
+        certsDir = built.originConfig().certsDir
+        assert certsDir is not None
+        return loadCredentials(certsDir, "origin")
+    if built.role == "edge":
+        certsDir = built.edgeConfig().certsDir
+        assert certsDir is not None
+        return loadCredentials(certsDir, "edge")
+    return None
 
 
 def _repeatable(flag: Flag) -> Callable[[Options, str], None]:
@@ -205,8 +227,13 @@ class TwistdService(MultiService):
     nothing. Embedders run the role services themselves, whose
     C{whenListening()} fails instead: what to do is theirs to decide.
 
+    With C{options}, it also installs the daemon's signal handlers once the
+    reactor runs (L{railgun.daemon.Signals}: SIGHUP reloads, SIGUSR1
+    reopens the logs, a second SIGINT/SIGTERM quits at once).
+
     @ivar role: C{edge}, C{origin} or C{both}.
     @ivar roleService: the role's service.
+    @ivar daemon: the process's logs.
     """
 
     def __init__(
@@ -215,21 +242,85 @@ class TwistdService(MultiService):
         roleService: IService,
         reactor: Any,
         exit: Callable[[int], None] = exitStatusAtExit,
+        *,
+        options: Options | None = None,
+        daemon: Daemon | None = None,
     ) -> None:
         super().__init__()
         self.role = role
         self.roleService = roleService
         self._reactor = reactor
         self._exit = exit
+        self._options = options
+        self.daemon = daemon if daemon is not None else Daemon()
+        self._running: RailgunConfig | None = (
+            options.built if options is not None else None
+        )
         roleService.setServiceParent(self)
 
     def startService(self) -> None:
         super().startService()
+        if self._options is not None:
+            signals = Signals(self._reactor, self.reload, self.daemon.reopen)
+            self._reactor.callWhenRunning(signals.install)
         service: Any = self.roleService
         started = (
             service.whenStarted() if self.role == "both" else service.whenListening()
         )
         started.addErrback(self._cannotStart)
+
+    def stopService(self) -> Any:
+        d = super().stopService()
+        d.addBoth(self._closeLogs)
+        return d
+
+    def _closeLogs(self, result: Any) -> Any:
+        self.daemon.close()
+        return result
+
+    def reload(self) -> Deferred[Any] | None:
+        """
+        Read the configuration again (the file, the files it names, the
+        flags given) and apply it to the running role(s). If it cannot be
+        read, say why in one line and keep the running one.
+
+        @return: a Deferred firing once what the reload drains has drained,
+            or L{None} if nothing was applied.
+        """
+        assert self._options is not None
+        try:
+            config = self._options.read()
+            credentials = roleCredentials(config)
+        except (ConfigError, CredentialsError, usage.UsageError, ValueError) as e:
+            log.error(
+                "reload: the configuration was not applied (the running one is "
+                "kept): {why}",
+                why=" ".join(str(e).split()),
+            )
+            return None
+        running = self._running
+        assert running is not None
+        if config.role != running.role:
+            log.error(
+                "reload: --role cannot change from {running} to {role} while "
+                "running: the running configuration is kept; restart to apply",
+                running=running.role,
+                role=config.role,
+            )
+            return None
+        if config.log != running.log:
+            log.warn(
+                "reload: the log settings cannot change while running: restart to apply"
+            )
+        self._running = config
+        service: Any = self.roleService
+        if self.role == "origin":
+            d = service.reload(config.originConfig(), credentials)
+        elif self.role == "edge":
+            d = service.reload(config.edgeConfig(), credentials)
+        else:
+            d = service.reload(config)
+        return d
 
     def _cannotStart(self, failure: Failure) -> None:
         cause = " ".join(str(failure.value).split()) or type(failure.value).__name__
@@ -252,6 +343,14 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     built = options.built
+    accessLog = None
+    # (With --workers, each worker writes its own lines to the access log.)
+    if built.log.access is not None and built.workers == 1:
+        accessLog = AccessLog.forPath(
+            built.log.access, built.log.accessLogFormat(), sys.stdout
+        )
+    daemon = Daemon(getattr(options, "eventLog", None), accessLog)
+    write = accessLog.write if accessLog is not None else None
     service: IService
     if built.workers > 1:
         service = _workersService(options, reactor)
@@ -259,19 +358,27 @@ def makeService(options: Options) -> IService:
         from railgun.origin.service import OriginService
 
         service = OriginService(
-            built.originConfig(), reactor, credentials=options.credentials
+            built.originConfig(),
+            reactor,
+            credentials=options.credentials,
+            accessLog=write,
         )
     elif options.role == "edge":
         from railgun.edge.service import EdgeService
 
         service = EdgeService(
-            built.edgeConfig(), reactor, credentials=options.credentials
+            built.edgeConfig(),
+            reactor,
+            credentials=options.credentials,
+            accessLog=write,
         )
     else:
         from railgun.both import BothService
 
-        service = BothService(built, reactor)
-    return TwistdService(options.role, service, reactor)
+        service = BothService(built, reactor, accessLog=write)
+    return TwistdService(
+        options.role, service, reactor, options=options, daemon=daemon
+    )
 
 
 def workerArguments(options: Options, index: int, listen: str) -> list[str]:
