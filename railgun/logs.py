@@ -117,14 +117,14 @@ class AccessRecord:
         before a head was sent).
     @ivar outcome: C{same}, C{delta}, C{full}, C{raw}, C{direct},
         C{refused} or C{error}.
-    @ivar served: body bytes sent (edge: to the client; origin role: onto
-        the link).
+    @ivar served: body bytes served (edge: sent to the client; origin
+        role: received from the origin server).
     @ivar linkBytes: body bytes that crossed the link for this request.
     @ivar originSeconds: the origin server's time, or L{None} if not
         fetched.
     @ivar totalSeconds: from the request head to the end of the response.
-    @ivar client: the client's address (edge) or the edge's identity
-        (origin role).
+    @ivar client: the client's address (edge) or the subject of the edge's
+        certificate (origin role).
     """
 
     role: str
@@ -152,8 +152,18 @@ def formatAccessText(record: AccessRecord, now: float) -> str:
         f"{_isoTime(now)} {record.role} rid={record.rid} host={record.host}"
         f" {target} {record.status} outcome={record.outcome}"
         f" served={record.served} link={record.linkBytes} origin={origin}"
-        f" total={record.totalSeconds:.6f} client={record.client}"
+        f" total={record.totalSeconds:.6f} client={_word(record.client)}"
     )
+
+
+def _word(text: str) -> str:
+    """
+    C{text} as one word of a text access line: quoted (JSON) if it holds a
+    space or a quote (a certificate subject, say).
+    """
+    if not text or any(c.isspace() or c == '"' for c in text):
+        return json.dumps(text)
+    return text
 
 
 def formatAccessJSON(record: AccessRecord, now: float) -> str:

@@ -283,6 +283,7 @@ class Deployment:
         edgeCredentials: Any = None,
         tlsDeployment: Any = None,
         fallbackToOrigin: bool = False,
+        accessLog: Any = None,
     ) -> Any:
         deployment = tlsDeployment or generateDeployment("localhost")
         self.tlsDeployment = deployment
@@ -310,6 +311,7 @@ class Deployment:
             ),
             reactor,
             credentials=credentialsFromDeployment(deployment, "origin"),
+            accessLog=accessLog,
         )
         self.origin.startService()
         self.services.append(self.origin)
@@ -335,6 +337,7 @@ class Deployment:
             reactor,
             credentials=edgeCredentials
             or credentialsFromDeployment(deployment, "edge"),
+            accessLog=accessLog,
         )
         self.edge.startService()
         self.services.append(self.edge)

@@ -50,10 +50,14 @@ class DirectFetcher:
         self._target = target
         self._timeout = timeout
 
-    def serve(self, request: Any, head: RequestHead, reason: str) -> None:
+    def serve(
+        self, request: Any, head: RequestHead, reason: str, rid: str = "-"
+    ) -> None:
         """
         Fetch C{head} (the body streaming from C{request.body}) and relay
         the answer.
+
+        @param rid: the request id, for the log lines about it.
         """
         from railgun.edge.proxy import respondPlain
 
@@ -91,14 +95,16 @@ class DirectFetcher:
                 request.finish()
                 response.deliverBody(DiscardBody())
                 return
-            response.deliverBody(_Relay(request, self._clock, self._timeout))
+            response.deliverBody(_Relay(request, self._clock, self._timeout, rid))
 
         def failed(failure: Failure) -> None:
             error = classifyFetchFailure(failure, False)
             respondPlain(request, error.status, f"railgun: {error.message}", marker)
 
         d.addCallbacks(gotResponse, failed)
-        d.addErrback(lambda f: log.failure("direct fetch failed", f))
+        d.addErrback(
+            lambda f: log.failure("request {rid}: direct fetch failed", f, rid=rid)
+        )
 
 
 class _Relay(Protocol):
@@ -108,8 +114,11 @@ class _Relay(Protocol):
     client can only see the response fail).
     """
 
-    def __init__(self, request: Any, clock: IReactorTime, timeout: float) -> None:
+    def __init__(
+        self, request: Any, clock: IReactorTime, timeout: float, rid: str = "-"
+    ) -> None:
         self._request = request
+        self._rid = rid
         self._clock = clock
         self._timeout = timeout
         self._timer: Any = None
@@ -158,7 +167,10 @@ class _Relay(Protocol):
     def _bodyStalled(self) -> None:
         self._timer = None
         self._stalled = True
-        log.info("direct origin body stalled; cutting the response off")
+        log.info(
+            "request {rid}: direct origin body stalled; cutting the response off",
+            rid=self._rid,
+        )
         self.transport.stopProducing()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]

@@ -74,7 +74,10 @@ class EdgeRequest(http.Request):
         super().setResponseCode(code, message)
 
     def connectionLost(self, reason: Failure) -> None:
+        factory = self.channel.factory if self.channel is not None else None
         super().connectionLost(reason)
+        if factory is not None:
+            factory.proxy.requestEnded(self, finished=False)
         self.abandon(reason)
 
     def abandon(self, reason: Failure) -> None:
@@ -489,6 +492,7 @@ class EdgeHTTPFactory(http.HTTPFactory):
         return channel
 
     def log(self, request: Any) -> None:
-        # Access logging is the proxy's (with the request id); twisted.web's
-        # own combined log line would repeat it.
-        pass
+        # Access logging is the proxy's (with the request id), instead of
+        # twisted.web's combined log line: called as each response is
+        # finished.
+        self.proxy.requestEnded(request, finished=True)

@@ -47,6 +47,8 @@ from railgun.http.messages import (
 from railgun.http.routing import BadHost, HostMap, normalizeHost
 from railgun.link.errors import ErrorCode, LinkLost, LinkUnavailable, StreamRefused
 from railgun.link.protocol import LinkProtocol, StreamProtocol
+from railgun.link.requestid import RequestIdGenerator
+from railgun.logs import AccessRecord
 from railgun.stats import Stats
 from railgun.stores.interfaces import IVersionStore
 from railgun.versions import DELTA, FULL, RAW, SAME, VersionMismatch, decodeVersion
@@ -174,6 +176,21 @@ class EdgeProxy:
     For the lines every request logs while the same thing fails (502, 503,
     504 during an outage): one per host and kind each 10 s.
     """
+    accessLog: Callable[[AccessRecord], None] | None = None
+    """
+    Called with one L{AccessRecord} per request once it is answered or its
+    client is gone (L{requestEnded}); L{None}: no access log.
+    """
+    stopping: bool = False
+    """
+    The edge is shutting down: a stream its link's drain cut off is
+    answered, not retried on another link (they are all draining).
+    """
+    localIds: RequestIdGenerator = field(factory=RequestIdGenerator)
+    """
+    Request ids for requests that never get a stream (no link, the direct
+    fallback), so that their log lines carry one too.
+    """
 
     def handle(self, request: Any) -> None:
         """
@@ -181,6 +198,7 @@ class EdgeProxy:
         request with a body, which then streams from C{request.body}) or
         when it is complete (one without).
         """
+        request.railgunStarted = self.clock.seconds()
         rawHost = request.requestHeaders.getRawHeaders(b"host", [None])[0]
         if rawHost is None:
             respondPlain(request, 400, "the request has no Host header")
@@ -210,6 +228,50 @@ class EdgeProxy:
         d = self.cache.get(exchange.cacheKey)
         d.addCallback(exchange.gotBase)
         d.addErrback(_logLookupFailure)
+
+    def requestEnded(self, request: Any, finished: bool) -> None:
+        """
+        C{request} was answered (C{finished}) or its client went away
+        first: write its access log line, once.
+        """
+        started = getattr(request, "railgunStarted", None)
+        if started is None or self.accessLog is None:
+            return  # never reached the proxy (refused by the HTTP server)
+        request.railgunStarted = None
+        exchange: _Exchange | None = getattr(request, "railgunExchange", None)
+        status = request.code if request.startedWriting else 0
+        originSeconds = None
+        linkBytes = 0
+        if exchange is None:
+            rawHost = request.requestHeaders.getRawHeaders(b"host", [b"-"])[0]
+            host = rawHost.decode("latin-1")
+            rid = "-"
+            outcome = "refused" if 400 <= status < 500 else "error"
+        else:
+            host = exchange.host
+            rid = exchange.requestId()
+            outcome = exchange.outcome if finished else "error"
+            if exchange.stream is not None:
+                linkBytes = exchange.stream.counters.received
+            handler = exchange.handler
+            if handler is not None and b"railgun-origin-time" in handler._control:
+                originSeconds = _float(handler._control[b"railgun-origin-time"])
+        self.accessLog(
+            AccessRecord(
+                role="edge",
+                rid=rid,
+                host=host,
+                method=request.method.decode("latin-1"),
+                path=request.uri.decode("latin-1"),
+                status=status,
+                outcome=outcome,
+                served=request.sentLength,
+                linkBytes=linkBytes,
+                originSeconds=originSeconds,
+                totalSeconds=self.clock.seconds() - started,
+                client=getattr(request.getClientAddress(), "host", "-"),
+            )
+        )
 
     def _requestHead(self, request: Any, rawHost: bytes) -> RequestHead:
         """
@@ -300,6 +362,11 @@ class _Exchange:
         self.body = request.body
         self.attempts = 0
         self.stream: Any = None
+        self.handler: EdgeStreamHandler | None = None
+        #: how it ended, for the access log: how the body crossed (set
+        #: when relayed), direct, or error.
+        self.outcome = "error"
+        self._localId: str | None = None
         self.link: LinkProtocol | None = None
         self.timer: Any = None
         self.done = False
@@ -308,6 +375,7 @@ class _Exchange:
         self.hostKey = host.encode("utf-8")
         self.cacheKey = self.hostKey + b" " + head.path
         request.whenGone(self._clientGone)
+        request.railgunExchange = self
 
     def gotBase(self, cached: bytes | None, sibling: bool = False) -> None:
         if self.done:
@@ -340,7 +408,12 @@ class _Exchange:
         A versioned response could not be rebuilt: ask again without a
         base, so the origin role sends the body whole.
         """
-        log.info("refetching {host} in full: {why}", host=self.host, why=why)
+        log.info(
+            "request {rid} {host}: refetching in full: {why}",
+            rid=self.requestId(),
+            host=self.host,
+            why=why,
+        )
         self.proxy.stats.count(self.host, "fallbacks", why)
         self.base = None
         sent = self.request.body
@@ -373,7 +446,7 @@ class _Exchange:
         link, reused = choice
         if reused:
             self.flags |= _LINK_REUSED
-        handler = EdgeStreamHandler(self)
+        handler = self.handler = EdgeStreamHandler(self)
         try:
             self.stream = link.openStream(
                 handler, self.linkHeaders(), endStream=self.body is None
@@ -422,24 +495,37 @@ class _Exchange:
         )
         if fallback is not None:
             self.proxy.stats.count(self.host, "fallbacks", "direct")
-            fallback.serve(self.request, self.head, reason)
+            self.outcome = "direct"
+            fallback.serve(self.request, self.head, reason, self.requestId())
             return
         self.proxy.failureLog.info(
-            "request for {host}: {reason}", host=self.host, reason=reason
+            "request {rid} {method} {host}: {reason}",
+            rid=self.requestId(),
+            method=self.head.method,
+            host=self.host,
+            reason=reason,
         )
         self.proxy.stats.record(self.host, errors=1)
         respondPlain(self.request, 503, f"railgun: {reason}", formatDirect(reason))
         self.done = True
 
-    def _requestId(self) -> str:
-        return self.stream.requestId if self.stream is not None else "-"
+    def requestId(self) -> str:
+        """
+        The request id: its stream's (the one the origin role logs too),
+        else one of the edge's own (no stream was opened).
+        """
+        if self.stream is not None:
+            return str(self.stream.requestId)
+        if self._localId is None:
+            self._localId = self.proxy.localIds.next()
+        return self._localId
 
     def _timedOut(self) -> None:
         self.timer = None
         self.proxy.failureLog.info(
             "request {rid} {method} {host}: no response head from the origin role "
             "within {timeout} s",
-            rid=self._requestId(),
+            rid=self.requestId(),
             method=self.head.method,
             host=self.host,
             timeout=self.proxy.responseTimeout,
@@ -497,6 +583,27 @@ class _Exchange:
             self.stopSending()
             self.request.channel.transport.abortConnection()
             return
+        if self.proxy.stopping:
+            # The edge's own drain ended this stream (it timed out): every
+            # link is draining, none to retry on; the client is told why.
+            self.done = True
+            self.stopSending()
+            self.proxy.failureLog.info(
+                "request {rid} {method} {host}: unanswered when the edge shut "
+                "down ({why})",
+                rid=self.requestId(),
+                method=self.head.method,
+                host=self.host,
+                why=reason.getErrorMessage(),
+            )
+            self.proxy.stats.record(self.host, errors=1)
+            respondPlain(
+                self.request,
+                504,
+                "railgun: the edge is shutting down, and the origin role did not "
+                "answer before its drain ended",
+            )
+            return
         body = self.body
         if (
             reason.check(StreamRefused, LinkLost)
@@ -507,7 +614,7 @@ class _Exchange:
         ):
             self.proxy.failureLog.info(
                 "request {rid} {method} {host}: retrying on another link: {why}",
-                rid=self._requestId(),
+                rid=self.requestId(),
                 method=self.head.method,
                 host=self.host,
                 why=reason.getErrorMessage(),
@@ -525,7 +632,7 @@ class _Exchange:
         self.stopSending()
         self.proxy.failureLog.info(
             "request {rid} {method} {host}: link failed ({why})",
-            rid=self._requestId(),
+            rid=self.requestId(),
             method=self.head.method,
             host=self.host,
             why=reason.getErrorMessage(),
@@ -609,7 +716,11 @@ class EdgeStreamHandler(StreamProtocol):
         request.registerProducer(self.transport, True)
 
     def _malformed(self, why: BadMessage) -> None:
-        log.warn("bad response head from the origin role: {e}", e=why)
+        log.warn(
+            "request {rid}: bad response head from the origin role: {e}",
+            rid=self.transport.requestId,
+            e=why,
+        )
         self._exchange.done = True  # (before the reset: see _Exchange._timedOut)
         self.transport.reset(ErrorCode.PROTOCOL_ERROR)
         respondPlain(
@@ -763,7 +874,11 @@ class EdgeStreamHandler(StreamProtocol):
 
     def _encodeFailed(self, failure: Failure) -> None:
         self._encoding = False
-        log.failure("compressing a response for the client", failure)
+        log.failure(
+            "request {rid}: compressing a response for the client",
+            failure,
+            rid=self.transport.requestId,
+        )
         exchange = self._exchange
         if not exchange.done:
             self._finished = True
@@ -860,7 +975,9 @@ class EdgeStreamHandler(StreamProtocol):
         rather than a body presented as complete, or a spliced response.
         """
         log.warn(
-            "raw body from the origin role {which} than its content-length {length}",
+            "request {rid}: raw body from the origin role {which} than its "
+            "content-length {length}",
+            rid=self.transport.requestId,
             which=which,
             length=self._rawLength,
         )
@@ -872,6 +989,7 @@ class EdgeStreamHandler(StreamProtocol):
             return
         self._finished = True
         exchange.done = True
+        exchange.outcome = _outcome(self._mode, self._control)
         exchange.stopSending()
         stats = exchange.proxy.stats
         stats.record(
@@ -894,6 +1012,21 @@ class EdgeStreamHandler(StreamProtocol):
             ):
                 request.unregisterProducer()
             self._exchange.streamFailed(reason, self._headersSent)
+
+
+#: C{railgun-error} codes of the origin role that refuse a request.
+_REFUSALS = frozenset([b"unmapped-host", b"bad-request"])
+
+
+def _outcome(mode: str, control: dict[bytes, bytes]) -> str:
+    """
+    A relayed response's outcome: how its body crossed the link, or for an
+    error the origin role answered itself, C{refused} or C{error}.
+    """
+    error = control.get(b"railgun-error")
+    if error is None:
+        return mode
+    return "refused" if error in _REFUSALS else "error"
 
 
 def _int(value: bytes | None, base: int = 10) -> int:

@@ -5,6 +5,7 @@ pools of links to the origin roles.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from attrs import evolve
@@ -12,6 +13,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from railgun._listening import ListeningPort, withBacklog
@@ -26,6 +28,7 @@ from railgun.edge.http import EdgeHTTPFactory
 from railgun.edge.links import LinkPool, OriginRoles
 from railgun.edge.proxy import EdgeProxy
 from railgun.http.routing import HostMap
+from railgun.logs import AccessRecord
 from railgun.stats import Stats
 from railgun.stores.memory import MemoryVersionStore
 from railgun.tls import Credentials, loadCredentials
@@ -47,7 +50,12 @@ class EdgeService(MultiService):
         config: EdgeConfig,
         reactor: Any,
         credentials: Credentials | None = None,
+        accessLog: Callable[[AccessRecord], None] | None = None,
     ) -> None:
+        """
+        @param accessLog: called with an L{AccessRecord} per request
+            (L{railgun.logs.AccessLog.write}, say); L{None}: none.
+        """
         super().__init__()
         if credentials is None:
             if config.certsDir is None:
@@ -86,6 +94,7 @@ class EdgeService(MultiService):
             encodeForClient=lambda body, coding: deferEncodeBody(
                 reactor, reactor.getThreadPool(), body, coding
             ),
+            accessLog=accessLog,
         )
         if config.dictionaries and self.proxy.cache is not None:
             self.proxy.dictionaries = Dictionaries(
@@ -285,8 +294,12 @@ class EdgeService(MultiService):
         """
         Stop accepting clients, then drain the links.
         """
+        self.proxy.stopping = True
         d = self._listening.stop()
         d.addCallback(lambda _: MultiService.stopService(self))
+        # Answers written as the drain ended (504 to clients still waiting)
+        # get one turn of the reactor to leave before it disconnects all.
+        d.addCallback(lambda _: deferLater(self._reactor, 0, lambda: None))
         if self._fallbackPool is not None:
             pool = self._fallbackPool
             d.addCallback(lambda _: pool.closeCachedConnections())

@@ -6,12 +6,13 @@ origin server its Host maps to, and the response streamed back.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from attrs import Factory, define, field
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -41,6 +42,7 @@ from railgun.http.messages import (
 from railgun.http.routing import BadHost, HostMap, normalizeHost
 from railgun.link.errors import ErrorCode
 from railgun.link.protocol import StreamProtocol
+from railgun.logs import AccessRecord
 from railgun.origin.body import StreamBodyProducer
 from railgun.stats import Stats
 from railgun.stores.interfaces import IVersionStore
@@ -196,6 +198,11 @@ class OriginContext:
     server down): one per host and error code each 10 s.
     """
     _chosen: dict[tuple[str, ...], tuple[Any, Any]] = field(factory=dict, init=False)
+    accessLog: Callable[[AccessRecord], None] | None = None
+    """
+    Called with one L{AccessRecord} per stream once it is closed; L{None}:
+    no access log.
+    """
 
     def codecsFor(self, peerCodecs: tuple[str, ...]) -> tuple[Any, Any]:
         """
@@ -270,6 +277,12 @@ class OriginStreamHandler(StreamProtocol):
         self._lengthHint: int | None = None
         self._discarding = False
         self._timerSuspended = False
+        # For the access log: when the stream opened, the status and
+        # outcome of the head sent, body bytes from the origin server.
+        self._opened = context.clock.seconds()
+        self._sent = (0, "error")
+        self._fromOrigin = 0
+        self._fetched = False
 
     # Link callbacks
 
@@ -342,6 +355,8 @@ class OriginStreamHandler(StreamProtocol):
             self._body.bodyEnded()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        if self._context.accessLog is not None:
+            self._context.accessLog(self._accessRecord(reason))
         self._gone = True
         self._cancelTimer()
         self._dropCollected()
@@ -353,6 +368,29 @@ class OriginStreamHandler(StreamProtocol):
             self._responseTransport.stopProducing()
             self._responseTransport = None
 
+    def _accessRecord(self, reason: Failure) -> AccessRecord:
+        """
+        The access log's line for this stream, now closed (C{reason}: how).
+        """
+        head = self._head
+        status, outcome = self._sent
+        if not reason.check(ConnectionDone):
+            outcome = "error"  # reset: the edge got no complete response
+        return AccessRecord(
+            role="origin",
+            rid=str(self.transport.requestId),
+            host=self._host or (head.authority.decode("latin-1") if head else "-"),
+            method=head.method.decode("latin-1") if head else "-",
+            path=head.path.decode("latin-1") if head else "-",
+            status=status,
+            outcome=outcome,
+            served=self._fromOrigin,
+            linkBytes=self.transport.counters.sent,
+            originSeconds=self._originSeconds if self._fetched else None,
+            totalSeconds=self._context.clock.seconds() - self._opened,
+            client=getattr(self.transport.link, "edgeIdentity", "-"),
+        )
+
     # Fetch results
 
     def _gotResponse(self, response: IResponse) -> None:
@@ -362,6 +400,7 @@ class OriginStreamHandler(StreamProtocol):
             return
         assert self._head is not None
         self._originSeconds = self._context.clock.seconds() - self._started
+        self._fetched = True
         headers = responseHeaderList(response)
         hasBody = responseHasBody(self._head.method, response.code)
         self._context.stats.record(self._host, responses=1)
@@ -435,6 +474,7 @@ class OriginStreamHandler(StreamProtocol):
             )
             return False
         self._context.stats.count(self._host, "bodies", mode)
+        self._sent = (status, mode)
         return True
 
     def _stopCollecting(self) -> None:
@@ -472,7 +512,9 @@ class OriginStreamHandler(StreamProtocol):
                 body = decodeContentEncoding(body, codings, context.deltaMaxSize)
             except ContentDecodingError as e:
                 log.info(
-                    "cannot decode {codings!r} from origin: {e}; sending raw",
+                    "request {rid}: cannot decode {codings!r} from origin: {e}; "
+                    "sending raw",
+                    rid=self.transport.requestId,
                     codings=codings,
                     e=e,
                 )
@@ -577,11 +619,16 @@ class OriginStreamHandler(StreamProtocol):
         self._respondError(error.status, error.code, error.message)
 
     def _internalError(self, failure: Failure) -> None:
-        log.failure("internal error serving a stream", failure)
+        log.failure(
+            "request {rid}: internal error serving a stream",
+            failure,
+            rid=self.transport.requestId,
+        )
         if not self._gone:
             self.transport.reset(ErrorCode.INTERNAL_ERROR)
 
     def _respondError(self, status: int, code: str, message: str) -> None:
+        self._sent = (status, "refused" if code in _REFUSALS else "error")
         self._cancelTimer()
         body = message.encode("utf-8") + b"\n"
         self.transport.sendHeaders(errorResponseHeaders(status, code, body))
@@ -642,6 +689,7 @@ class OriginStreamHandler(StreamProtocol):
         if self._discarding:
             return  # a 502 went instead of the response (its head)
         self._bodyProgress()
+        self._fromOrigin += len(data)
         self._context.stats.record(self._host, bodyBytesFromOrigin=len(data))
         if self._collecting:
             self._collected.append(data)
@@ -705,6 +753,10 @@ class OriginStreamHandler(StreamProtocol):
                 )
         else:
             self.transport.reset(ErrorCode.INTERNAL_ERROR)
+
+
+#: error codes the origin role answers that refuse a request.
+_REFUSALS = frozenset(["unmapped-host", "bad-request"])
 
 
 def _forgetUnless(stored: bool, recent: RecentlyStored, digest: str) -> None:

@@ -5,6 +5,7 @@ each stream served by an L{OriginStreamHandler}.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from attrs import evolve
@@ -19,11 +20,18 @@ from railgun._listening import ListeningPort, withBacklog
 from railgun.config import OriginConfig, StoreConfig
 from railgun.delta.codec import ENCODE_IN_THREAD_ABOVE, defaultRegistry, offReactorAbove
 from railgun.link.factory import LinkServerFactory
+from railgun.logs import AccessRecord
 from railgun.origin.handler import OriginContext, OriginStreamHandler
 from railgun.stats import Stats
 from railgun.stores.interfaces import IVersionStore
 from railgun.stores.memory import MemoryVersionStore
-from railgun.tls import Credentials, LinkTLSFactory, loadCredentials, serverOptions
+from railgun.tls import (
+    Credentials,
+    LinkTLSFactory,
+    loadCredentials,
+    peerIdentity,
+    serverOptions,
+)
 from railgun.upstream.client import makeOriginClient
 from railgun.versions import EncodedVersion, encodeVersion
 
@@ -46,7 +54,12 @@ class OriginService(Service):
         config: OriginConfig,
         reactor: Any,
         credentials: Credentials | None = None,
+        accessLog: Callable[[AccessRecord], None] | None = None,
     ) -> None:
+        """
+        @param accessLog: called with an L{AccessRecord} per stream
+            (L{railgun.logs.AccessLog.write}, say); L{None}: none.
+        """
         if credentials is None:
             if config.certsDir is None:
                 raise ValueError("the origin role needs certificates: set certsDir")
@@ -54,6 +67,7 @@ class OriginService(Service):
         self._config = config
         self._reactor = reactor
         self._credentials = credentials
+        self._accessLog = accessLog
         self.stats = Stats()
         self._listening = ListeningPort("origin role accepting links")
         self._linkFactory: LinkServerFactory | None = None
@@ -101,6 +115,7 @@ class OriginService(Service):
             codecs=defaultRegistry(config.delta.level, config.delta.largeLevel),
             deltaMaxSize=config.delta.maxSize,
             encode=self._encode,
+            accessLog=self._accessLog,
         )
         self._context = context
         self._acceptLinks(config, self._credentials)
@@ -116,7 +131,7 @@ class OriginService(Service):
         """
         context = self._context
         assert context is not None
-        self._linkFactory = LinkServerFactory(
+        self._linkFactory = _AcceptedLinks(
             token=config.token,
             clock=self._reactor,
             streamFactory=lambda stream: OriginStreamHandler(context),
@@ -256,6 +271,39 @@ def makeStore(config: StoreConfig, maxVersion: int, reactor: Any) -> IVersionSto
         ttl=config.ttl,
         clock=reactor,
     )
+
+
+class _AcceptedLinks(LinkServerFactory):
+    """
+    The links accepted from edges: each one's certificate identity is
+    logged once its HELLO is accepted (docs/security.md), and kept for the
+    access log's C{client} field.
+    """
+
+    noisy = False
+
+    def buildProtocol(self, addr: Any) -> Any:
+        link = super().buildProtocol(addr)
+        link.whenReady().addCallbacks(_linkAccepted, lambda failure: None)
+        return link
+
+
+def _linkAccepted(link: Any) -> None:
+    identity = peerIdentity(link.transport) or "(no certificate)"
+    link.edgeIdentity = identity
+    log.info(
+        "link accepted from {address}: edge certificate {identity}",
+        address=_address(link.transport),
+        identity=identity,
+    )
+
+
+def _address(transport: Any) -> str:
+    try:
+        peer = transport.getPeer()
+        return f"{peer.host}:{peer.port}"
+    except Exception:
+        return "?"
 
 
 class _Acceptor(Factory):
