@@ -118,5 +118,6 @@ def sampleSite(clock: IReactorTime, period: float = 5.0) -> Site:
     root.putChild(b"api", api)
     root.putChild(b"robots.txt", _Robots())
     site = Site(root)
+    site.noisy = False
     site.displayTracebacks = False
     return site

@@ -471,6 +471,8 @@ class EdgeHTTPFactory(http.HTTPFactory):
     Builds L{EdgeChannel}s whose requests go to C{proxy}.
     """
 
+    noisy = False  # no "Starting factory" line
+
     def __init__(
         self, proxy: Any, *, reactor: Any, maxHeaderBytes: int, maxBodyBytes: int
     ) -> None:

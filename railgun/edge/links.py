@@ -242,6 +242,8 @@ class _WatchingFactory(Factory):
     Wraps the link factory to tell the pool about every link it builds.
     """
 
+    noisy = False  # no "Starting factory" line at every dial
+
     def __init__(self, factory: LinkClientFactory, onLink: Any) -> None:
         self._factory = factory
         self._onLink = onLink

@@ -212,6 +212,9 @@ class _TunedEndpoint:
         self._endpoint = endpoint
 
     def connect(self, protocolFactory: Any) -> Deferred[Any]:
+        # (twisted.web's connection factory would log "Starting factory"
+        # and "Stopping factory" for every origin connection.)
+        protocolFactory.noisy = False
         return self._endpoint.connect(protocolFactory).addCallback(_tuned)
 
 
