@@ -149,7 +149,8 @@ class DaemonTests(TestCase):
         config file is logged in one line and the running configuration
         kept; SIGUSR1 after the access log was moved away starts a new one.
         Every event line is JSON (--log-format json), none is twistd's
-        'Starting factory' noise, and the access log has one JSON line per
+        'Starting factory' noise, the origin role logs the certificate of
+        each edge whose link it accepts, and the access log has one JSON line per
         request at the edge and per stream at the origin role, with the
         same request id.
         """
@@ -220,6 +221,13 @@ class DaemonTests(TestCase):
             [m for m in messages if "ing factory" in m], messages
         )  # Starting/Stopping factory
         self.assertNotIn("Traceback", text)
+        # The origin role names each edge's certificate as it accepts a link.
+        accepted = [
+            m for m in messages if m.startswith("link accepted from 127.0.0.1:")
+        ]
+        self.assertTrue(accepted, messages)
+        for message in accepted:
+            self.assertIn(": edge certificate CN=railgun-edge,", message)
         # The access log before the rotation: per request at the edge, per
         # stream at the origin role (b.test refused by the origin role
         # twice, and by nobody else).

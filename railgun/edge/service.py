@@ -13,7 +13,6 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from railgun._listening import ListeningPort, withBacklog
@@ -297,9 +296,6 @@ class EdgeService(MultiService):
         self.proxy.stopping = True
         d = self._listening.stop()
         d.addCallback(lambda _: MultiService.stopService(self))
-        # Answers written as the drain ended (504 to clients still waiting)
-        # get one turn of the reactor to leave before it disconnects all.
-        d.addCallback(lambda _: deferLater(self._reactor, 0, lambda: None))
         if self._fallbackPool is not None:
             pool = self._fallbackPool
             d.addCallback(lambda _: pool.closeCachedConnections())
