@@ -153,6 +153,9 @@ class Signals:
         self.reactor.addSystemEventTrigger("before", "shutdown", self._shuttingDown)
 
     def _hangup(self, number: int, frame: Any) -> None:
+        if self._stopping:
+            log.info("Received SIGHUP while shutting down: ignored.")
+            return
         log.info("Received SIGHUP: reading the configuration again.")
         self.reactor.callFromThread(self.reload)
 
