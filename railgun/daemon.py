@@ -136,6 +136,11 @@ class Signals:
     reactor: Any
     reload: Callable[[], Any]
     reopen: Callable[[], None]
+    quitting: Callable[[], None] = lambda: None
+    """
+    Called when a second SIGINT/SIGTERM quits at once (to pass it on to
+    worker processes).
+    """
     _stopping: bool = False
     _previous: dict[int, Any] = field(factory=dict)
 
@@ -194,6 +199,7 @@ class Signals:
         # Its threads would keep the process alive: the "during shutdown"
         # trigger that stops them will not run.
         pool = getattr(self.reactor, "threadpool", None)
+        self.quitting()
         self.reactor.crash()
         if pool is not None:
             pool.stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -261,7 +262,9 @@ class TwistdService(MultiService):
     def startService(self) -> None:
         super().startService()
         if self._options is not None:
-            signals = Signals(self._reactor, self.reload, self.daemon.reopen)
+            signals = Signals(
+                self._reactor, self.reload, self.reopen, quitting=self._quitting
+            )
             self._reactor.callWhenRunning(signals.install)
         service: Any = self.roleService
         started = (
@@ -278,16 +281,45 @@ class TwistdService(MultiService):
         self.daemon.close()
         return result
 
+    def _workers(self) -> Any:
+        """
+        @return: the role's L{railgun.workers.WorkersService} (C{--workers}),
+            or L{None}.
+        """
+        service = self.roleService
+        return service if hasattr(service, "signalWorkers") else None
+
+    def reopen(self) -> None:
+        """
+        SIGUSR1: reopen this process's logs, and the workers' (C{--workers}).
+        """
+        self.daemon.reopen()
+        workers = self._workers()
+        if workers is not None:
+            workers.signalWorkers(signal.SIGUSR1)
+
+    def _quitting(self) -> None:
+        # A second SIGTERM: the workers quit at once too.
+        workers = self._workers()
+        if workers is not None:
+            workers.signalWorkers(signal.SIGTERM)
+
     def reload(self) -> Deferred[Any] | None:
         """
         Read the configuration again (the file, the files it names, the
         flags given) and apply it to the running role(s). If it cannot be
-        read, say why in one line and keep the running one.
+        read, say why in one line and keep the running one. With
+        C{--workers}, each worker does that: SIGHUP is forwarded to them.
 
         @return: a Deferred firing once what the reload drains has drained,
             or L{None} if nothing was applied.
         """
         assert self._options is not None
+        workers = self._workers()
+        if workers is not None:
+            log.info("reload: passing SIGHUP on to the workers")
+            workers.signalWorkers(signal.SIGHUP)
+            return None
         try:
             config = self._options.read()
             credentials = roleCredentials(config)
@@ -376,9 +408,7 @@ def makeService(options: Options) -> IService:
         from railgun.both import BothService
 
         service = BothService(built, reactor, accessLog=write)
-    return TwistdService(
-        options.role, service, reactor, options=options, daemon=daemon
-    )
+    return TwistdService(options.role, service, reactor, options=options, daemon=daemon)
 
 
 def workerArguments(options: Options, index: int, listen: str) -> list[str]:

@@ -68,6 +68,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "railgun.__main__",
             "railgun.both",
             "railgun.cli",
+            "railgun.daemon",
             "railgun.sample",
             "railgun.tap",
             "railgun.worker",

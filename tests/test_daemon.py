@@ -28,7 +28,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.static import Data
 
 from railgun.daemon import EventLog
-from tests import test_tap
+from tests import test_tap, test_workers
 from tests.test_tap import _freePort, _twistd
 
 PAGE = b"<p>a page through a reloaded daemon</p>\n" * 20
@@ -316,6 +316,45 @@ class DaemonTests(TestCase):
         text = self.log(process)
         self.assertEqual(status, -signal.SIGTERM, text)
         self.assertNotIn("retrying on another link", text)
+
+
+class WorkersSignalTests(test_workers._TwistdWorkers):
+    """
+    C{--workers}: the supervisor passes SIGHUP and SIGUSR1 on to its
+    workers, each of which reloads and reopens its own logs.
+    """
+
+    role = "edge"
+    startRoles = test_workers.TwistdEdgeWorkersTests.startRoles
+
+    def spawn(self, *arguments: str) -> None:
+        self.access = Path(self.mktemp()).absolute()
+        super().spawn(*arguments, "--access-log", str(self.access))
+
+    @inlineCallbacks
+    def test_signalsReachWorkers(self):
+        """
+        After SIGHUP to the supervisor both workers reload; after the access
+        log is moved and SIGUSR1 sent, the workers write to a new file.
+        """
+        yield self.until(lambda: len(self.workers()) == 2, "two workers")
+        yield self.until(self.served, "the role serving")
+        self.process.send_signal(signal.SIGHUP)
+        yield self.until(
+            lambda: self.log.read_text().count("reload: serving") == 2,
+            "both workers reloading",
+        )
+        self.assertIn("reload: passing SIGHUP on to the workers", self.log.read_text())
+        self.assertTrue(self.access.exists())
+        self.access.rename(f"{self.access}.1")
+        self.process.send_signal(signal.SIGUSR1)
+        yield self.until(
+            lambda: self.log.read_text().count("log files reopened") == 3,
+            "the supervisor and both workers reopening",
+        )
+        code, _ = yield self.fetch("/page")
+        self.assertEqual(code, 200)
+        yield self.until(lambda: self.access.exists(), "a new access log")
 
 
 class EventLogTests(SynchronousTestCase):
