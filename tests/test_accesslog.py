@@ -180,6 +180,55 @@ class AccessLogTests(TestCase):
         self.assertTrue(lines, events)
 
 
+class DirectAccessLogTests(TestCase):
+    """
+    The access line of a request the edge serves through its direct
+    fallback.
+    """
+
+    timeout = 30
+
+    @inlineCallbacks
+    def test_direct(self):
+        """
+        With no link up, a request served directly from the origin server
+        has one access line at the edge, outcome C{direct}, with its status,
+        the bytes served, nothing on the link, and an edge-made request id.
+        """
+        records: list[Any] = []
+        d = Deployment()
+        yield d.start(accessLog=records.append, fallbackToOrigin=True)
+        self.addCleanup(d.stop)
+        yield d.edge.whenLinked()
+        yield d.origin.stopService()
+        for _ in range(250):
+            if not d.edge.proxy.pools.lookup(HOST).isConnecting():
+                break
+            yield deferLater(reactor, 0.02, lambda: None)
+        del records[:]
+        response, body = yield d.fetch("/static")
+        self.assertEqual(response.code, 200)
+        self.assertTrue(
+            response.headers.getRawHeaders(b"railgun")[0].startswith(b"direct")
+        )
+        for _ in range(100):
+            if records:
+                break
+            yield deferLater(reactor, 0.02, lambda: None)
+        [record] = records
+        self.assertEqual(
+            (
+                record.role,
+                record.outcome,
+                record.status,
+                record.served,
+                record.linkBytes,
+            ),
+            ("edge", "direct", 200, len(body), 0),
+        )
+        self.assertEqual(len(record.rid), 20)
+
+
 class _Bytes:
     """
     A file of bytes, for L{FileBodyProducer}.

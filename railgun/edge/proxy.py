@@ -235,10 +235,12 @@ class EdgeProxy:
         first: write its access log line, once.
         """
         started = getattr(request, "railgunStarted", None)
+        exchange: _Exchange | None = getattr(request, "railgunExchange", None)
+        # (The exchange holds the request: the cycle is broken now rather
+        # than by the cycle collector.)
+        request.railgunStarted = request.railgunExchange = None
         if started is None or self.accessLog is None:
             return  # never reached the proxy (refused by the HTTP server)
-        request.railgunStarted = None
-        exchange: _Exchange | None = getattr(request, "railgunExchange", None)
         status = request.code if request.startedWriting else 0
         originSeconds = None
         linkBytes = 0
