@@ -146,16 +146,21 @@ class Signals:
 
     def install(self) -> None:
         """
-        Install the handlers (call when the reactor is running).
+        Install the SIGHUP and SIGUSR1 handlers now (their default action
+        would end the process: the sooner the better), and those of SIGINT
+        and SIGTERM once the reactor runs, after its own.
         """
         signal.signal(signal.SIGHUP, self._hangup)
         signal.signal(signal.SIGUSR1, self._user1)
-        for number in (signal.SIGINT, signal.SIGTERM):
-            self._previous[number] = signal.getsignal(number)
-            signal.signal(number, self._stop)
         # A stop that came another way (a role that cannot start) is a
         # drain all the same.
         self.reactor.addSystemEventTrigger("before", "shutdown", self._shuttingDown)
+        self.reactor.callWhenRunning(self._installStop)
+
+    def _installStop(self) -> None:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self._previous[number] = signal.getsignal(number)
+            signal.signal(number, self._stop)
 
     def _hangup(self, number: int, frame: Any) -> None:
         if self._stopping:

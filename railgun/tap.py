@@ -228,9 +228,9 @@ class TwistdService(MultiService):
     nothing. Embedders run the role services themselves, whose
     C{whenListening()} fails instead: what to do is theirs to decide.
 
-    With C{options}, it also installs the daemon's signal handlers once the
-    reactor runs (L{railgun.daemon.Signals}: SIGHUP reloads, SIGUSR1
-    reopens the logs, a second SIGINT/SIGTERM quits at once).
+    With C{options}, it also installs the daemon's signal handlers as it
+    starts (L{railgun.daemon.Signals}: SIGHUP reloads, SIGUSR1 reopens the
+    logs, a second SIGINT/SIGTERM quits at once).
 
     @ivar role: C{edge}, C{origin} or C{both}.
     @ivar roleService: the role's service.
@@ -265,7 +265,7 @@ class TwistdService(MultiService):
             signals = Signals(
                 self._reactor, self.reload, self.reopen, quitting=self._quitting
             )
-            self._reactor.callWhenRunning(signals.install)
+            signals.install()
         service: Any = self.roleService
         started = (
             service.whenStarted() if self.role == "both" else service.whenListening()

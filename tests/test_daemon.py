@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import inlineCallbacks, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -339,6 +339,11 @@ class WorkersSignalTests(test_workers._TwistdWorkers):
         """
         yield self.until(lambda: len(self.workers()) == 2, "two workers")
         yield self.until(self.served, "the role serving")
+        # (A worker handles SIGHUP once its service has started.)
+        yield self.until(
+            lambda: self.log.read_text().count("edge serving HTTP") == 2,
+            "both workers serving",
+        )
         self.process.send_signal(signal.SIGHUP)
         yield self.until(
             lambda: self.log.read_text().count("reload: serving") == 2,
@@ -437,6 +442,7 @@ class ReloadTests(SynchronousTestCase):
 
         role = Role()
         role.reloads = []
+        role.whenStarted = lambda: succeed(None)  # type: ignore[attr-defined]
         return TwistdService(
             "both",
             role,
@@ -444,6 +450,28 @@ class ReloadTests(SynchronousTestCase):
             lambda status: None,
             options=self.options,
         ), role
+
+    def test_hangupHandledFromStart(self):
+        """
+        SIGHUP and SIGUSR1 are handled as soon as the service starts, before
+        the reactor runs (their default action ends the process: a worker
+        signalled while it started was killed), SIGTERM only once it runs
+        (after the reactor's own handler).
+        """
+        previous = {
+            number: signal.getsignal(number)
+            for number in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM)
+        }
+        for number, handler in previous.items():
+            self.addCleanup(signal.signal, number, handler)
+        service, role = self.service()
+        service.startService()
+        hangup = signal.getsignal(signal.SIGHUP)
+        self.assertEqual(getattr(hangup, "__name__", None), "_hangup")
+        self.assertEqual(
+            getattr(signal.getsignal(signal.SIGUSR1), "__name__", None), "_user1"
+        )
+        self.assertIs(signal.getsignal(signal.SIGTERM), previous[signal.SIGTERM])
 
     def test_reloadReadsTheFile(self):
         """
