@@ -27,7 +27,14 @@ from railgun.delta.siblings import SiblingIndex
 from railgun.edge.dictionaries import DCZ, Dictionaries
 from railgun.edge.encodings import ClientEncodings
 from railgun.edge.links import OriginRoles
-from railgun.http.diagnostic import Flag, formatDiagnostic, formatDirect, linkRatio
+from railgun.http.diagnostic import (
+    Flag,
+    discloses,
+    formatDiagnostic,
+    formatDirect,
+    formatHidden,
+    linkRatio,
+)
 from railgun.http.headers import (
     HOP_BY_HOP,
     HeaderList,
@@ -43,6 +50,11 @@ from railgun.http.messages import (
     announcedLength,
     responseHasBody,
     splitControl,
+)
+from railgun.http.privacy import (
+    carriesCredentials,
+    exchangeShareable,
+    requestShareable,
 )
 from railgun.http.routing import BadHost, HostMap, normalizeHost
 from railgun.link.errors import ErrorCode, LinkLost, LinkUnavailable, StreamRefused
@@ -164,6 +176,11 @@ class EdgeProxy:
     Compression dictionary transport to the browser (RFC 9842): versions
     offered as dictionaries, and served as C{dcz} against them.
     """
+    diagnosticHeader: str = "public"
+    """
+    Which responses relayed over a link carry the C{Railgun} header, and
+    with what (L{railgun.http.diagnostic.DIAGNOSTIC_MODES}).
+    """
     failureLog: RateLimitedLogger = field(
         init=False,
         default=Factory(
@@ -203,7 +220,13 @@ class EdgeProxy:
             respondPlain(request, 400, f"malformed request: {e}")
             return
         exchange = _Exchange(self, request, host, pool, head)
-        if self.cache is None or head.method != b"GET":
+        if (
+            self.cache is None
+            or head.method != b"GET"
+            # (A response to credentials the origin must check is never
+            # encoded against a version another request left.)
+            or not requestShareable(head.headers)
+        ):
             exchange.start()
             return
         # The edge names the version it holds for this URL, if any.
@@ -564,6 +587,9 @@ class EdgeStreamHandler(StreamProtocol):
         self._rawLength: int | None = None
         #: the body as dcz, served when smaller than the plain coding
         self._dcz: bytes | None = None
+        #: whether the response may be a version shared across users
+        #: (railgun.http.privacy)
+        self._shareable = False
 
     def headersReceived(
         self, headers: list[tuple[bytes, bytes]], endStream: bool
@@ -585,6 +611,7 @@ class EdgeStreamHandler(StreamProtocol):
         self._status = head.status
         self._headers = stripHopByHop(endToEnd)
         self._control = control
+        self._shareable = exchangeShareable(exchange.head.headers, self._headers)
         mode = _VERSION_MODES.get(control.get(b"railgun-body", b"raw"))
         if mode is not None:
             # A version: held (bounded) until it is complete and checked.
@@ -602,7 +629,7 @@ class EdgeStreamHandler(StreamProtocol):
         request.setResponseCode(head.status)
         for name, value in self._headers:
             request.responseHeaders.addRawHeader(name, value)
-        request.responseHeaders.setRawHeaders(b"railgun", [self._diagnostic(100.0)])
+        self._setDiagnostic(100.0)
         if endStream:
             self._finish()
             return
@@ -618,15 +645,29 @@ class EdgeStreamHandler(StreamProtocol):
             "railgun: the origin role sent a malformed response",
         )
 
-    def _diagnostic(self, ratio: float) -> bytes:
+    def _setDiagnostic(self, ratio: float) -> None:
+        """
+        Set the C{Railgun} header, its ratio and base flags hidden unless
+        the edge's mode discloses them for this exchange (a response of one
+        user's, or to a request with credentials, must not tell how similar
+        it is to a version another request left), or no header at all.
+        """
+        exchange = self._exchange
+        mode = exchange.proxy.diagnosticHeader
+        if mode == "off":
+            return
         originFlags = _int(self._control.get(b"railgun-flags"), 16)
-        return formatDiagnostic(
-            self.transport.requestId,
-            ratio,
-            _float(self._control.get(b"railgun-origin-time")),
-            self._exchange.flags | (originFlags & _BASE_FOUND),
-            RAILGUN_VERSION,
-        )
+        flags = exchange.flags | (originFlags & _BASE_FOUND)
+        originSeconds = _float(self._control.get(b"railgun-origin-time"))
+        if discloses(mode, self._shareable, carriesCredentials(exchange.head.headers)):
+            value = formatDiagnostic(
+                self.transport.requestId, ratio, originSeconds, flags, RAILGUN_VERSION
+            )
+        else:
+            value = formatHidden(
+                self.transport.requestId, originSeconds, flags, RAILGUN_VERSION
+            )
+        exchange.request.responseHeaders.setRawHeaders(b"railgun", [value])
 
     def _serveVersion(self) -> None:
         exchange = self._exchange
@@ -670,6 +711,9 @@ class EdgeStreamHandler(StreamProtocol):
             proxy.cache is not None
             and exchange.head.method == b"GET"
             and not ownVersion
+            # One user's response is never kept for the next one (nor named
+            # as a sibling's base): railgun.http.privacy.
+            and self._shareable
         ):
             # (Unless 'same' against this URL's own version: the cache
             # already holds exactly it.)
@@ -813,8 +857,7 @@ class EdgeStreamHandler(StreamProtocol):
             ):
                 request.responseHeaders.addRawHeader(b"vary", b"Accept-Encoding")
         request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(served)])
-        ratio = linkRatio(linkBytes, len(body))
-        request.responseHeaders.setRawHeaders(b"railgun", [self._diagnostic(ratio)])
+        self._setDiagnostic(linkRatio(linkBytes, len(body)))
         proxy.stats.count(exchange.host, "bodies", self._mode)
         self._served = len(body)
         self._linkBytes = linkBytes

@@ -38,6 +38,7 @@ from railgun.http.messages import (
     responseHasBody,
     splitControl,
 )
+from railgun.http.privacy import exchangeShareable
 from railgun.http.routing import BadHost, HostMap, normalizeHost
 from railgun.link.errors import ErrorCode
 from railgun.link.protocol import StreamProtocol
@@ -270,6 +271,10 @@ class OriginStreamHandler(StreamProtocol):
         self._lengthHint: int | None = None
         self._discarding = False
         self._timerSuspended = False
+        # Whether the response may be a version shared across users
+        # (railgun.http.privacy): when not, it is neither stored nor
+        # encoded against the edge's base.
+        self._shareable = False
 
     # Link callbacks
 
@@ -384,6 +389,7 @@ class OriginStreamHandler(StreamProtocol):
         ):
             # Hold the body (bounded) to send it as a version.
             self._collecting = True
+            self._shareable = exchangeShareable(self._head.headers, headers)
             self._status = response.code
             self._pendingHeaders = headers
             self._lengthHint = length
@@ -488,6 +494,12 @@ class OriginStreamHandler(StreamProtocol):
         digest = versionDigest(body)
         baseBody = None
         store = context.store
+        if not self._shareable:
+            # One user's response: no base of another user's is used for it
+            # (not even to say 'same'), it is not stored, and its encoding
+            # is not kept.
+            self._base = None
+            store = None
         if self._base is not None and self._base != digest and store is not None:
             stored = await store.get(self._base.encode("ascii"))
             if stored is not None and versionDigest(stored) == self._base:
@@ -515,7 +527,7 @@ class OriginStreamHandler(StreamProtocol):
         # alone: a page served unchanged is compressed once.
         memo = (
             context.fullEncodings
-            if baseBody is None and fullCodec is not None
+            if baseBody is None and fullCodec is not None and self._shareable
             else None
         )
         encoded: EncodedVersion | None = None
