@@ -68,6 +68,7 @@ class OracleTests(TestCase):
     """
 
     timeout = 60
+    edgeOptions: dict[str, Any] = {}
 
     def setUp(self) -> Deferred[None]:  # type: ignore[override]
         return Deferred.fromCoroutine(self._setUp())
@@ -92,7 +93,11 @@ class OracleTests(TestCase):
         self.d = Deployment()
         self.addCleanup(self.d.stop)
         await _within(
-            self.d.start(originURL=f"http://127.0.0.1:{port.getHost().port}"), "start"
+            self.d.start(
+                originURL=f"http://127.0.0.1:{port.getHost().port}",
+                edgeOptions=self.edgeOptions,
+            ),
+            "start",
         )
         await _within(self.d.edge.whenLinked(), "links")
 
@@ -219,3 +224,53 @@ class OracleTests(TestCase):
         fields = self.diagnostic(response)
         self.assertNotEqual(fields[1], b"-")
         self.assertTrue(int(fields[3], 16) & Flag.DELTA, fields)
+
+
+class DiagnosticOffTests(OracleTests):
+    """
+    With C{--diagnostic-header off}, relayed responses carry no C{Railgun}
+    header at all (and the oracle stays closed).
+    """
+
+    edgeOptions = {"diagnosticHeader": "off"}
+
+    def assertNothingRevealed(self, response: Any) -> None:
+        """
+        No Railgun header.
+        """
+        self.assertIsNone(response.headers.getRawHeaders(b"railgun"))
+
+    async def test_publicPageKeepsDeltas(self) -> None:
+        """
+        Deltas are kept; no response has the header.
+        """
+        await self.fetch("/public", {b"cookie": [b"user=alice"]})
+        response, _, modes = await self.fetch("/public", {})
+        self.assertEqual(modes, {"delta": 1})
+        self.assertNothingRevealed(response)
+
+
+class DiagnosticFullTests(OracleTests):
+    """
+    With C{--diagnostic-header full}, every relayed response shows its
+    ratio: versions are still never shared, only the header is verbose.
+    """
+
+    edgeOptions = {"diagnosticHeader": "full"}
+
+    def assertNothingRevealed(self, response: Any) -> None:
+        """
+        The ratio is shown, and no base was found for B's response.
+        """
+        fields = self.diagnostic(response)
+        self.assertNotEqual(fields[1], b"-", fields)
+        self.assertEqual(int(fields[3], 16) & (Flag.BASE_FOUND | Flag.DELTA), 0)
+
+    async def test_publicPageKeepsDeltas(self) -> None:
+        """
+        A delta's ratio is shown even to a request with a Cookie.
+        """
+        await self.fetch("/public", {b"cookie": [b"user=alice"]})
+        response, _, modes = await self.fetch("/public", {b"cookie": [b"user=bob"]})
+        self.assertEqual(modes, {"delta": 1})
+        self.assertTrue(int(self.diagnostic(response)[3], 16) & Flag.DELTA)

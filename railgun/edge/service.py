@@ -82,6 +82,7 @@ class EdgeService(MultiService):
             codecs=defaultRegistry(),
             deltaMaxSize=config.delta.maxSize,
             siblings=SiblingIndex() if config.delta.enabled else None,
+            diagnosticHeader=config.diagnosticHeader,
             clientEncodings=ClientEncodings(),
             encodeForClient=lambda body, coding: deferEncodeBody(
                 reactor, reactor.getThreadPool(), body, coding
