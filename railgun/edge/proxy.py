@@ -7,6 +7,7 @@ response, with the C{Railgun} diagnostic header.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -571,6 +572,9 @@ class EdgeStreamHandler(StreamProtocol):
     def __init__(self, exchange: _Exchange) -> None:
         self._exchange = exchange
         self._headersSent = False
+        # The response head arrived (a version's is held until its body is
+        # rebuilt): a later header block is trailers.
+        self._headReceived = False
         self._finished = False
         # A rebuilt body is being compressed for the client in a thread: the
         # stream is over, the response is not written yet.
@@ -594,20 +598,23 @@ class EdgeStreamHandler(StreamProtocol):
     def headersReceived(
         self, headers: list[tuple[bytes, bytes]], endStream: bool
     ) -> None:
-        if self._headersSent:
+        if self._headReceived:
             return  # trailers are not relayed
+        self._headReceived = True
         exchange = self._exchange
         request = exchange.request
         exchange.cancelTimer()
         if exchange.done:
             self.transport.reset(ErrorCode.CANCEL)
             return
+        # Whatever the peer sends (an interim 1xx head, a control header
+        # twice...) is a malformed head: a 502, never an exception.
         try:
             head = ResponseHead.fromLinkHeaders(headers)
+            endToEnd, control = splitControl(head.headers)
         except BadMessage as e:
             self._malformed(e)
             return
-        endToEnd, control = splitControl(head.headers)
         self._status = head.status
         self._headers = stripHopByHop(endToEnd)
         self._control = control
@@ -631,6 +638,9 @@ class EdgeStreamHandler(StreamProtocol):
             request.responseHeaders.addRawHeader(name, value)
         self._setDiagnostic(100.0)
         if endStream:
+            if self._rawLength:
+                self._wrongLength("shorter")  # a length announced, no body
+                return
             self._finish()
             return
         request.registerProducer(self.transport, True)
@@ -684,7 +694,8 @@ class EdgeStreamHandler(StreamProtocol):
                 raise DeltaError("response without a valid digest")
             codec = None
             if codecName != "identity":
-                assert proxy.codecs is not None
+                if proxy.codecs is None:
+                    raise DeltaError(f"codec {codecName!r} while deltas are off")
                 codec = (
                     proxy.codecs.deltaCodec(codecName)
                     if self._mode == DELTA
@@ -968,10 +979,16 @@ def _clientCoding(request: Any, headers: list[tuple[bytes, bytes]]) -> bytes | N
 
 
 def _float(value: bytes | None) -> float:
+    """
+    A number a peer sent (C{railgun-origin-time}): 0.0 unless it is a
+    finite number >= 0 (C{inf}, C{nan} or C{-1} would make the diagnostic
+    header raise).
+    """
     try:
-        return float(value) if value is not None else 0.0
+        number = float(value) if value is not None else 0.0
     except ValueError:
         return 0.0
+    return number if 0.0 <= number < math.inf else 0.0
 
 
 __all__ = ["EdgeProxy", "EdgeStreamHandler"]

@@ -284,10 +284,13 @@ class OriginStreamHandler(StreamProtocol):
         if self._head is not None:
             # Request trailers: not forwarded (the Agent cannot send them).
             return
+        # Whatever the peer sends (a control header twice, say) is a
+        # malformed request: a 400, never an exception.
         try:
             head = RequestHead.fromLinkHeaders(headers)
             host = normalizeHost(head.authority)
             length = announcedLength(head.headers)
+            endToEnd, control = splitControl(head.headers)
         except (BadMessage, BadHost) as e:
             self._head = RequestHead(b"GET", b"https", b"invalid", b"/", [])
             self._respondError(400, "bad-request", f"malformed request: {e}")
@@ -308,7 +311,6 @@ class OriginStreamHandler(StreamProtocol):
             return
         self._host = host
         self._context.stats.record(host, requests=1)
-        endToEnd, control = splitControl(head.headers)
         base = control.get(b"railgun-base")
         self._base = (
             base.decode("ascii") if base is not None and isValidDigest(base) else None
