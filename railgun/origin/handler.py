@@ -12,12 +12,13 @@ from typing import Any
 from attrs import Factory, define, field
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
+from zope.interface import implementer
 
 from railgun._lograte import RateLimitedLogger
 from railgun._lru import SizedLRU
@@ -173,9 +174,13 @@ class OriginContext:
     """
     heldBudget: int = 256 * 1024 * 1024
     """
-    Bytes of origin bodies held at once, over all streams, while they are
+    Bytes of origin bodies held at once, over all streams: while they are
     collected as versions (flow control does not bound them: they are not
-    on the link yet); a body that would go past it streams raw instead.
+    on the link yet), and once written to a stream whose peer does not take
+    them (from the moment the stream pauses its producer until it resumes
+    it or ends: a peer announcing a window of 0 must not make the origin
+    role hold a payload per stream); a body that would go past it streams
+    raw instead, its origin read paused while the peer does not read.
     """
     held: int = 0
     fullEncodings: FullEncodings = field(factory=lambda: FullEncodings())
@@ -271,6 +276,11 @@ class OriginStreamHandler(StreamProtocol):
         self._lengthHint: int | None = None
         self._discarding = False
         self._timerSuspended = False
+        # Bytes written to the stream while it was paused (the peer not
+        # taking them): they count against the held budget until the stream
+        # resumes or ends.
+        self._queuedHeld = 0
+        self._streamPaused = False
         # Whether the response may be a version shared across users
         # (railgun.http.privacy): when not, it is neither stored nor
         # encoded against the edge's base.
@@ -352,6 +362,7 @@ class OriginStreamHandler(StreamProtocol):
         self._gone = True
         self._cancelTimer()
         self._dropCollected()
+        self._releaseQueued()
         if self._fetch is not None:
             # Not "not called": a Deferred waiting on an inner one counts as
             # called, and cancel() forwards to the inner one (the request).
@@ -462,6 +473,8 @@ class OriginStreamHandler(StreamProtocol):
             return
         self._context.stats.record(self._host, bodyBytesOnLink=sum(map(len, held)))
         self.transport.writeSequence(held)
+        if self._streamPaused:
+            self._holdQueued(sum(map(len, held)))
 
     def _versionSent(self, result: Any) -> Any:
         # The body counted against the shared budget until it was encoded
@@ -572,8 +585,24 @@ class OriginStreamHandler(StreamProtocol):
 
     def _writeAndEnd(self, payload: bytes) -> None:
         if payload:
+            # The payload is held by the stream until the peer takes it: a
+            # watcher tells whether the stream holds it back, so that it
+            # counts against the budget meanwhile.
+            self._streamPaused = False
+            self.transport.registerProducer(_QueueWatcher(self), True)
             self.transport.write(payload)
+            if self._streamPaused:
+                self._holdQueued(len(payload))
         self.transport.loseConnection()
+
+    def _holdQueued(self, size: int) -> None:
+        self._queuedHeld += size
+        self._context.held += size
+
+    def _releaseQueued(self) -> None:
+        # The stream took its queue down to its low-water mark, or ended.
+        self._context.held -= self._queuedHeld
+        self._queuedHeld = 0
 
     def _fetchFailed(self, failure: Failure) -> None:
         self._fetch = None
@@ -630,8 +659,11 @@ class OriginStreamHandler(StreamProtocol):
         # that reads nothing).
         self._cancelTimer()
         self._timerSuspended = True
+        self._streamPaused = True
 
     def _resumedByStream(self) -> None:
+        self._streamPaused = False
+        self._releaseQueued()
         if self._timerSuspended and self._responseTransport is not None:
             self._timerSuspended = False
             self._timer = self._context.clock.callLater(
@@ -669,6 +701,9 @@ class OriginStreamHandler(StreamProtocol):
             return
         self._context.stats.record(self._host, bodyBytesOnLink=len(data))
         self.transport.write(data)
+        if self._streamPaused:
+            # (The origin read is paused: this is what was already read.)
+            self._holdQueued(len(data))
 
     def _bodyDone(self, reason: Failure) -> None:
         self._cancelTimer()
@@ -738,6 +773,28 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
         if n == name:
             return value
     return None
+
+
+@implementer(IPushProducer)
+class _QueueWatcher:
+    """
+    The producer of a stream whose payload is written whole: it produces
+    nothing, it only hears when the stream holds its queue back (the peer
+    does not take it) and when it lets it go.
+    """
+
+    def __init__(self, handler: OriginStreamHandler) -> None:
+        self._handler = handler
+
+    def pauseProducing(self) -> None:
+        self._handler._streamPaused = True
+
+    def resumeProducing(self) -> None:
+        self._handler._streamPaused = False
+        self._handler._releaseQueued()
+
+    def stopProducing(self) -> None:
+        pass
 
 
 class _BodyForwarder(Protocol):
