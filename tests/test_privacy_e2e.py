@@ -7,6 +7,7 @@ tells the other user nothing about it.
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -206,6 +207,28 @@ class OracleTests(TestCase):
             # (B's own page is public: once kept, it is a fair base for
             # B's next one.)
             paths=("",),
+        )
+
+    async def test_privateNotKeptCompressed(self) -> None:
+        """
+        A private page compressed for its client is not kept compressed
+        for the next client (the edge keeps shareable ones only).
+        """
+        response, body = await _within(
+            self.d.fetch(
+                "/private",
+                headers={b"cookie": [b"user=alice"], b"accept-encoding": [b"gzip"]},
+            ),
+            "fetch",
+        )
+        self.assertEqual(response.headers.getRawHeaders(b"content-encoding"), [b"gzip"])
+        served = self.pages[b"private"].served
+        self.assertEqual(gzip.decompress(body), served)
+        kept = self.d.edge.proxy.clientEncodings
+        assert kept is not None
+        self.assertTrue(
+            kept.get(versionDigest(served).encode(), b"gzip") is None,
+            "the private page was kept compressed",
         )
 
     async def test_publicPageKeepsDeltas(self) -> None:

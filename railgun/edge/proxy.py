@@ -788,7 +788,8 @@ class EdgeStreamHandler(StreamProtocol):
         if coding is None:
             self._respond(body, linkBytes, None, body)
             return
-        kept = proxy.clientEncodings
+        # (One user's body is not kept compressed for others either.)
+        kept = proxy.clientEncodings if self._shareable else None
         cached = kept.get(digest, coding) if kept is not None else None
         if cached is not None:
             self._respond(body, linkBytes, coding, cached)
@@ -809,7 +810,7 @@ class EdgeStreamHandler(StreamProtocol):
         self, body: bytes, linkBytes: int, digest: bytes, coding: bytes, served: bytes
     ) -> None:
         self._encoding = False
-        kept = self._exchange.proxy.clientEncodings
+        kept = self._exchange.proxy.clientEncodings if self._shareable else None
         if kept is not None:
             kept.put(digest, coding, served)
         if self._exchange.done:
