@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from railgun.config import parseOriginMap
 from railgun.delta.codec import defaultRegistry
 from railgun.link.factory import LinkClientFactory, LinkServerFactory
-from railgun.link.frames import Settings, Window
+from railgun.link.frames import Settings
 from railgun.link.protocol import LinkProtocol
 from railgun.origin.handler import OriginContext, OriginStreamHandler
 from railgun.stores.memory import MemoryVersionStore
@@ -35,11 +35,15 @@ MAX_SIZE = 256 * 1024
 STREAMS = 48
 
 
-class UnreadStreamsTests(SynchronousTestCase):
+class _BudgetCase(SynchronousTestCase):
     """
-    A peer with stream window 0 opens L{STREAMS} streams, each answered
-    with a version-eligible body of 240 KB.
+    An origin role with a 1 MiB held budget, linked in memory to a peer
+    announcing the stream window L{window}; its origin answers every
+    request with a version-eligible body of 240 KB.
     """
+
+    #: the stream window the peer announces.
+    window = 0
 
     def setUp(self) -> None:
         self.clock = Clock()
@@ -64,7 +68,7 @@ class UnreadStreamsTests(SynchronousTestCase):
             token=TOKEN,
             clock=self.clock,
             pingInterval=0,
-            settings=Settings(initialStreamWindow=0),
+            settings=Settings(initialStreamWindow=self.window),
         )
         self.dialer, self.acceptor, self.pump = connectedServerAndClient(
             lambda: server.buildProtocol(None),
@@ -79,9 +83,15 @@ class UnreadStreamsTests(SynchronousTestCase):
             peer beyond C{allowance} per stream.
         """
         return sum(
-            max(0, stream._outboundBytes - allowance)
-            for stream in link._streams.values()
+            max(0, record.outboundBytes - allowance)
+            for record in link.connection.streams.values()
         )
+
+
+class UnreadStreamsTests(_BudgetCase):
+    """
+    A peer with stream window 0 opens L{STREAMS} streams.
+    """
 
     def test_heldWithinBudget(self) -> None:
         """
@@ -124,20 +134,31 @@ class UnreadStreamsTests(SynchronousTestCase):
         self.assertEqual(self.context.held, 0)
         self.assertEqual(self.flushLoggedErrors(), [])
 
+
+class SlowReaderTests(_BudgetCase):
+    """
+    A peer with a small stream window whose streams stop reading, then
+    read again.
+    """
+
+    window = 16 * 1024
+
     def test_releasedWhenRead(self) -> None:
         """
-        A payload held back by a window of 0 counts against the budget until
-        the peer opens the window; then it crosses whole, and nothing stays
-        counted.
+        A payload the peer does not take counts against the budget while
+        the stream holds it back; once the peer reads again it crosses
+        whole, and nothing stays counted.
         """
         collectors = []
         streams = []
         for _ in range(3):
             collector = _Collector()
             collectors.append(collector)
-            streams.append(
-                self.dialer.openStream(collector, GET.toLinkHeaders(), endStream=True)
+            stream = self.dialer.openStream(
+                collector, GET.toLinkHeaders(), endStream=True
             )
+            stream.pauseProducing()  # the peer's reader takes nothing
+            streams.append(stream)
         self.pump.flush()
         for index in range(3):
             response, _ = self.agent.respond(
@@ -148,11 +169,8 @@ class UnreadStreamsTests(SynchronousTestCase):
             self.pump.flush()
         self.assertGreater(self.context.held, 0)
         for stream in streams:
-            # The peer opens its window (by hand: a peer that announced 0
-            # sends credit only for data it received, so it never would).
-            stream._recvWindow += 1 << 20
-            self.dialer._queueControl(Window(stream.streamId, 1 << 20).encode())
-        for _ in range(5):
+            stream.resumeProducing()
+        for _ in range(50):
             self.pump.flush()
         self.assertEqual(self.context.held, 0)
         for collector in collectors:
