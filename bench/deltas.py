@@ -5,7 +5,7 @@ real Railgun deployment (edge, origin role, mutual TLS on loopback), and
 compare the body bytes that crossed the link with the best offline
 C{zstd --patch-from} delta of the same pairs and with gzip -6.
 
-    python -m bench.deltas [--corpus PATH] [--no-local] [--json OUT] [--docs FILE]
+    python -m bench.deltas [--corpus PATH] [--no-local] [--cookie] [--json OUT] [--docs FILE]
 
 What is counted as "link bytes": the body payload of each response as it
 crossed the link, i.e. the bytes of the DATA frames' payloads of the
@@ -399,16 +399,19 @@ class _Deployment:
             for link in pool._links
         )
 
-    async def fetch(self, host: str) -> tuple[int, bytes]:
+    async def fetch(self, host: str, cookie: bytes | None = None) -> tuple[int, bytes]:
         from twisted.web.client import readBody
         from twisted.web.http_headers import Headers
 
         # No Accept-Encoding: the edge serves identity bodies, compared
         # byte for byte with the files.
+        headers = Headers({b"host": [host.encode("ascii")]})
+        if cookie is not None:
+            headers.setRawHeaders(b"cookie", [cookie])
         d = self.agent.request(
             b"GET",
             f"http://127.0.0.1:{self.edgePort}/page".encode(),
-            Headers({b"host": [host.encode("ascii")]}),
+            headers,
         )
         d.addTimeout(60, self._reactor)
         response = await d
@@ -422,10 +425,15 @@ def _modes(before: dict[str, int], after: dict[str, int]) -> str:
 
 
 async def measure(
-    reactor: Any, sequences: list[PageSequence]
+    reactor: Any, sequences: list[PageSequence], cookies: bool = False
 ) -> dict[str, list[dict[str, Any]]]:
     """
     Fetch every version of every sequence in order through the deployment.
+
+    @param cookies: every request carries a C{Cookie} of its own (a
+        different user each time), as a site's ordinary pages get them; the
+        origin answers the same public pages (no C{Set-Cookie}, not
+        C{private}, no C{Vary: Cookie}), so deltas must still be used.
 
     @return: per sequence, one record per fetch.
     """
@@ -452,7 +460,10 @@ async def measure(
                     dict(edge.fallbacks) | dict(origin.fallbacks),
                     deployment.linkFrameBytes(),
                 )
-                status, body = await deployment.fetch(host)
+                status, body = await deployment.fetch(
+                    host,
+                    b"session=user%d-%s" % (k, seq.name.encode()) if cookies else None,
+                )
                 records.append(
                     {
                         "version": k + 1,
@@ -811,6 +822,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not add the sequences found on this machine",
     )
+    p.add_argument(
+        "--cookie",
+        action="store_true",
+        help="every request carries a Cookie of another user (public pages)",
+    )
     p.add_argument("--json", type=Path, help="write every figure here")
     p.add_argument(
         "--docs",
@@ -856,7 +872,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
         reactor, reactor.getThreadPool(), offline, sequences, zstd
     )
     print("fetching through the deployment...", file=sys.stderr)
-    fetches = await measure(reactor, sequences)
+    fetches = await measure(reactor, sequences, cookies=args.cookie)
     summary = summarise(sequences, fetches, refs)
     machine = machineInfo()
     local = [s for s in sequences if s.group == "local"]

@@ -581,6 +581,15 @@ class EdgeConfig:
         help="HOST=PATTERN, the match pattern a Host's versions are offered with "
         "as dictionaries, instead of each page's own path (repeatable)",
     )
+    diagnosticHeader: str = setting(
+        "diagnostic_header",
+        STRING,
+        "public",
+        flag="diagnostic-header",
+        choices=("off", "public", "full"),
+        help="the Railgun response header: off, public (its ratio only where it "
+        "tells nothing of another user's page) or full",
+    )
     responseTimeout: float = _RESPONSE_TIMEOUT.field(
         60.0, help="seconds for the response head to come back over the link"
     )

@@ -10,9 +10,13 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from railgun.http.diagnostic import (
+    DIAGNOSTIC_MODES,
+    PUBLIC_FLAGS,
     Flag,
     RailgunDiagnostic,
+    discloses,
     formatDirect,
+    formatHidden,
     linkRatio,
 )
 from railgun.http.headers import validHeaderValue
@@ -256,3 +260,37 @@ class LinkRatioTests(SynchronousTestCase):
         """
         self.assertRaises(ValueError, linkRatio, -1, 10)
         self.assertRaises(ValueError, linkRatio, 1, -10)
+
+
+class HiddenRatioTests(SynchronousTestCase):
+    """
+    Tests for L{discloses} and L{formatHidden}: the ratio and the base flags
+    are hidden where they would compare one user's page with another's.
+    """
+
+    def test_discloses(self) -> None:
+        """
+        'full' always shows the ratio, 'off' never (no header), 'public'
+        only for a shareable exchange whose request had no credentials.
+        """
+        for shareable in (True, False):
+            for credentials in (True, False):
+                self.assertTrue(discloses("full", shareable, credentials))
+                self.assertFalse(discloses("off", shareable, credentials))
+                self.assertEqual(
+                    discloses("public", shareable, credentials),
+                    shareable and not credentials,
+                )
+        self.assertEqual(DIAGNOSTIC_MODES, ("off", "public", "full"))
+
+    def test_formatHidden(self) -> None:
+        """
+        A hidden diagnostic writes '-' for the ratio and keeps only the
+        flags about the link; it parses back with a ratio of None.
+        """
+        value = formatHidden("4fd1682b12", 0.05057, 0xFFFF, "0100")
+        self.assertEqual(value, b"4fd1682b12 - 0.050570 %04x 0100" % PUBLIC_FLAGS)
+        parsed = RailgunDiagnostic.parse(value)
+        self.assertIsNone(parsed.ratio)
+        self.assertEqual(parsed.flags, Flag.LINK_REUSED | Flag.RETRIED)
+        self.assertEqual(parsed.format(), value)

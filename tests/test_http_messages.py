@@ -66,7 +66,7 @@ def requestHeads(draw: st.DrawFn) -> RequestHead:
 
 
 responseHeads = st.builds(
-    ResponseHead, status=st.integers(100, 599), headers=regularHeaders
+    ResponseHead, status=st.integers(200, 599), headers=regularHeaders
 )
 
 
@@ -398,19 +398,37 @@ class ResponseHeadTests(SynchronousTestCase):
 
     def test_statusBounds(self) -> None:
         """
-        Status 100 and 599 are accepted; 99, 600, bools and non-ints are not.
+        Status 200 and 599 are accepted; interim ones (100-199), 99, 600,
+        bools and non-ints are not.
         """
-        self.assertEqual(ResponseHead(100, []).status, 100)
+        self.assertEqual(ResponseHead(200, []).status, 200)
         self.assertEqual(ResponseHead(599, []).status, 599)
-        for status in [99, 600, 0, -200, True, 200.0, "200", b"200"]:
+        for status in [
+            100,
+            101,
+            103,
+            199,
+            99,
+            600,
+            0,
+            -200,
+            True,
+            200.0,
+            "200",
+            b"200",
+        ]:
             e = self.assertRaises(BadMessage, ResponseHead, status, [])
             self.assertIn(":status", e.reason)
 
     def test_rejectStatusText(self) -> None:
         """
-        A :status that is not three digits from 100 to 599 is refused.
+        A :status that is not three digits from 200 to 599 is refused: an
+        interim (1xx) head is never taken for the final one.
         """
         for status in [
+            b"100",
+            b"103",
+            b"199",
             b"",
             b"20",
             b"2000",

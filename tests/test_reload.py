@@ -159,6 +159,21 @@ class ReloadTests(TestCase):
         self.assertEqual(d.edge.pools, before)
         self.assertGreater(list(before.values())[0].readyCount(), 0)
 
+    @inlineCallbacks
+    def test_diagnosticHeaderFollows(self):
+        """
+        --diagnostic-header applies at a reload: 'off' removes the Railgun
+        header from the next response.
+        """
+        d = self.d
+        response, _ = yield d.fetch("/page")
+        self.assertIsNotNone(response.headers.getRawHeaders(b"railgun"))
+        yield d.edge.reload(
+            evolve(d.edge.config, diagnosticHeader="off"), self.credentials("edge")
+        )
+        response, _ = yield d.fetch("/page")
+        self.assertIsNone(response.headers.getRawHeaders(b"railgun"))
+
     def test_fixedSettingsKept(self):
         """
         Settings that cannot change while running are kept, and the log

@@ -144,6 +144,28 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(config.links.lookup("www.example.com").addresses[0].port, 2408)
         self.assertIsNotNone(config.fallback.lookup("www.example.com"))
 
+    def test_diagnosticHeader(self):
+        """
+        --diagnostic-header (or edge.diagnostic_header) sets the edge's
+        diagnostic mode, 'public' by default; another value is a usage
+        error naming the three.
+        """
+        edge = ["--role", "edge", "--certs", "/c", "--token", "t", "--link", "a=b"]
+        self.assertEqual(
+            self.parse(*edge).built.edgeConfig().diagnosticHeader, "public"
+        )
+        options = self.parse(*edge, "--diagnostic-header", "off")
+        self.assertEqual(options.built.edgeConfig().diagnosticHeader, "off")
+        path = self.mktemp()
+        Path(path).write_text('[edge]\ndiagnostic_header = "full"\n')
+        options = self.parse(*edge, "--config", path)
+        self.assertEqual(options.built.edgeConfig().diagnosticHeader, "full")
+        e = self.assertRaises(
+            UsageError, self.parse, *edge, "--diagnostic-header", "verbose"
+        )
+        self.assertIn("diagnostic", str(e))
+        self.assertIn("off, public, full", str(e))
+
     def test_badInput(self):
         """
         Each kind of bad input is a UsageError naming the problem.

@@ -7,6 +7,7 @@ response, with the C{Railgun} diagnostic header.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,14 @@ from railgun.delta.siblings import SiblingIndex
 from railgun.edge.dictionaries import DCZ, Dictionaries
 from railgun.edge.encodings import ClientEncodings
 from railgun.edge.links import OriginRoles
-from railgun.http.diagnostic import Flag, formatDiagnostic, formatDirect, linkRatio
+from railgun.http.diagnostic import (
+    Flag,
+    discloses,
+    formatDiagnostic,
+    formatDirect,
+    formatHidden,
+    linkRatio,
+)
 from railgun.http.headers import (
     HOP_BY_HOP,
     HeaderList,
@@ -43,6 +51,11 @@ from railgun.http.messages import (
     announcedLength,
     responseHasBody,
     splitControl,
+)
+from railgun.http.privacy import (
+    carriesCredentials,
+    exchangeShareable,
+    requestShareable,
 )
 from railgun.http.routing import BadHost, HostMap, normalizeHost
 from railgun.link.errors import ErrorCode, LinkLost, LinkUnavailable, StreamRefused
@@ -166,6 +179,11 @@ class EdgeProxy:
     Compression dictionary transport to the browser (RFC 9842): versions
     offered as dictionaries, and served as C{dcz} against them.
     """
+    diagnosticHeader: str = "public"
+    """
+    Which responses relayed over a link carry the C{Railgun} header, and
+    with what (L{railgun.http.diagnostic.DIAGNOSTIC_MODES}).
+    """
     failureLog: RateLimitedLogger = field(
         init=False,
         default=Factory(
@@ -221,7 +239,13 @@ class EdgeProxy:
             respondPlain(request, 400, f"malformed request: {e}")
             return
         exchange = _Exchange(self, request, host, pool, head)
-        if self.cache is None or head.method != b"GET":
+        if (
+            self.cache is None
+            or head.method != b"GET"
+            # (A response to credentials the origin must check is never
+            # encoded against a version another request left.)
+            or not requestShareable(head.headers)
+        ):
             exchange.start()
             return
         # The edge names the version it holds for this URL, if any.
@@ -657,6 +681,9 @@ class EdgeStreamHandler(StreamProtocol):
     def __init__(self, exchange: _Exchange) -> None:
         self._exchange = exchange
         self._headersSent = False
+        # The response head arrived (a version's is held until its body is
+        # rebuilt): a later header block is trailers.
+        self._headReceived = False
         self._finished = False
         # A rebuilt body is being compressed for the client in a thread: the
         # stream is over, the response is not written yet.
@@ -673,27 +700,34 @@ class EdgeStreamHandler(StreamProtocol):
         self._rawLength: int | None = None
         #: the body as dcz, served when smaller than the plain coding
         self._dcz: bytes | None = None
+        #: whether the response may be a version shared across users
+        #: (railgun.http.privacy)
+        self._shareable = False
 
     def headersReceived(
         self, headers: list[tuple[bytes, bytes]], endStream: bool
     ) -> None:
-        if self._headersSent:
+        if self._headReceived:
             return  # trailers are not relayed
+        self._headReceived = True
         exchange = self._exchange
         request = exchange.request
         exchange.cancelTimer()
         if exchange.done:
             self.transport.reset(ErrorCode.CANCEL)
             return
+        # Whatever the peer sends (an interim 1xx head, a control header
+        # twice...) is a malformed head: a 502, never an exception.
         try:
             head = ResponseHead.fromLinkHeaders(headers)
+            endToEnd, control = splitControl(head.headers)
         except BadMessage as e:
             self._malformed(e)
             return
-        endToEnd, control = splitControl(head.headers)
         self._status = head.status
         self._headers = stripHopByHop(endToEnd)
         self._control = control
+        self._shareable = exchangeShareable(exchange.head.headers, self._headers)
         mode = _VERSION_MODES.get(control.get(b"railgun-body", b"raw"))
         if mode is not None:
             # A version: held (bounded) until it is complete and checked.
@@ -711,8 +745,11 @@ class EdgeStreamHandler(StreamProtocol):
         request.setResponseCode(head.status)
         for name, value in self._headers:
             request.responseHeaders.addRawHeader(name, value)
-        request.responseHeaders.setRawHeaders(b"railgun", [self._diagnostic(100.0)])
+        self._setDiagnostic(100.0)
         if endStream:
+            if self._rawLength:
+                self._wrongLength("shorter")  # a length announced, no body
+                return
             self._finish()
             return
         request.registerProducer(self.transport, True)
@@ -731,15 +768,29 @@ class EdgeStreamHandler(StreamProtocol):
             "railgun: the origin role sent a malformed response",
         )
 
-    def _diagnostic(self, ratio: float) -> bytes:
+    def _setDiagnostic(self, ratio: float) -> None:
+        """
+        Set the C{Railgun} header, its ratio and base flags hidden unless
+        the edge's mode discloses them for this exchange (a response of one
+        user's, or to a request with credentials, must not tell how similar
+        it is to a version another request left), or no header at all.
+        """
+        exchange = self._exchange
+        mode = exchange.proxy.diagnosticHeader
+        if mode == "off":
+            return
         originFlags = _int(self._control.get(b"railgun-flags"), 16)
-        return formatDiagnostic(
-            self.transport.requestId,
-            ratio,
-            _float(self._control.get(b"railgun-origin-time")),
-            self._exchange.flags | (originFlags & _BASE_FOUND),
-            RAILGUN_VERSION,
-        )
+        flags = exchange.flags | (originFlags & _BASE_FOUND)
+        originSeconds = _float(self._control.get(b"railgun-origin-time"))
+        if discloses(mode, self._shareable, carriesCredentials(exchange.head.headers)):
+            value = formatDiagnostic(
+                self.transport.requestId, ratio, originSeconds, flags, RAILGUN_VERSION
+            )
+        else:
+            value = formatHidden(
+                self.transport.requestId, originSeconds, flags, RAILGUN_VERSION
+            )
+        exchange.request.responseHeaders.setRawHeaders(b"railgun", [value])
 
     def _serveVersion(self) -> None:
         exchange = self._exchange
@@ -756,7 +807,8 @@ class EdgeStreamHandler(StreamProtocol):
                 raise DeltaError("response without a valid digest")
             codec = None
             if codecName != "identity":
-                assert proxy.codecs is not None
+                if proxy.codecs is None:
+                    raise DeltaError(f"codec {codecName!r} while deltas are off")
                 codec = (
                     proxy.codecs.deltaCodec(codecName)
                     if self._mode == DELTA
@@ -783,6 +835,9 @@ class EdgeStreamHandler(StreamProtocol):
             proxy.cache is not None
             and exchange.head.method == b"GET"
             and not ownVersion
+            # One user's response is never kept for the next one (nor named
+            # as a sibling's base): railgun.http.privacy.
+            and self._shareable
         ):
             # (Unless 'same' against this URL's own version: the cache
             # already holds exactly it.)
@@ -846,7 +901,8 @@ class EdgeStreamHandler(StreamProtocol):
         if coding is None:
             self._respond(body, linkBytes, None, body)
             return
-        kept = proxy.clientEncodings
+        # (One user's body is not kept compressed for others either.)
+        kept = proxy.clientEncodings if self._shareable else None
         cached = kept.get(digest, coding) if kept is not None else None
         if cached is not None:
             self._respond(body, linkBytes, coding, cached)
@@ -867,7 +923,7 @@ class EdgeStreamHandler(StreamProtocol):
         self, body: bytes, linkBytes: int, digest: bytes, coding: bytes, served: bytes
     ) -> None:
         self._encoding = False
-        kept = self._exchange.proxy.clientEncodings
+        kept = self._exchange.proxy.clientEncodings if self._shareable else None
         if kept is not None:
             kept.put(digest, coding, served)
         if self._exchange.done:
@@ -930,8 +986,7 @@ class EdgeStreamHandler(StreamProtocol):
             ):
                 request.responseHeaders.addRawHeader(b"vary", b"Accept-Encoding")
         request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(served)])
-        ratio = linkRatio(linkBytes, len(body))
-        request.responseHeaders.setRawHeaders(b"railgun", [self._diagnostic(ratio)])
+        self._setDiagnostic(linkRatio(linkBytes, len(body)))
         proxy.stats.count(exchange.host, "bodies", self._mode)
         self._served = len(body)
         self._linkBytes = linkBytes
@@ -1060,10 +1115,16 @@ def _clientCoding(request: Any, headers: list[tuple[bytes, bytes]]) -> bytes | N
 
 
 def _float(value: bytes | None) -> float:
+    """
+    A number a peer sent (C{railgun-origin-time}): 0.0 unless it is a
+    finite number >= 0 (C{inf}, C{nan} or C{-1} would make the diagnostic
+    header raise).
+    """
     try:
-        return float(value) if value is not None else 0.0
+        number = float(value) if value is not None else 0.0
     except ValueError:
         return 0.0
+    return number if 0.0 <= number < math.inf else 0.0
 
 
 __all__ = ["EdgeProxy", "EdgeStreamHandler"]

@@ -89,6 +89,7 @@ class EdgeService(MultiService):
             codecs=defaultRegistry(),
             deltaMaxSize=config.delta.maxSize,
             siblings=SiblingIndex() if config.delta.enabled else None,
+            diagnosticHeader=config.diagnosticHeader,
             clientEncodings=ClientEncodings(),
             encodeForClient=lambda body, coding: deferEncodeBody(
                 reactor, reactor.getThreadPool(), body, coding
@@ -186,8 +187,9 @@ class EdgeService(MultiService):
         to the link map are served, removed ones refused (421); links to new
         origin role addresses (or with a new token, certificates, TLS name or
         link tuning) are dialed, links no longer used drain (GOAWAY: their
-        open streams finish). The direct fallback map and the response
-        timeout follow the new configuration too.
+        open streams finish). The direct fallback map, the response
+        timeout and the diagnostic header mode follow the new configuration
+        too.
 
         What cannot change while running (the HTTP listener, header and body
         limits, the version store and delta settings) is kept as it was and
@@ -225,6 +227,7 @@ class EdgeService(MultiService):
         proxy.fallback = self._fallbacks(config)
         proxy.responseTimeout = config.responseTimeout
         proxy.linkWait = config.connectTimeout
+        proxy.diagnosticHeader = config.diagnosticHeader
         current = set(pools.values())
         unused = [
             (key, pool) for key, pool in self._poolsByKey.items() if pool not in current

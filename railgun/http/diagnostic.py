@@ -3,6 +3,13 @@ The C{Railgun} diagnostic response header, modelled on the original's
 C{CF-Railgun}: C{<id> <ratio> <origin-seconds> <flags-hex> <version>}, for
 example C{4fd1682b12 0.06 0.050570 0031 5360}, or C{direct (<reason>)} when a
 response did not cross a link.
+
+The ratio and the flags about a base say how similar a page is to a version
+another request left; on a response of one user's, or to a request with
+credentials, they would make the header a compression oracle (see
+L{railgun.http.privacy}), so L{discloses} decides, by the edge's
+C{--diagnostic-header} mode, whether they are written or hidden (the ratio
+written as C{-}, the flags reduced to L{PUBLIC_FLAGS}).
 """
 
 from __future__ import annotations
@@ -54,12 +61,44 @@ class Flag(IntFlag):
 
 _MAX_FLAGS = 0xFFFF
 
+PUBLIC_FLAGS = Flag.LINK_REUSED | Flag.RETRIED
+"""
+The flags written when the ratio is hidden: those about the link, none
+about a base or how the body crossed.
+"""
+
+#: the C{--diagnostic-header} modes: no header on relayed responses; the
+#: ratio only where it discloses nothing about another user's page (the
+#: default); the ratio on every response (for a deployment whose clients are
+#: all trusted, such as a test bench).
+DIAGNOSTIC_MODES = ("off", "public", "full")
+
+#: the ratio field of a diagnostic whose ratio is hidden.
+HIDDEN_RATIO = b"-"
+
+
+def discloses(mode: str, shareable: bool, credentials: bool) -> bool:
+    """
+    Whether a response's diagnostic may show its ratio and base flags.
+
+    @param mode: one of L{DIAGNOSTIC_MODES} (C{"off"} writes no header at
+        all: the question does not arise, the answer is C{False}).
+    @param shareable: whether the exchange may be shared across users
+        (L{railgun.http.privacy.exchangeShareable}).
+    @param credentials: whether the request carried credentials
+        (L{railgun.http.privacy.carriesCredentials}).
+    """
+    if mode == "full":
+        return True
+    return mode == "public" and shareable and not credentials
+
+
 # What a request id or version may contain: visible ASCII, so the fields
 # stay space-separated and the whole is a valid header value.
 _WORD = re.compile(r"[\x21-\x7e]+\Z")
 
 _FORMAT = re.compile(
-    rb"(?P<id>[\x21-\x7e]+) (?P<ratio>[0-9]+\.[0-9]{2}) "
+    rb"(?P<id>[\x21-\x7e]+) (?P<ratio>[0-9]+\.[0-9]{2}|-) "
     rb"(?P<seconds>[0-9]+\.[0-9]{6}) (?P<flags>[0-9a-fA-F]{4}) "
     rb"(?P<version>[\x21-\x7e]+)\Z"
 )
@@ -84,7 +123,8 @@ class RailgunDiagnostic:
 
     @ivar requestId: the link request id (visible ASCII, no spaces).
     @ivar ratio: the percentage of the served body bytes that crossed the
-        link (see L{linkRatio}); written with 2 decimals.
+        link (see L{linkRatio}); written with 2 decimals; L{None} when it is
+        hidden, written C{-}.
     @ivar originSeconds: how long the origin server took, in seconds; written
         with 6 decimals.
     @ivar flags: what happened, as L{Flag} bits; written as 4 hex digits.
@@ -92,7 +132,7 @@ class RailgunDiagnostic:
     """
 
     requestId: str
-    ratio: float
+    ratio: float | None
     originSeconds: float
     flags: Flag
     version: str
@@ -102,7 +142,8 @@ class RailgunDiagnostic:
             raise ValueError(f"invalid request id {self.requestId!r}")
         if not isinstance(self.version, str) or not _WORD.match(self.version):
             raise ValueError(f"invalid version {self.version!r}")
-        _checkNumber("ratio", self.ratio)
+        if self.ratio is not None:
+            _checkNumber("ratio", self.ratio)
         _checkNumber("originSeconds", self.originSeconds)
         if not isinstance(self.flags, int) or not 0 <= self.flags <= _MAX_FLAGS:
             raise ValueError(f"flags {self.flags!r} do not fit in 4 hex digits")
@@ -113,8 +154,9 @@ class RailgunDiagnostic:
 
         @return: C{<id> <ratio> <origin-seconds> <flags-hex> <version>}.
         """
+        ratio = "-" if self.ratio is None else f"{self.ratio:.2f}"
         text = (
-            f"{self.requestId} {self.ratio:.2f} {self.originSeconds:.6f} "
+            f"{self.requestId} {ratio} {self.originSeconds:.6f} "
             f"{int(self.flags):04x} {self.version}"
         )
         return text.encode("ascii")
@@ -128,16 +170,18 @@ class RailgunDiagnostic:
 
         @param value: the header value.
         @return: the diagnostic; C{ratio} and C{originSeconds} have the
-            precision they were written with.
+            precision they were written with (C{ratio} is L{None} when
+            hidden).
         @raise ValueError: if C{value} is not in that format (for example a
             C{direct (...)} value).
         """
         match = _FORMAT.match(value)
         if match is None:
             raise ValueError(f"not a Railgun diagnostic: {value[:200]!r}")
+        ratio = match.group("ratio")
         return cls(
             requestId=match.group("id").decode("ascii"),
-            ratio=float(match.group("ratio")),
+            ratio=None if ratio == HIDDEN_RATIO else float(ratio),
             originSeconds=float(match.group("seconds")),
             flags=Flag(int(match.group("flags"), 16)),
             version=match.group("version").decode("ascii"),
@@ -180,6 +224,21 @@ def formatDiagnostic(
         )
     # Something is wrong (or unusual, such as a Flag): the full checks say what.
     return RailgunDiagnostic(requestId, ratio, originSeconds, flags, version).format()  # type: ignore[arg-type]
+
+
+def formatHidden(
+    requestId: str, originSeconds: float, flags: int, version: str
+) -> bytes:
+    """
+    Write a diagnostic header value whose ratio is hidden: the ratio as
+    C{-}, only the L{PUBLIC_FLAGS} of C{flags}.
+
+    @return: C{<id> - <origin-seconds> <flags-hex> <version>}.
+    @raise ValueError: for a field L{RailgunDiagnostic} refuses.
+    """
+    return RailgunDiagnostic(
+        requestId, None, originSeconds, Flag(flags & PUBLIC_FLAGS), version
+    ).format()
 
 
 def formatDirect(reason: str) -> bytes:

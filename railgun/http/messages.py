@@ -67,7 +67,10 @@ _AUTHORITY = re.compile(
 # whitespace or control characters, and no fragment (never sent on the wire).
 _PATH = re.compile(rb"/[\x21\x22\x24-\x7e\x80-\xff]*\Z")
 
-_STATUS = re.compile(rb"[1-5][0-9][0-9]\Z")
+# A final status: interim (1xx) responses never cross the link (the origin
+# role's HTTP client skips them, RFC 9110 15.2), so a 1xx head from a peer is
+# malformed.
+_STATUS = re.compile(rb"[2-5][0-9][0-9]\Z")
 
 
 class BadMessage(Exception):
@@ -315,7 +318,7 @@ class RequestHead:
 
 
 def _checkStatus(status: object) -> int:
-    if type(status) is not int or not 100 <= status <= 599:
+    if type(status) is not int or not 200 <= status <= 599:
         raise BadMessage(f"invalid :status {_show(status)}")
     return status
 
@@ -326,7 +329,12 @@ class ResponseHead:
     A response status and its end-to-end headers, as the origin role returns
     them.
 
-    @ivar status: the status code, 100 to 599.
+    A stream carries one response, the final one: an interim (1xx) status is
+    refused, on the way out and on the way in (the origin role's HTTP client
+    skips interim responses; one from a peer is a malformed head, never
+    taken for the final response).
+
+    @ivar status: the status code, 200 to 599.
     @ivar headers: the end-to-end headers, lowercase names, in order.
     """
 
@@ -353,8 +361,8 @@ class ResponseHead:
         @param block: the decoded header list.
         @return: the response head.
         @raise BadMessage: if C{:status} is missing, duplicated, not three
-            digits from 100 to 599, if another pseudo-header appears, or a
-            name or value is invalid.
+            digits from 200 to 599 (1xx included: see the class docstring),
+            if another pseudo-header appears, or a name or value is invalid.
         """
         block = list(block)
         if block and block[0].__class__ is tuple and len(block[0]) == 2:

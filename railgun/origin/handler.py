@@ -13,12 +13,13 @@ from attrs import Factory, define, field
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
+from zope.interface import implementer
 
 from railgun._lograte import RateLimitedLogger
 from railgun._lru import SizedLRU
@@ -39,6 +40,7 @@ from railgun.http.messages import (
     responseHasBody,
     splitControl,
 )
+from railgun.http.privacy import exchangeShareable
 from railgun.http.routing import BadHost, HostMap, normalizeHost
 from railgun.link.errors import ErrorCode
 from railgun.link.protocol import StreamProtocol
@@ -174,9 +176,13 @@ class OriginContext:
     """
     heldBudget: int = 256 * 1024 * 1024
     """
-    Bytes of origin bodies held at once, over all streams, while they are
+    Bytes of origin bodies held at once, over all streams: while they are
     collected as versions (flow control does not bound them: they are not
-    on the link yet); a body that would go past it streams raw instead.
+    on the link yet), and once written to a stream whose peer does not take
+    them (from the moment the stream pauses its producer until it resumes
+    it or ends: a peer announcing a window of 0 must not make the origin
+    role hold a payload per stream); a body that would go past it streams
+    raw instead, its origin read paused while the peer does not read.
     """
     held: int = 0
     fullEncodings: FullEncodings = field(factory=lambda: FullEncodings())
@@ -283,6 +289,15 @@ class OriginStreamHandler(StreamProtocol):
         self._sent = (0, "error")
         self._fromOrigin = 0
         self._fetched = False
+        # Bytes written to the stream while it was paused (the peer not
+        # taking them): they count against the held budget until the stream
+        # resumes or ends.
+        self._queuedHeld = 0
+        self._streamPaused = False
+        # Whether the response may be a version shared across users
+        # (railgun.http.privacy): when not, it is neither stored nor
+        # encoded against the edge's base.
+        self._shareable = False
 
     # Link callbacks
 
@@ -292,10 +307,13 @@ class OriginStreamHandler(StreamProtocol):
         if self._head is not None:
             # Request trailers: not forwarded (the Agent cannot send them).
             return
+        # Whatever the peer sends (a control header twice, say) is a
+        # malformed request: a 400, never an exception.
         try:
             head = RequestHead.fromLinkHeaders(headers)
             host = normalizeHost(head.authority)
             length = announcedLength(head.headers)
+            endToEnd, control = splitControl(head.headers)
         except (BadMessage, BadHost) as e:
             self._head = RequestHead(b"GET", b"https", b"invalid", b"/", [])
             self._respondError(400, "bad-request", f"malformed request: {e}")
@@ -316,7 +334,6 @@ class OriginStreamHandler(StreamProtocol):
             return
         self._host = host
         self._context.stats.record(host, requests=1)
-        endToEnd, control = splitControl(head.headers)
         base = control.get(b"railgun-base")
         self._base = (
             base.decode("ascii") if base is not None and isValidDigest(base) else None
@@ -360,6 +377,7 @@ class OriginStreamHandler(StreamProtocol):
         self._gone = True
         self._cancelTimer()
         self._dropCollected()
+        self._releaseQueued()
         if self._fetch is not None:
             # Not "not called": a Deferred waiting on an inner one counts as
             # called, and cancel() forwards to the inner one (the request).
@@ -423,6 +441,7 @@ class OriginStreamHandler(StreamProtocol):
         ):
             # Hold the body (bounded) to send it as a version.
             self._collecting = True
+            self._shareable = exchangeShareable(self._head.headers, headers)
             self._status = response.code
             self._pendingHeaders = headers
             self._lengthHint = length
@@ -494,6 +513,8 @@ class OriginStreamHandler(StreamProtocol):
             return
         self._context.stats.record(self._host, bodyBytesOnLink=sum(map(len, held)))
         self.transport.writeSequence(held)
+        if self._streamPaused:
+            self._holdQueued(sum(map(len, held)))
 
     def _versionSent(self, result: Any) -> Any:
         # The body counted against the shared budget until it was encoded
@@ -530,6 +551,12 @@ class OriginStreamHandler(StreamProtocol):
         digest = versionDigest(body)
         baseBody = None
         store = context.store
+        if not self._shareable:
+            # One user's response: no base of another user's is used for it
+            # (not even to say 'same'), it is not stored, and its encoding
+            # is not kept.
+            self._base = None
+            store = None
         if self._base is not None and self._base != digest and store is not None:
             stored = await store.get(self._base.encode("ascii"))
             if stored is not None and versionDigest(stored) == self._base:
@@ -557,7 +584,7 @@ class OriginStreamHandler(StreamProtocol):
         # alone: a page served unchanged is compressed once.
         memo = (
             context.fullEncodings
-            if baseBody is None and fullCodec is not None
+            if baseBody is None and fullCodec is not None and self._shareable
             else None
         )
         encoded: EncodedVersion | None = None
@@ -600,8 +627,24 @@ class OriginStreamHandler(StreamProtocol):
 
     def _writeAndEnd(self, payload: bytes) -> None:
         if payload:
+            # The payload is held by the stream until the peer takes it: a
+            # watcher tells whether the stream holds it back, so that it
+            # counts against the budget meanwhile.
+            self._streamPaused = False
+            self.transport.registerProducer(_QueueWatcher(self), True)
             self.transport.write(payload)
+            if self._streamPaused:
+                self._holdQueued(len(payload))
         self.transport.loseConnection()
+
+    def _holdQueued(self, size: int) -> None:
+        self._queuedHeld += size
+        self._context.held += size
+
+    def _releaseQueued(self) -> None:
+        # The stream took its queue down to its low-water mark, or ended.
+        self._context.held -= self._queuedHeld
+        self._queuedHeld = 0
 
     def _fetchFailed(self, failure: Failure) -> None:
         self._fetch = None
@@ -663,8 +706,11 @@ class OriginStreamHandler(StreamProtocol):
         # that reads nothing).
         self._cancelTimer()
         self._timerSuspended = True
+        self._streamPaused = True
 
     def _resumedByStream(self) -> None:
+        self._streamPaused = False
+        self._releaseQueued()
         if self._timerSuspended and self._responseTransport is not None:
             self._timerSuspended = False
             self._timer = self._context.clock.callLater(
@@ -703,6 +749,9 @@ class OriginStreamHandler(StreamProtocol):
             return
         self._context.stats.record(self._host, bodyBytesOnLink=len(data))
         self.transport.write(data)
+        if self._streamPaused:
+            # (The origin read is paused: this is what was already read.)
+            self._holdQueued(len(data))
 
     def _bodyDone(self, reason: Failure) -> None:
         self._cancelTimer()
@@ -776,6 +825,28 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
         if n == name:
             return value
     return None
+
+
+@implementer(IPushProducer)
+class _QueueWatcher:
+    """
+    The producer of a stream whose payload is written whole: it produces
+    nothing, it only hears when the stream holds its queue back (the peer
+    does not take it) and when it lets it go.
+    """
+
+    def __init__(self, handler: OriginStreamHandler) -> None:
+        self._handler = handler
+
+    def pauseProducing(self) -> None:
+        self._handler._streamPaused = True
+
+    def resumeProducing(self) -> None:
+        self._handler._streamPaused = False
+        self._handler._releaseQueued()
+
+    def stopProducing(self) -> None:
+        pass
 
 
 class _BodyForwarder(Protocol):
