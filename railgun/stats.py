@@ -1,14 +1,128 @@
 """
 Counters for what Railgun does, per host and in total: the figures an
-operator watches (requests, bytes from origins, bytes on the link and their
-ratio, how bodies crossed, fallbacks and why, store hits).
+operator watches (requests and how each ended, bytes from origins, bytes on
+the link and their ratio, how bodies crossed, fallbacks and why, store
+hits, latencies).
+
+These plain counters are the one source of truth: the admin endpoint
+(L{railgun.admin}) reads them when it is scraped, so counting costs an
+integer addition on the hot path, not a Prometheus client call.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
+from typing import Any
 
 from attrs import define, field
+from twisted.internet.interfaces import IReactorTime
+
+#: how a request (at the edge) or a stream (at the origin role) ended:
+#: how its body crossed the link (C{same}, C{delta}, C{full}, C{raw}), served
+#: by the edge's direct fallback (C{direct}), refused (unknown host, bad
+#: request), or failed (C{error}: no link, link failure, origin failure,
+#: timeout, client gone before the end).
+OUTCOMES = ("same", "delta", "full", "raw", "direct", "refused", "error")
+
+#: the status classes counted.
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+#: the name under which hosts beyond L{Stats.maxHosts} are counted.
+OTHER_HOSTS = "(other hosts)"
+
+#: the name under which requests for hosts that are not served (or with no
+#: valid Host at all) are counted.
+UNKNOWN_HOST = "(unknown host)"
+
+#: C{railgun-error} codes of the origin role that mean "refused".
+_REFUSALS = frozenset([b"unmapped-host", b"bad-request"])
+
+#: upper bounds (seconds) of the request and origin-fetch histograms.
+REQUEST_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+#: upper bounds (seconds) of the delta encode histogram.
+ENCODE_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+
+
+@define
+class Histogram:
+    """
+    Observations counted into fixed buckets (non-cumulative counts; the
+    last one past the largest bound), with their sum.
+    """
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field()
+    sum: float = 0.0
+
+    @counts.default
+    def _zeros(self) -> list[int]:
+        return [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        """
+        Count one observation.
+        """
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        """
+        @return: how many observations there were.
+        """
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """
+        @return: C{(upper bound, observations at or below it)} pairs, the
+            last one C{"+Inf"}, as Prometheus exposes them.
+        """
+        total = 0
+        out = []
+        for bound, n in zip([*map(str, self.bounds), "+Inf"], self.counts, strict=True):
+            total += n
+            out.append((bound, total))
+        return out
+
+    def asDict(self) -> dict[str, object]:
+        """
+        @return: the histogram, JSON-ready.
+        """
+        return {
+            "count": self.count,
+            "sum": round(self.sum, 6),
+            "buckets": dict(self.cumulative()),
+        }
 
 
 @define
@@ -28,6 +142,8 @@ class Counters:
     storeHits: int = 0
     storeMisses: int = 0
     siblingBases: int = 0
+    outcomes: Counter[str] = field(factory=Counter)
+    statuses: Counter[str] = field(factory=Counter)
 
     def ratio(self) -> float:
         """
@@ -55,26 +171,44 @@ class Counters:
             "store_hits": self.storeHits,
             "store_misses": self.storeMisses,
             "sibling_bases": self.siblingBases,
+            "outcomes": {o: self.outcomes[o] for o in OUTCOMES},
+            "statuses": dict(self.statuses),
         }
 
 
-#: the name under which hosts beyond L{Stats.maxHosts} are counted.
-OTHER_HOSTS = "(other hosts)"
+def statusClass(status: int) -> str:
+    """
+    @return: C{"2xx"} for 200, and so on (C{"other"} outside 100-599).
+    """
+    if 100 <= status < 600:
+        return STATUS_CLASSES[status // 100 - 1]
+    return "other"
 
 
 @define
 class Stats:
     """
-    Counters in total and per host.
+    Counters in total and per host, and the latency histograms of a role.
 
     Hosts come from clients (a wildcard or catch-all mapping serves any
     name), so at most C{maxHosts} get counters of their own; the rest share
-    L{OTHER_HOSTS}.
+    L{OTHER_HOSTS}. Requests for hosts that are not served count under
+    L{UNKNOWN_HOST} (never under the name the client sent).
+
+    @ivar requestSeconds: from a request's head (a stream's HEADERS) to its
+        end.
+    @ivar originSeconds: from the origin fetch's start to its response head
+        (origin role).
+    @ivar encodeSeconds: encoding a version (origin role), thread pool
+        wait included.
     """
 
     total: Counters = field(factory=Counters)
     maxHosts: int = 1000
     _hosts: dict[str, Counters] = field(factory=dict)
+    requestSeconds: Histogram = field(factory=lambda: Histogram(REQUEST_BUCKETS))
+    originSeconds: Histogram = field(factory=lambda: Histogram(REQUEST_BUCKETS))
+    encodeSeconds: Histogram = field(factory=lambda: Histogram(ENCODE_BUCKETS))
 
     def forHost(self, host: str) -> Counters:
         """
@@ -112,6 +246,112 @@ class Stats:
         for counters in targets:
             getattr(counters, kind)[key] += 1
 
+    def finished(
+        self, host: str | None, outcome: str, status: int, seconds: float
+    ) -> None:
+        """
+        Count a request (or stream) that ended: its outcome and status
+        class, in total and for its host, and its duration.
+
+        @param host: the served host it was for, L{None} for one that is
+            not served (counted under L{UNKNOWN_HOST}).
+        @param status: the status sent (0 when none was).
+        """
+        self.requestSeconds.observe(seconds)
+        status_ = statusClass(status) if status else None
+        for counters in (self.total, self.forHost(host or UNKNOWN_HOST)):
+            counters.outcomes[outcome] += 1
+            if status_ is not None:
+                counters.statuses[status_] += 1
+
+    # The edge: one client request, counted once when it is finished or
+    # its client is gone. The outcome travels on the request object.
+
+    def watch(self, request: Any, clock: IReactorTime) -> None:
+        """
+        Count C{request} (a twisted.web request) once it is finished or
+        its client has gone (C{notifyFinish}), with the outcome set by
+        L{outcome} (C{error} unless set).
+        """
+        request.railgunOutcome = "error"
+        request.railgunHost = None
+        request.notifyFinish().addBoth(
+            self._requestEnded, request, clock, clock.seconds()
+        )
+
+    def _requestEnded(
+        self, result: object, request: Any, clock: IReactorTime, started: float
+    ) -> None:
+        if result is None:  # finished
+            outcome, status = request.railgunOutcome, request.code
+        else:  # the client went away first
+            outcome, status = "error", request.code if request.startedWriting else 0
+        self.finished(request.railgunHost, outcome, status, clock.seconds() - started)
+
+    # The origin role: one stream, counted once when it is closed. The
+    # outcome and status travel on the stream's handler.
+
+    def watchStream(self, handler: Any, clock: IReactorTime) -> None:
+        """
+        Start timing the stream served by C{handler}; L{streamEnded} counts
+        it.
+        """
+        handler.railgunOutcome = "error"
+        handler.railgunHost = None
+        handler.railgunStatus = 0
+        handler.railgunStarted = clock.seconds()
+
+    @staticmethod
+    def streamHead(handler: Any, status: int, mode: str) -> None:
+        """
+        The response head went over the link, its body as C{mode}.
+        """
+        handler.railgunStatus = status
+        handler.railgunOutcome = mode
+
+    @staticmethod
+    def streamError(handler: Any, status: int, code: str) -> None:
+        """
+        The origin role answered the stream with its own error C{code}.
+        """
+        handler.railgunStatus = status
+        handler.railgunOutcome = (
+            "refused" if code.encode("ascii") in _REFUSALS else "error"
+        )
+
+    def streamEnded(self, handler: Any, clock: IReactorTime) -> None:
+        """
+        Count the stream served by C{handler}, now closed.
+        """
+        self.finished(
+            handler.railgunHost,
+            handler.railgunOutcome,
+            handler.railgunStatus,
+            clock.seconds() - handler.railgunStarted,
+        )
+
+    @staticmethod
+    def outcome(request: Any, outcome: str, host: str | None = None) -> None:
+        """
+        Set how C{request} (watched by L{watch}, or an origin stream
+        handler) ended, and which served host it is for.
+        """
+        request.railgunOutcome = outcome
+        if host is not None:
+            request.railgunHost = host
+
+    @staticmethod
+    def relayed(request: Any, mode: str, error: bytes | None) -> None:
+        """
+        Set the outcome of an edge request whose response came over the
+        link as C{mode}: the origin role's own error (its C{railgun-error}
+        code) makes it C{refused} or C{error}.
+        """
+        if error is None:
+            request.railgunOutcome = mode
+        else:
+            request.railgunOutcome = "refused" if error in _REFUSALS else "error"
+
     def asDict(self) -> dict[str, object]:
         """
         @return: everything, JSON-ready.
@@ -119,4 +359,7 @@ class Stats:
         return {
             "total": self.total.asDict(),
             "hosts": {h: c.asDict() for h, c in sorted(self._hosts.items())},
+            "request_seconds": self.requestSeconds.asDict(),
+            "origin_seconds": self.originSeconds.asDict(),
+            "encode_seconds": self.encodeSeconds.asDict(),
         }

@@ -6,6 +6,7 @@ which one carries the next stream.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from twisted.application.internet import backoffPolicy
@@ -76,6 +77,14 @@ class LinkPool(MultiService):
         self._failedAttempts = 0
         self._failureLog = FailureLog(log.warn)
         self._connectTimeout = connectTimeout
+        self.size = size
+        #: dials and HELLOs that failed, by cause (L{LinkFailure.cause}), and
+        #: C{lost}: links that were ready and closed.
+        self.failures: Counter[str] = Counter()
+        #: links that became ready after the first C{size} (each one in
+        #: place of a link that closed or failed).
+        self.reconnects = 0
+        self._joins = 0
         backoff = backoffPolicy(initialDelay=0.2, maxDelay=30.0)
         self._tlsName = tlsName or address.host
         options = clientOptions(credentials, self._tlsName)
@@ -117,12 +126,11 @@ class LinkPool(MultiService):
         if self._stopping:
             return
         self._failedAttempts += 1
-        self._failureLog.failed(
-            classifyLinkFailure(
-                failure, tlsName=self._tlsName, connectTimeout=self._connectTimeout
-            ),
-            str(self.address),
+        classified = classifyLinkFailure(
+            failure, tlsName=self._tlsName, connectTimeout=self._connectTimeout
         )
+        self.failures[classified.cause] += 1
+        self._failureLog.failed(classified, str(self.address))
 
     def _joined(self, link: LinkProtocol) -> LinkProtocol:
         log.info("link to {address} ready", address=self.address)

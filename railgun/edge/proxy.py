@@ -256,27 +256,35 @@ class EdgeProxy:
     def requestEnded(self, request: Any, finished: bool) -> None:
         """
         C{request} was answered (C{finished}) or its client went away
-        first: write its access log line, once.
+        first: count it (L{Stats.finished}) and write its access log line,
+        once.
         """
         started = getattr(request, "railgunStarted", None)
         exchange: _Exchange | None = getattr(request, "railgunExchange", None)
         # (The exchange holds the request: the cycle is broken now rather
         # than by the cycle collector.)
         request.railgunStarted = request.railgunExchange = None
-        if started is None or self.accessLog is None:
+        if started is None:
             return  # never reached the proxy (refused by the HTTP server)
         status = request.code if request.startedWriting else 0
+        if exchange is None:
+            outcome = "refused" if 400 <= status < 500 else "error"
+        else:
+            outcome = exchange.outcome if finished else "error"
+        totalSeconds = self.clock.seconds() - started
+        host = exchange.host if exchange is not None else None
+        self.stats.finished(host, outcome, status, totalSeconds)
+        if self.accessLog is None:
+            return
         originSeconds = None
         linkBytes = 0
         if exchange is None:
             rawHost = request.requestHeaders.getRawHeaders(b"host", [b"-"])[0]
             host = rawHost.decode("latin-1")
             rid = "-"
-            outcome = "refused" if 400 <= status < 500 else "error"
         else:
             host = exchange.host
             rid = exchange.requestId()
-            outcome = exchange.outcome if finished else "error"
             if exchange.stream is not None:
                 linkBytes = exchange.stream.counters.received
             handler = exchange.handler
@@ -294,7 +302,7 @@ class EdgeProxy:
                 served=request.sentLength,
                 linkBytes=linkBytes,
                 originSeconds=originSeconds,
-                totalSeconds=self.clock.seconds() - started,
+                totalSeconds=totalSeconds,
                 client=getattr(request.getClientAddress(), "host", "-"),
             )
         )

@@ -372,6 +372,10 @@ class OriginStreamHandler(StreamProtocol):
             self._body.bodyEnded()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        status, outcome = self._ended(reason)
+        self._context.stats.finished(
+            self._host, outcome, status, self._context.clock.seconds() - self._opened
+        )
         if self._context.accessLog is not None:
             self._context.accessLog(self._accessRecord(reason))
         self._gone = True
@@ -386,14 +390,21 @@ class OriginStreamHandler(StreamProtocol):
             self._responseTransport.stopProducing()
             self._responseTransport = None
 
+    def _ended(self, reason: Failure) -> tuple[int, str]:
+        """
+        The status and outcome of this stream, now closed (C{reason}: how).
+        """
+        status, outcome = self._sent
+        if not reason.check(ConnectionDone):
+            outcome = "error"  # reset: the edge got no complete response
+        return status, outcome
+
     def _accessRecord(self, reason: Failure) -> AccessRecord:
         """
         The access log's line for this stream, now closed (C{reason}: how).
         """
         head = self._head
-        status, outcome = self._sent
-        if not reason.check(ConnectionDone):
-            outcome = "error"  # reset: the edge got no complete response
+        status, outcome = self._ended(reason)
         return AccessRecord(
             role="origin",
             rid=str(self.transport.requestId),
@@ -419,6 +430,7 @@ class OriginStreamHandler(StreamProtocol):
         assert self._head is not None
         self._originSeconds = self._context.clock.seconds() - self._started
         self._fetched = True
+        self._context.stats.originSeconds.observe(self._originSeconds)
         headers = responseHeaderList(response)
         hasBody = responseHasBody(self._head.method, response.code)
         self._context.stats.record(self._host, responses=1)

@@ -84,13 +84,32 @@ class OriginService(Service):
     def _encode(self, body: bytes, **kwargs: Any) -> Deferred[EncodedVersion]:
         # zstandard releases the GIL: a large encode runs in the reactor's
         # thread pool so it does not stall every other stream.
-        return offReactorAbove(
+        started = self._reactor.seconds()
+        d = offReactorAbove(
             self._reactor,
             self._reactor.getThreadPool(),
             len(body),
             ENCODE_IN_THREAD_ABOVE,
             lambda: encodeVersion(body, **kwargs),
         )
+        return d.addCallback(self._encoded, started)
+
+    def _encoded(self, encoded: EncodedVersion, started: float) -> EncodedVersion:
+        self.stats.encodeSeconds.observe(self._reactor.seconds() - started)
+        return encoded
+
+    def links(self) -> list[Any]:
+        """
+        @return: the links from edges open now (for statistics).
+        """
+        factory = self._linkFactory
+        return [] if factory is None else list(factory.links)
+
+    def isListening(self) -> bool:
+        """
+        @return: whether the link port is bound (for a readiness probe).
+        """
+        return self._listening.port is not None
 
     def startService(self) -> None:
         super().startService()
