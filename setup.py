@@ -31,7 +31,10 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=find_packages(include=["railgun", "railgun.*"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/railgun_plugin.py"]},
+    package_data={
+        "twisted": ["plugins/railgun_plugin.py"],
+        "railgun.admin": ["static/*"],
+    },
     install_requires=[
         # From the oldest Twisted the whole suite passes on (tox -e
         # py311-twistedoldest; before 26.10 twistd exits 0 on a usage error,
@@ -47,6 +50,7 @@ setup(
         "brotli>=1.1",
         "uhashring>=2.3",
         "automat>=24.8",
+        "prometheus-client>=0.20",
     ],
     extras_require={
         "test": ["hypothesis>=6.100"],
