@@ -662,6 +662,26 @@ class LogConfig:
         return self.accessFormat or self.format
 
 
+#: where C{--role both} serves its admin endpoint unless told otherwise.
+BOTH_ADMIN_LISTEN = "tcp:9090:interface=127.0.0.1"
+
+
+def _adminOff(value: str) -> bool:
+    return value.strip().lower() in ("", "none", "off")
+
+
+def _checkAdminListen(value: str, name: str) -> None:
+    if not _adminOff(value):
+        from railgun.settings import checkEndpoint
+
+        checkEndpoint(value, name)
+
+
+def _checkStatsURL(value: str, name: str) -> None:
+    if value and not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http:// or https:// URL, not {value!r}")
+
+
 @frozen
 class RailgunConfig:
     """
@@ -679,6 +699,9 @@ class RailgunConfig:
     @ivar log: the daemon's event and access logs.
     @ivar samplePeriod: C{both}: seconds between editions of the sample
         origin.
+    @ivar adminListen: the admin endpoint's endpoint, or L{None} for none.
+    @ivar statsURL: where to POST the stats document, or L{None}.
+    @ivar statsInterval: seconds between two such POSTs.
     """
 
     def __attrs_post_init__(self) -> None:
@@ -730,6 +753,38 @@ class RailgunConfig:
         roles=("both",),
         above=0,
         help="seconds between editions of the sample origin",
+    )
+    adminListen: str | None = setting(
+        "listen",
+        STRING,
+        None,
+        flag="admin-listen",
+        table="admin",
+        bothDefault=BOTH_ADMIN_LISTEN,
+        check=_checkAdminListen,
+        convert=lambda value, name: None if _adminOff(value) else value,
+        defaultText=f"off; both: {BOTH_ADMIN_LISTEN}",
+        help="endpoint of the admin endpoint (/metrics, /stats, /healthz, "
+        "/readyz, dashboard), none = off",
+    )
+    statsURL: str | None = setting(
+        "url",
+        STRING,
+        None,
+        flag="stats-url",
+        table="stats",
+        check=_checkStatsURL,
+        convert=lambda value, name: value or None,
+        help="POST the stats document (JSON) to this http(s) URL",
+    )
+    statsInterval: float = setting(
+        "interval",
+        DURATION,
+        60.0,
+        flag="stats-interval",
+        table="stats",
+        above=0,
+        help="seconds between two POSTs to --stats-url",
     )
 
     def originConfig(self, entries: list[str] | None = None) -> OriginConfig:

@@ -408,7 +408,22 @@ def makeService(options: Options) -> IService:
         from railgun.both import BothService
 
         service = BothService(built, reactor, accessLog=write)
-    return TwistdService(options.role, service, reactor, options=options, daemon=daemon)
+    top = TwistdService(options.role, service, reactor, options=options, daemon=daemon)
+    # With workers, each worker serves its own admin endpoint (see
+    # workerArguments); the supervisor serves none.
+    if built.workers <= 1 and (
+        built.adminListen is not None or built.statsURL is not None
+    ):
+        from railgun.admin import AdminService
+
+        AdminService(
+            service,
+            reactor,
+            built.adminListen,
+            statsURL=built.statsURL,
+            statsInterval=built.statsInterval,
+        ).setServiceParent(top)
+    return top
 
 
 def workerArguments(options: Options, index: int, listen: str) -> list[str]:
@@ -425,7 +440,29 @@ def workerArguments(options: Options, index: int, listen: str) -> list[str]:
         logfile = "twistd.log"
     if logfile and logfile != "-":
         arguments.append(f"--logfile={logfile}.worker{index}")
-    return [*arguments, "railgun", *options.rawArgs, "--workers=1", listen]
+    admin = []
+    if options.built.adminListen is not None:
+        admin = [
+            f"--admin-listen={workerAdminListen(options.built.adminListen, index)}"
+        ]
+    return [*arguments, "railgun", *options.rawArgs, "--workers=1", *admin, listen]
+
+
+def workerAdminListen(listen: str, index: int) -> str:
+    """
+    The admin endpoint of worker C{index}: the configured TCP port plus the
+    index (a UNIX socket path gets C{.INDEX} appended), so that each
+    worker's counters can be scraped on their own.
+    """
+    import re
+
+    tcp = re.fullmatch(r"(tcp6?:(?:port=)?)(\d+)(.*)", listen)
+    if tcp is not None:
+        return f"{tcp[1]}{int(tcp[2]) + index}{tcp[3]}"
+    unix = re.fullmatch(r"(unix:(?:address=)?)([^:]+)(.*)", listen)
+    if unix is not None:
+        return f"{unix[1]}{unix[2]}.{index}{unix[3]}"
+    return "none"
 
 
 def _workersService(options: Options, reactor: Any) -> IService:
