@@ -1,0 +1,298 @@
+"""
+The admin endpoint over a real deployment (origin server, origin role and
+edge on loopback, real mutual TLS): after a known mix of requests, every
+counter that C{/metrics} and C{/stats} show at both roles is what was sent.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+from twisted.web.client import readBody
+
+from railgun.admin import AdminService
+from railgun.stats import OUTCOMES, UNKNOWN_HOST
+from tests.harness import HOST, Deployment
+
+#: seconds any single wait in these tests may take before it fails.
+WAIT = 20.0
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+async def _within(d: Any, what: str) -> Any:
+    reactor = _reactor()
+    timer = reactor.callLater(WAIT, d.cancel)
+    try:
+        return await d
+    except Exception as e:
+        raise AssertionError(f"{what}: {e!r}") from e
+    finally:
+        if timer.active():
+            timer.cancel()
+
+
+async def startAdmin(testCase: TestCase, service: Any) -> tuple[AdminService, int]:
+    """
+    Serve the admin endpoint of C{service} on an ephemeral loopback port.
+    """
+    admin = AdminService(service, _reactor(), "tcp:0:interface=127.0.0.1")
+    admin.startService()
+    testCase.addCleanup(admin.stopService)
+    port = await _within(admin.whenListening(), "admin listening")
+    return admin, port.getHost().port
+
+
+async def get(d: Deployment, port: int, path: str) -> tuple[int, bytes, Any]:
+    """
+    GET C{path} from an admin endpoint.
+
+    @return: status, body and headers.
+    """
+    response = await _within(
+        d.agent.request(b"GET", f"http://127.0.0.1:{port}{path}".encode()), path
+    )
+    body = await _within(readBody(response), path)
+    return response.code, body, response.headers
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """
+    The samples of a Prometheus text exposition, by name and labels.
+    """
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def requests(metrics: dict[Any, float], role: str) -> dict[tuple[str, str], int]:
+    """
+    The non-zero railgun_requests_total samples of C{role}, by (host,
+    outcome).
+    """
+    out = {}
+    for (name, labels), value in metrics.items():
+        label = dict(labels)
+        if name == "railgun_requests_total" and label["role"] == role and value:
+            out[(label["host"], label["outcome"])] = int(value)
+    return out
+
+
+def value(metrics: dict[Any, float], name: str, **labels: str) -> float:
+    return metrics[(name, tuple(sorted(labels.items())))]
+
+
+class KnownMixTests(TestCase):
+    """
+    A known mix of requests (same, delta, full, raw, refused, error) and
+    what both roles' admin endpoints count.
+    """
+
+    async def setUp(self) -> None:
+        d = Deployment()
+        self.addCleanup(d.stop)
+        # A short origin timeout makes /hang a quick 504 (an error at both
+        # roles).
+        await _within(d.start(originOptions={"responseTimeout": 1.0}), "start")
+        await _within(d.edge.whenLinked(), "links")
+        self.d = d
+        self.edgeAdmin, self.edgePort = await startAdmin(self, d.edge)
+        self.originAdmin, self.originPort = await startAdmin(self, d.origin)
+
+    async def sendMix(self) -> dict[str, Any]:
+        """
+        Send the mix; check each response.
+
+        @return: the status of each and the body bytes the edge relayed.
+        """
+        d = self.d
+        sent = [
+            ("/static", HOST, 200),  # full: the edge holds no version yet
+            ("/static", HOST, 200),  # same
+            ("/changing", HOST, 200),  # full
+            ("/changing", HOST, 200),  # delta
+            ("/big", HOST, 200),  # raw: not text
+            ("/hang", HOST, 504),  # error at both roles (origin timeout)
+            ("/", "unmapped.test", 421),  # refused by the origin role
+            ("/", "nothere.test", 421),  # refused by the edge
+        ]
+        relayed = 0
+        for path, host, status in sent:
+            response, body = await _within(d.fetch(path, host=host), path)
+            self.assertEqual(response.code, status, (path, host, body[:200]))
+            if host != "nothere.test":  # the edge's own answer crossed no link
+                relayed += len(body)
+        return {"relayed": relayed}
+
+    async def waitForOrigin(self, streams: int) -> None:
+        """
+        Wait (bounded) until the origin role has counted C{streams} ended
+        streams: a stream closes there when the last frames are written,
+        not necessarily before the edge's client has its response.
+        """
+        reactor = _reactor()
+        for _ in range(200):
+            if sum(self.d.origin.stats.total.outcomes.values()) >= streams:
+                return
+            d: Deferred[None] = Deferred()
+            reactor.callLater(0.05, d.callback, None)
+            await d
+        self.fail("the origin role did not count its streams")
+
+    async def test_metricsCountTheMix(self) -> None:
+        """
+        /metrics at the edge and at the origin role count each request of
+        the mix under its host and outcome, each status class, the bytes
+        served, and one latency observation per request.
+        """
+        mix = await self.sendMix()
+        await self.waitForOrigin(7)
+        status, body, headers = await get(self.d, self.edgePort, "/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn(b"text/plain", headers.getRawHeaders(b"content-type")[0])
+        edge = samples(body.decode())
+        self.assertEqual(
+            requests(edge, "edge"),
+            {
+                (HOST, "full"): 2,
+                (HOST, "same"): 1,
+                (HOST, "delta"): 1,
+                (HOST, "raw"): 1,
+                (HOST, "error"): 1,
+                ("unmapped.test", "refused"): 1,
+                (UNKNOWN_HOST, "refused"): 1,
+            },
+        )
+        for cls, n in [("2xx", 5), ("4xx", 2), ("5xx", 1)]:
+            self.assertEqual(
+                value(edge, "railgun_responses_total", role="edge", **{"class": cls}), n
+            )
+        self.assertEqual(
+            value(edge, "railgun_body_bytes_total", role="edge", kind="served"),
+            mix["relayed"],
+        )
+        onLink = value(edge, "railgun_body_bytes_total", role="edge", kind="link")
+        self.assertLess(0, onLink)
+        self.assertLess(onLink, mix["relayed"])
+        self.assertEqual(
+            value(edge, "railgun_request_duration_seconds_count", role="edge"), 8
+        )
+        address = f"127.0.0.1:{self.d.linkPort}"
+        self.assertEqual(
+            value(edge, "railgun_links", role="edge", address=address, state="up"), 2
+        )
+        self.assertEqual(value(edge, "railgun_ready", role="edge"), 1)
+        self.assertEqual(value(edge, "railgun_streams_open", role="edge"), 0)
+
+        status, body, _ = await get(self.d, self.originPort, "/metrics")
+        origin = samples(body.decode())
+        self.assertEqual(
+            requests(origin, "origin"),
+            {
+                (HOST, "full"): 2,
+                (HOST, "same"): 1,
+                (HOST, "delta"): 1,
+                (HOST, "raw"): 1,
+                (HOST, "error"): 1,
+                (UNKNOWN_HOST, "refused"): 1,
+            },
+        )
+        for cls, n in [("2xx", 5), ("4xx", 1), ("5xx", 1)]:
+            self.assertEqual(
+                value(
+                    origin, "railgun_responses_total", role="origin", **{"class": cls}
+                ),
+                n,
+            )
+        self.assertEqual(
+            value(origin, "railgun_request_duration_seconds_count", role="origin"), 7
+        )
+        # Five origin responses came back (the 504 and the refusal did not).
+        self.assertEqual(
+            value(origin, "railgun_origin_fetch_duration_seconds_count", role="origin"),
+            5,
+        )
+        # Every version is encoded, 'same' included (/big is raw).
+        self.assertEqual(
+            value(origin, "railgun_delta_encode_duration_seconds_count", role="origin"),
+            4,
+        )
+        # The second /changing's base, and the first's: the edge named its
+        # sibling /static's version.
+        self.assertEqual(
+            value(origin, "railgun_store_hits_total", role="origin", store="memory"),
+            2,
+        )
+        self.assertEqual(
+            value(origin, "railgun_links", role="origin", address="edges", state="up"),
+            2,
+        )
+
+    async def test_statsCountTheMix(self) -> None:
+        """
+        /stats answers the same counts as a JSON document, per role, with
+        its links and readiness.
+        """
+        mix = await self.sendMix()
+        await self.waitForOrigin(7)
+        status, body, headers = await get(self.d, self.edgePort, "/stats")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json"])
+        edge = json.loads(body)["roles"]["edge"]
+        expected = dict.fromkeys(OUTCOMES, 0)
+        expected.update(full=2, same=1, delta=1, raw=1, error=1)
+        self.assertEqual(edge["hosts"][HOST]["outcomes"], expected)
+        self.assertEqual(edge["hosts"]["unmapped.test"]["outcomes"]["refused"], 1)
+        self.assertEqual(edge["hosts"][UNKNOWN_HOST]["outcomes"]["refused"], 1)
+        self.assertEqual(edge["total"]["statuses"], {"2xx": 5, "4xx": 2, "5xx": 1})
+        self.assertEqual(edge["total"]["body_bytes_served"], mix["relayed"])
+        self.assertEqual(edge["request_seconds"]["count"], 8)
+        self.assertTrue(edge["ready"])
+        self.assertEqual([pool["up"] for pool in edge["links"]], [2])
+
+        status, body, _ = await get(self.d, self.originPort, "/stats")
+        origin = json.loads(body)["roles"]["origin"]
+        expected = dict.fromkeys(OUTCOMES, 0)
+        expected.update(full=2, same=1, delta=1, raw=1, error=1)
+        self.assertEqual(origin["hosts"][HOST]["outcomes"], expected)
+        self.assertEqual(origin["hosts"][UNKNOWN_HOST]["outcomes"]["refused"], 1)
+        self.assertEqual(origin["total"]["statuses"], {"2xx": 5, "4xx": 1, "5xx": 1})
+        self.assertEqual(origin["stores"]["memory"]["hits"], 2)
+        self.assertTrue(origin["ready"])
+
+    async def test_probes(self) -> None:
+        """
+        /healthz answers 200; /readyz 200 while the edge has a link up to
+        its origin role, and 503 saying why once it has none.
+        """
+        status, body, _ = await get(self.d, self.edgePort, "/healthz")
+        self.assertEqual((status, body), (200, b"ok: process up\n"))
+        status, body, _ = await get(self.d, self.edgePort, "/readyz")
+        self.assertEqual(status, 200, body)
+        status, body, _ = await get(self.d, self.originPort, "/readyz")
+        self.assertEqual(status, 200, body)
+        await _within(self.d.origin.stopService(), "origin stopped")
+        for _ in range(200):
+            if not self.d.edge.pools or all(
+                not pool.readyCount() for pool in self.d.edge.pools.values()
+            ):
+                break
+            wait: Deferred[None] = Deferred()
+            _reactor().callLater(0.05, wait.callback, None)
+            await wait
+        status, body, _ = await get(self.d, self.edgePort, "/readyz")
+        self.assertEqual(status, 503)
+        self.assertIn(b"no link up to 127.0.0.1:", body)
+        status, body, _ = await get(self.d, self.originPort, "/readyz")
+        self.assertEqual(status, 503)
+        self.assertIn(b"not listening", body)
