@@ -101,11 +101,12 @@
       for (const [host, c] of Object.entries(r.hosts || {})) {
         const served = c.body_bytes_served || c.body_bytes_from_origin || 0;
         const requests = OUTCOMES.reduce((s, o) => s + ((c.outcomes || {})[o] || 0), 0);
-        hosts.push([role, host, requests, bytes(served), bytes(c.body_bytes_on_link || 0),
-                    c.ratio_percent.toFixed(2) + " %"]);
+        const link = c.body_bytes_on_link || 0;
+        hosts.push([role, host, requests, bytes(served), bytes(link),
+                    (served ? 100 * link / served : 0).toFixed(2) + " %"]);
       }
       for (const pool of r.links || []) {
-        up += pool.up; size += pool.size;
+        if (role === "edge") { up += pool.up; size += pool.size; }
         const rtts = pool.links.filter((l) => l.rtt_seconds !== null)
           .map((l) => (1000 * l.rtt_seconds).toFixed(2) + " ms");
         const streams = pool.links.reduce((s, l) => s + l.open_streams, 0);
@@ -116,7 +117,7 @@
     }
     rows(document.getElementById("hosts"), hosts);
     rows(document.getElementById("links"), links);
-    document.getElementById("links-up").textContent = size ? up + "/" + size : String(up);
+    document.getElementById("links-up").textContent = size ? up + "/" + size : "–";
     const status = document.getElementById("status");
     const ready = Object.values(doc.roles || {}).every((r) => r.ready);
     status.textContent = (ready ? "ready" : "not ready") + " · " + doc.hostname +
