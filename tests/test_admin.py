@@ -23,7 +23,7 @@ from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
 from railgun.admin import AdminService
-from railgun.admin.metrics import METRICS
+from railgun.admin.metrics import METRICS, MetricSpec
 from railgun.admin.pages import AdminResource
 from railgun.admin.views import RoleView, viewsOf
 from railgun.certs import generateDeployment
@@ -246,6 +246,39 @@ class MetricsDocumentedTests(SynchronousTestCase):
             self.assertEqual(row.group(1), spec.kind, spec.name)
             labels = tuple(re.findall(r"`(\w+)`", row.group(2)))
             self.assertEqual(labels, spec.labels, spec.name)
+
+    def test_examplesUseRealMetrics(self) -> None:
+        """
+        The Grafana dashboard and the Prometheus rules in docs/examples/
+        query only metrics (and labels) the code defines.
+        """
+        names: dict[str, MetricSpec] = {}
+        for spec in METRICS:
+            suffixes = {
+                "counter": ["_total"],
+                "gauge": [""],
+                "histogram": ["_bucket", "_sum", "_count"],
+            }[spec.kind]
+            for suffix in suffixes:
+                names[spec.name + suffix] = spec
+        dashboard = json.loads(
+            (DOCS / "examples" / "grafana-dashboard.json").read_text()
+        )
+        queries = [
+            target["expr"]
+            for panel in dashboard["panels"]
+            for target in panel["targets"]
+        ]
+        queries.append((DOCS / "examples" / "prometheus-alerts.yml").read_text())
+        used = set()
+        for query in queries:
+            for name, selector in re.findall(r"(railgun_\w+)(\{[^}]*\})?", query):
+                self.assertIn(name, names, query)
+                used.add(names[name].name)
+                for label in re.findall(r"(\w+)\s*[=!]~?", selector):
+                    allowed = set(names[name].labels) | {"instance", "le"}
+                    self.assertIn(label, allowed, (name, query))
+        self.assertEqual(used, {spec.name for spec in METRICS})
 
 
 class FailureCauseTests(SynchronousTestCase):
