@@ -296,3 +296,92 @@ class KnownMixTests(TestCase):
         status, body, _ = await get(self.d, self.originPort, "/readyz")
         self.assertEqual(status, 503)
         self.assertIn(b"not listening", body)
+
+
+async def waitUntil(condition: Any, what: str) -> None:
+    """
+    Wait (bounded, polling every 50 ms) until C{condition()} is true.
+    """
+    for _ in range(int(WAIT / 0.05)):
+        if condition():
+            return
+        d: Deferred[None] = Deferred()
+        _reactor().callLater(0.05, d.callback, None)
+        await d
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class LinkFailureTests(TestCase):
+    """
+    Link failures by cause and reconnects, as /metrics shows them.
+    """
+
+    async def test_tokenRefused(self) -> None:
+        """
+        Links whose token the origin role refuses count as failures of
+        cause 'token'; none is up and the edge is not ready.
+        """
+        d = Deployment()
+        self.addCleanup(d.stop)
+        await _within(d.start(edgeToken=b"not-the-token"), "start")
+        pool = next(iter(d.edge.pools.values()))
+        await waitUntil(lambda: pool.failures["token"] >= 2, "token failures")
+        _, port = await startAdmin(self, d.edge)
+        _, body, _ = await get(d, port, "/metrics")
+        metrics = samples(body.decode())
+        address = f"127.0.0.1:{d.linkPort}"
+        self.assertGreaterEqual(
+            value(
+                metrics,
+                "railgun_link_failures_total",
+                role="edge",
+                address=address,
+                cause="token",
+            ),
+            2,
+        )
+        self.assertEqual(
+            value(metrics, "railgun_links", role="edge", address=address, state="up"),
+            0,
+        )
+        self.assertEqual(value(metrics, "railgun_ready", role="edge"), 0)
+
+    async def test_closedAndReconnected(self) -> None:
+        """
+        A link that closes counts as a failure of cause 'closed', and the
+        link dialed in its place as a reconnect; once the origin role is
+        gone, dialing it counts 'refused'.
+        """
+        d = Deployment()
+        self.addCleanup(d.stop)
+        await _within(d.start(), "start")
+        await _within(d.edge.whenLinked(), "links")
+        pool = next(iter(d.edge.pools.values()))
+        await waitUntil(lambda: pool.readyCount() == 2, "two links")
+        self.assertEqual((pool.reconnects, dict(pool.failures)), (0, {}))
+        link = next(iter(d.origin.links()))
+        link.transport.abortConnection()
+        await waitUntil(lambda: pool.reconnects == 1, "a reconnect")
+        self.assertEqual(pool.failures["closed"], 1)
+        await _within(d.origin.stopService(), "origin stopped")
+        await waitUntil(lambda: pool.failures["refused"] >= 1, "refused")
+        _, port = await startAdmin(self, d.edge)
+        _, body, _ = await get(d, port, "/metrics")
+        metrics = samples(body.decode())
+        address = f"127.0.0.1:{d.linkPort}"
+        self.assertEqual(
+            value(
+                metrics, "railgun_link_reconnects_total", role="edge", address=address
+            ),
+            1,
+        )
+        self.assertEqual(
+            value(
+                metrics,
+                "railgun_link_failures_total",
+                role="edge",
+                address=address,
+                cause="closed",
+            ),
+            3,
+        )
