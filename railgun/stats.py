@@ -176,13 +176,14 @@ class Counters:
         }
 
 
+_CLASS_OF = dict(enumerate(STATUS_CLASSES, start=1))
+
+
 def statusClass(status: int) -> str:
     """
     @return: C{"2xx"} for 200, and so on (C{"other"} outside 100-599).
     """
-    if 100 <= status < 600:
-        return STATUS_CLASSES[status // 100 - 1]
-    return "other"
+    return _CLASS_OF.get(status // 100, "other")
 
 
 @define
@@ -209,6 +210,7 @@ class Stats:
     requestSeconds: Histogram = field(factory=lambda: Histogram(REQUEST_BUCKETS))
     originSeconds: Histogram = field(factory=lambda: Histogram(REQUEST_BUCKETS))
     encodeSeconds: Histogram = field(factory=lambda: Histogram(ENCODE_BUCKETS))
+    _clock: Any = None
 
     def forHost(self, host: str) -> Counters:
         """
@@ -258,35 +260,53 @@ class Stats:
         @param status: the status sent (0 when none was).
         """
         self.requestSeconds.observe(seconds)
-        status_ = statusClass(status) if status else None
-        for counters in (self.total, self.forHost(host or UNKNOWN_HOST)):
-            counters.outcomes[outcome] += 1
-            if status_ is not None:
-                counters.statuses[status_] += 1
+        total = self.total
+        counters = self._hosts.get(host or UNKNOWN_HOST)
+        if counters is None:
+            counters = self.forHost(host or UNKNOWN_HOST)
+        total.outcomes[outcome] += 1
+        counters.outcomes[outcome] += 1
+        if status:
+            cls = statusClass(status)
+            total.statuses[cls] += 1
+            counters.statuses[cls] += 1
 
     # The edge: one client request, counted once when it is finished or
-    # its client is gone. The outcome travels on the request object.
+    # its client is gone (L{ended}, called by the HTTP server). The outcome
+    # travels on the request object.
 
     def watch(self, request: Any, clock: IReactorTime) -> None:
         """
-        Count C{request} (a twisted.web request) once it is finished or
-        its client has gone (C{notifyFinish}), with the outcome set by
-        L{outcome} (C{error} unless set).
+        Count C{request} (a twisted.web request) once it ends (L{ended}),
+        with the outcome set by L{outcome} (C{error} unless set).
         """
+        self._clock = clock
         request.railgunOutcome = "error"
         request.railgunHost = None
-        request.notifyFinish().addBoth(
-            self._requestEnded, request, clock, clock.seconds()
-        )
+        request.railgunStats = self
+        request.railgunStarted = clock.seconds()
 
-    def _requestEnded(
-        self, result: object, request: Any, clock: IReactorTime, started: float
-    ) -> None:
-        if result is None:  # finished
+    @staticmethod
+    def ended(request: Any, finished: bool) -> None:
+        """
+        C{request} was finished (C{finished}), or its client went away
+        first (counted as an error, with the status written if any): count
+        it if it was watched and not counted yet.
+        """
+        stats = getattr(request, "railgunStats", None)
+        if stats is None:
+            return  # refused before the proxy saw it, or counted
+        request.railgunStats = None
+        if finished:
             outcome, status = request.railgunOutcome, request.code
-        else:  # the client went away first
+        else:
             outcome, status = "error", request.code if request.startedWriting else 0
-        self.finished(request.railgunHost, outcome, status, clock.seconds() - started)
+        stats.finished(
+            request.railgunHost,
+            outcome,
+            status,
+            stats._clock.seconds() - request.railgunStarted,
+        )
 
     # The origin role: one stream, counted once when it is closed. The
     # outcome and status travel on the stream's handler.

@@ -8,9 +8,9 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.http import Request
 from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
+from railgun.edge.http import EdgeHTTPFactory, EdgeRequest
 from railgun.stats import OTHER_HOSTS, UNKNOWN_HOST, Histogram, Stats, statusClass
 
 
@@ -85,18 +85,25 @@ class OutcomeTests(SynchronousTestCase):
 
     def test_watchFinished(self):
         """
-        A watched request counts once when finished, with the outcome set
-        on it and its status, and its duration on the clock.
+        A watched request counts once, when the edge's HTTP server logs it
+        as finished, with the outcome set on it, its status and its
+        duration on the clock.
         """
         clock = Clock()
         stats = Stats()
-        request = Request(DummyChannel())
+        factory = EdgeHTTPFactory(
+            None, reactor=clock, maxHeaderBytes=16384, maxBodyBytes=1024
+        )
+        channel = DummyChannel()
+        channel.factory = factory  # type: ignore[attr-defined]
+        request = EdgeRequest(channel)
         stats.watch(request, clock)
         Stats.outcome(request, "error", "a.test")
         Stats.relayed(request, "same", None)
         clock.advance(0.5)
         request.setResponseCode(200)
         request.finish()
+        request.connectionLost(Failure(ConnectionDone()))  # not counted again
         self.assertEqual(stats.forHost("a.test").outcomes, {"same": 1})
         self.assertEqual(stats.total.statuses, {"2xx": 1})
         self.assertEqual(stats.requestSeconds.sum, 0.5)
@@ -107,12 +114,22 @@ class OutcomeTests(SynchronousTestCase):
         with no status class when nothing was written.
         """
         stats = Stats()
-        request = Request(DummyChannel())
+        request = EdgeRequest(DummyChannel())
         stats.watch(request, Clock())
         Stats.outcome(request, "direct", "a.test")
         request.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(stats.forHost("a.test").outcomes, {"error": 1})
         self.assertEqual(stats.total.statuses, {})
+
+    def test_notWatched(self):
+        """
+        A request the proxy never saw (refused by the HTTP parser) is not
+        counted.
+        """
+        stats = Stats()
+        request = EdgeRequest(DummyChannel())
+        Stats.ended(request, finished=False)
+        self.assertEqual(stats.total.outcomes, {})
 
     def test_relayedOriginError(self):
         """
