@@ -385,3 +385,91 @@ class LinkFailureTests(TestCase):
             ),
             3,
         )
+
+
+class TwistdTests(TestCase):
+    """
+    The admin endpoint of a real C{twistd railgun --role both} process.
+    """
+
+    async def test_both(self) -> None:
+        """
+        C{--admin-listen} serves /readyz (200 once the links are up) and
+        /metrics, which counts a request sent through the edge.
+        """
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        from twisted.web.client import Agent, HTTPConnectionPool
+
+        from bench.harness import freePort
+
+        root = Path(__file__).resolve().parent.parent
+        httpPort, adminPort = freePort(), freePort()
+        log = Path(self.mktemp())
+        workdir = Path(self.mktemp())
+        workdir.mkdir()
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from twisted.scripts.twistd import run; run()",
+                "-n",
+                "--pidfile=",
+                "railgun",
+                "--role",
+                "both",
+                "--http-listen",
+                f"tcp:{httpPort}:interface=127.0.0.1",
+                "--admin-listen",
+                f"tcp:{adminPort}:interface=127.0.0.1",
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=str(workdir),
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )
+
+        def stop() -> None:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(10)
+
+        self.addCleanup(stop)
+        pool = HTTPConnectionPool(_reactor(), persistent=False)
+        agent = Agent(_reactor(), pool=pool)
+
+        async def fetch(url: str) -> tuple[int, bytes]:
+            response = await _within(agent.request(b"GET", url.encode()), url)
+            return response.code, await _within(readBody(response), url)
+
+        admin = f"http://127.0.0.1:{adminPort}"
+        ready: list[int] = []
+
+        async def probe() -> None:
+            try:
+                ready.append((await fetch(admin + "/readyz"))[0])
+            except AssertionError:
+                ready.append(0)  # not listening yet
+
+        for _ in range(int(WAIT / 0.1)):
+            await probe()
+            if ready[-1] == 200 or process.poll() is not None:
+                break
+            wait: Deferred[None] = Deferred()
+            _reactor().callLater(0.1, wait.callback, None)
+            await wait
+        self.assertEqual(ready[-1], 200, log.read_text(errors="replace"))
+        status, _ = await fetch(f"http://127.0.0.1:{httpPort}/")
+        self.assertEqual(status, 200)
+        status, body = await fetch(admin + "/metrics")
+        metrics = samples(body.decode())
+        counted = sum(
+            v
+            for (name, labels), v in metrics.items()
+            if name == "railgun_requests_total" and ("role", "edge") in labels
+        )
+        self.assertEqual(counted, 1)
+        self.assertIn(("railgun_ready", (("role", "origin"),)), metrics)
