@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
-from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
@@ -27,11 +26,16 @@ from railgun.admin.metrics import METRICS, MetricSpec
 from railgun.admin.pages import AdminResource
 from railgun.admin.views import RoleView, viewsOf
 from railgun.certs import generateDeployment
-from railgun.config import EdgeConfig, OriginConfig, parseLinkMap, parseOriginMap
-from railgun.edge.links import failureCause
+from railgun.config import (
+    BOTH_ADMIN_LISTEN,
+    EdgeConfig,
+    OriginConfig,
+    parseLinkMap,
+    parseOriginMap,
+)
 from railgun.edge.service import EdgeService
 from railgun.origin.service import OriginService
-from railgun.tap import BOTH_ADMIN_LISTEN, Options, makeService
+from railgun.tap import Options, makeService
 from railgun.tls import credentialsFromDeployment
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -279,33 +283,6 @@ class MetricsDocumentedTests(SynchronousTestCase):
                     allowed = set(names[name].labels) | {"instance", "le"}
                     self.assertIn(label, allowed, (name, query))
         self.assertEqual(used, {spec.name for spec in METRICS})
-
-
-class FailureCauseTests(SynchronousTestCase):
-    """
-    L{failureCause} names why a link could not be established.
-    """
-
-    def test_causes(self) -> None:
-        """
-        Refused, DNS, timeout, TLS and token failures each have their word.
-        """
-        from OpenSSL.SSL import Error as TLSError
-        from twisted.internet import error
-
-        from railgun.link.errors import ErrorCode, ProtocolError
-
-        cases = [
-            (error.ConnectionRefusedError(), "refused"),
-            (error.DNSLookupError(), "dns"),
-            (error.TimeoutError(), "timeout"),
-            (TLSError([("SSL routines", "", "certificate verify failed")]), "tls"),
-            (ProtocolError(ErrorCode.AUTH_FAILED, "bad token"), "token"),
-            (ProtocolError(ErrorCode.PROTOCOL_ERROR, "bad frame"), "protocol"),
-            (ValueError("?"), "other"),
-        ]
-        for exception, cause in cases:
-            self.assertEqual(failureCause(Failure(exception)), cause, exception)
 
 
 class PostTests(SynchronousTestCase):

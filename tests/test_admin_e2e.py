@@ -348,7 +348,7 @@ class LinkFailureTests(TestCase):
 
     async def test_closedAndReconnected(self) -> None:
         """
-        A link that closes counts as a failure of cause 'closed', and the
+        A link that closes counts as a failure of cause 'lost', and the
         link dialed in its place as a reconnect; once the origin role is
         gone, dialing it counts 'refused'.
         """
@@ -362,7 +362,7 @@ class LinkFailureTests(TestCase):
         link = next(iter(d.origin.links()))
         link.transport.abortConnection()
         await waitUntil(lambda: pool.reconnects == 1, "a reconnect")
-        self.assertEqual(pool.failures["closed"], 1)
+        self.assertEqual(pool.failures["lost"], 1)
         await _within(d.origin.stopService(), "origin stopped")
         await waitUntil(lambda: pool.failures["refused"] >= 1, "refused")
         _, port = await startAdmin(self, d.edge)
@@ -381,7 +381,7 @@ class LinkFailureTests(TestCase):
                 "railgun_link_failures_total",
                 role="edge",
                 address=address,
-                cause="closed",
+                cause="lost",
             ),
             3,
         )

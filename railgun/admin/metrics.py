@@ -120,8 +120,9 @@ LINK_FAILURES = _spec(
     "railgun_link_failures",
     "counter",
     "role address cause",
-    "Links that could not be established or closed, by cause: refused, "
-    "dns, timeout, tls, token, protocol, closed, other.",
+    "Dials and HELLO exchanges that failed, by cause (refused, dns, timeout, "
+    "tls-unknown-ca, tls-name, tls, token, closed, other), and links that "
+    "were up and closed (lost).",
 )
 FALLBACKS = _spec(
     "railgun_fallbacks",

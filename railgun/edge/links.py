@@ -137,6 +137,9 @@ class LinkPool(MultiService):
         self._failureLog.succeeded(str(self.address))
         self._failedHellos = 0
         self._failedAttempts = 0
+        self._joins += 1
+        if self._joins > self.size:
+            self.reconnects += 1
         self._ready.append(link)
         link.whenClosed().addBoth(lambda _: self._left(link))
         waiters, self._waiters = self._waiters, []
@@ -148,6 +151,8 @@ class LinkPool(MultiService):
         if link in self._ready:
             self._ready.remove(link)
             log.info("link to {address} closed", address=self.address)
+            if not self._stopping:
+                self.failures["lost"] += 1
         self._used.discard(id(link))
 
     def isConnecting(self) -> bool:
@@ -159,6 +164,13 @@ class LinkPool(MultiService):
         return (
             not self._stopping and self.readyCount() == 0 and not (self._failedAttempts)
         )
+
+    def readyLinks(self) -> list[LinkProtocol]:
+        """
+        @return: the links that finished their HELLO exchange and are open
+            (for statistics: their RTT and open streams).
+        """
+        return list(self._ready)
 
     def readyCount(self) -> int:
         """
