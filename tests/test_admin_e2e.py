@@ -473,3 +473,82 @@ class TwistdTests(TestCase):
         )
         self.assertEqual(counted, 1)
         self.assertIn(("railgun_ready", (("role", "origin"),)), metrics)
+
+
+class FallbackAndStoreTests(TestCase):
+    """
+    The direct outcome, and memcached's errors, as /metrics shows them.
+    """
+
+    async def test_direct(self) -> None:
+        """
+        With its origin role gone, an edge with a fallback serves the
+        request itself: counted once, as direct, with its status class.
+        """
+        d = Deployment()
+        self.addCleanup(d.stop)
+        await _within(d.start(fallbackToOrigin=True), "start")
+        await _within(d.edge.whenLinked(), "links")
+        pool = next(iter(d.edge.pools.values()))
+        await _within(d.origin.stopService(), "origin stopped")
+        await waitUntil(
+            lambda: not pool.readyCount() and pool.failures["refused"],
+            "links down",
+        )
+        response, _ = await _within(d.fetch("/static"), "/static")
+        self.assertEqual(response.code, 200)
+        _, port = await startAdmin(self, d.edge)
+        _, body, _ = await get(d, port, "/metrics")
+        metrics = samples(body.decode())
+        self.assertEqual(requests(metrics, "edge"), {(HOST, "direct"): 1})
+        self.assertEqual(
+            value(metrics, "railgun_responses_total", role="edge", **{"class": "2xx"}),
+            1,
+        )
+        self.assertEqual(
+            value(metrics, "railgun_fallbacks_total", role="edge", cause="direct"), 1
+        )
+
+    async def test_memcachedErrors(self) -> None:
+        """
+        The origin role's memcached store shows its hits, and its errors
+        once memcached is gone (the requests are still served).
+        """
+        from railgun.config import StoreConfig
+        from tests.memcachedserver import MemcachedServer
+
+        memcached = MemcachedServer()
+        memcached.start()  # raises SkipTest without a memcached binary
+        self.addCleanup(memcached.stop)
+        d = Deployment()
+        self.addCleanup(d.stop)
+        await _within(
+            d.start(
+                originOptions={
+                    "store": StoreConfig(memcached=(memcached.address,), timeout=0.5)
+                }
+            ),
+            "start",
+        )
+        await _within(d.edge.whenLinked(), "links")
+        store = d.origin.store
+        await _within(store.whenConnected(), "memcached connection")  # type: ignore[attr-defined]
+        for _ in range(2):
+            response, _ = await _within(d.fetch("/changing"), "/changing")
+            self.assertEqual(response.code, 200)
+        memcached.stop()
+        for _ in range(2):
+            response, _ = await _within(d.fetch("/changing"), "/changing")
+            self.assertEqual(response.code, 200)
+        _, port = await startAdmin(self, d.origin)
+        _, body, _ = await get(d, port, "/metrics")
+        metrics = samples(body.decode())
+        hits = value(
+            metrics, "railgun_store_hits_total", role="origin", store="memcached"
+        )
+        errors = value(
+            metrics, "railgun_store_errors_total", role="origin", store="memcached"
+        )
+        self.assertGreaterEqual(hits, 1)
+        self.assertGreater(errors, 0)
+        self.assertEqual((hits, errors), (store.stats.hits, store.stats.errors))
