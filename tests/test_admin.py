@@ -35,6 +35,7 @@ from railgun.config import (
 )
 from railgun.edge.service import EdgeService
 from railgun.origin.service import OriginService
+from railgun.stats import UNKNOWN_HOST
 from railgun.tap import Options, makeService
 from railgun.tls import credentialsFromDeployment
 
@@ -210,6 +211,44 @@ class ResourceTests(SynchronousTestCase):
             mine,
         )
         self.assertNotIn('role="edge"', theirs)
+
+
+class HostLabelTests(SynchronousTestCase):
+    """
+    The host label of railgun_requests_total is the host map entry.
+    """
+
+    def test_wildcardOneLabel(self) -> None:
+        """
+        Names served by a wildcard (or the catch-all) count under that
+        entry, however many names clients send; the per-host counters of
+        /stats keep the names.
+        """
+        clock = Clock()
+        edge = EdgeService(
+            EdgeConfig(
+                links=parseLinkMap(["a.test=127.0.0.1:1", "*.w.test=127.0.0.1:1"]),
+                token=b"t",
+            ),
+            clock,
+            credentials=credentialsFromDeployment(deployment(), "edge"),
+        )
+        for host in ["x.w.test", "y.z.w.test", "a.test", "x.w.test"]:
+            edge.stats.finished(host, "delta", 200, 0.01)
+        edge.stats.finished(None, "refused", 421, 0.01)
+        resource = AdminResource(lambda: viewsOf(edge), clock, 0.0)
+        text = generate_latest(resource.registry).decode()
+        delta = {
+            s.labels["host"]: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "railgun_requests_total" and s.labels["outcome"] == "delta"
+        }
+        self.assertEqual(delta, {"*.w.test": 3, "a.test": 1, UNKNOWN_HOST: 0})
+        self.assertEqual(
+            sorted(edge.stats.hosts()),
+            [UNKNOWN_HOST, "a.test", "x.w.test", "y.z.w.test"],
+        )
 
 
 class MetricsDocumentedTests(SynchronousTestCase):

@@ -8,6 +8,7 @@ scraped (a custom collector): the hot path only adds to integers.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -58,7 +59,8 @@ REQUESTS = _spec(
     "counter",
     "role host outcome",
     "Requests (edge: client requests; origin role: streams) that ended, by "
-    "served host and outcome: same, delta, full, raw, direct, refused, error.",
+    "the host map entry that served them and outcome: same, delta, full, raw, "
+    "direct, refused, error.",
 )
 RESPONSES = _spec(
     "railgun_responses",
@@ -216,9 +218,14 @@ class RailgunCollector(Collector):
         add = lambda spec, labels, value: families[spec.name].add_metric(  # noqa: E731
             labels, value
         )
-        for host, counters in sorted(stats.hosts().items()):
+        byLabel: dict[str, Counter[str]] = {}
+        for host, counters in stats.hosts().items():
+            byLabel.setdefault(view.hostLabel(host), Counter()).update(
+                counters.outcomes
+            )
+        for host, outcomes in sorted(byLabel.items()):
             for outcome in OUTCOMES:
-                add(REQUESTS, [role, host, outcome], counters.outcomes[outcome])
+                add(REQUESTS, [role, host, outcome], outcomes[outcome])
         total = stats.total
         for cls, n in sorted(total.statuses.items()):
             add(RESPONSES, [role, cls], n)

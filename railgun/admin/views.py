@@ -10,7 +10,7 @@ from typing import Any
 
 from attrs import define, field
 
-from railgun.stats import Stats
+from railgun.stats import OTHER_HOSTS, UNKNOWN_HOST, Stats
 
 
 @define
@@ -71,6 +71,18 @@ class RoleView:
     @property
     def stats(self) -> Stats:
         return self.service.stats  # type: ignore[no-any-return]
+
+    def hostLabel(self, host: str) -> str:
+        """
+        The C{host} label of a host's counters: the entry of the role's host
+        map that serves it (C{www.example.com}, C{*.example.com} or C{*}),
+        so that a wildcard does not make a label per name a client invents.
+        """
+        if host in (UNKNOWN_HOST, OTHER_HOSTS):
+            return host
+        config = self.service.config
+        hosts = config.links if self.role == "edge" else config.origins
+        return hosts.matchingKey(host) or UNKNOWN_HOST  # type: ignore[no-any-return]
 
     def stores(self) -> dict[str, Any]:
         """

@@ -239,6 +239,25 @@ class HostMap(Generic[V]):
         """
         return len(self._exact) + len(self._wildcards) + len(self._catchAll)
 
+    def matchingKey(self, host: str) -> str | None:
+        """
+        The entry that L{lookup} finds for a host, as the map names it: the
+        name itself, C{*.SUFFIX} or C{*} (a bounded set, for metric labels).
+
+        @return: the key, or C{None} when no entry matches.
+        """
+        if host in self._exact:
+            return host
+        dot = host.find(".")
+        while dot >= 0:
+            suffix = host[dot + 1 :]
+            if suffix in self._wildcards:
+                return "*." + suffix
+            dot = host.find(".", dot + 1)
+        if self._catchAll:
+            return "*"
+        return None
+
     def lookup(self, host: str) -> V | None:
         """
         Find the value for a host.
