@@ -552,3 +552,56 @@ class FallbackAndStoreTests(TestCase):
         self.assertGreaterEqual(hits, 1)
         self.assertGreater(errors, 0)
         self.assertEqual((hits, errors), (store.stats.hits, store.stats.errors))
+
+
+class PostTests(TestCase):
+    """
+    The stats document POSTed to a real HTTP server through treq.
+    """
+
+    async def test_posts(self) -> None:
+        """
+        Every stats.interval the document arrives as JSON; a server that
+        went away costs a logged warning, not the service.
+        """
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        received: list[tuple[bytes, Any]] = []
+
+        class Collect(Resource):
+            isLeaf = True
+
+            def render_POST(self, request: Any) -> bytes:
+                received.append(
+                    (
+                        request.content.read(),
+                        request.requestHeaders.getRawHeaders(b"content-type"),
+                    )
+                )
+                return b"ok"
+
+        site = Site(Collect())
+        port = await _within(
+            TCP4ServerEndpoint(_reactor(), 0, interface="127.0.0.1").listen(site),
+            "collector",
+        )
+        self.addCleanup(port.stopListening)
+        d = Deployment()
+        self.addCleanup(d.stop)
+        await _within(d.start(), "start")
+        admin = AdminService(
+            d.edge,
+            _reactor(),
+            None,
+            statsURL=f"http://127.0.0.1:{port.getHost().port}/collect",
+            statsInterval=0.1,
+        )
+        admin.startService()
+        self.addCleanup(admin.stopService)
+        await waitUntil(lambda: len(received) >= 2, "two POSTs")
+        body, contentType = received[0]
+        self.assertEqual(contentType, [b"application/json"])
+        self.assertIn("edge", json.loads(body)["roles"])
+        self.assertGreaterEqual(admin.posted, 2)

@@ -59,6 +59,7 @@ class AdminService(Service):
         self._statsInterval = statsInterval
         self._client = httpClient
         self._poster: LoopingCall | None = None
+        self._pool: Any = None
         self._warnings = RateLimitedLog(log, reactor, POST_WARNING_INTERVAL)
         self.posted = 0
 
@@ -73,9 +74,11 @@ class AdminService(Service):
             )
         if self._statsURL is not None:
             if self._client is None:
-                import treq
+                from treq.client import HTTPClient
+                from twisted.web.client import Agent, HTTPConnectionPool
 
-                self._client = treq
+                self._pool = HTTPConnectionPool(self._reactor)
+                self._client = HTTPClient(Agent(self._reactor, pool=self._pool))
             self._poster = LoopingCall(self.postStats)
             self._poster.clock = self._reactor
             self._poster.start(self._statsInterval, now=False)
@@ -99,6 +102,7 @@ class AdminService(Service):
             data=body,
             headers={b"content-type": [b"application/json"]},
             timeout=max(1.0, min(30.0, self._statsInterval)),
+            reactor=self._reactor,
         )
         d.addCallback(self._posted)
         d.addErrback(self._postFailed)
@@ -133,4 +137,9 @@ class AdminService(Service):
         super().stopService()
         if self._poster is not None and self._poster.running:
             self._poster.stop()
-        return self._listening.stop()
+        d = self._listening.stop()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            self._client = None
+            d.addCallback(lambda _: pool.closeCachedConnections())
+        return d
