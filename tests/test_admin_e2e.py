@@ -561,8 +561,8 @@ class PostTests(TestCase):
 
     async def test_posts(self) -> None:
         """
-        Every stats.interval the document arrives as JSON; a server that
-        went away costs a logged warning, not the service.
+        Every stats.interval the document arrives as JSON (failures are
+        tested in test_admin.PostTests).
         """
         from twisted.internet.endpoints import TCP4ServerEndpoint
         from twisted.web.resource import Resource
