@@ -486,6 +486,73 @@ class OptionTests(SynchronousTestCase):
         self.assertEqual([type(s).__name__ for s in service], ["BothService"])
 
 
+class WorkerTests(SynchronousTestCase):
+    """
+    With C{--workers N}, each worker serves its own admin endpoint.
+    """
+
+    def test_workerAdminListen(self) -> None:
+        """
+        Worker i listens on the configured TCP port + i (a UNIX socket gets
+        .i appended); an endpoint of another kind is off in workers.
+        """
+        from railgun.tap import workerAdminListen
+
+        self.assertEqual(
+            workerAdminListen("tcp:9090:interface=127.0.0.1", 2),
+            "tcp:9092:interface=127.0.0.1",
+        )
+        self.assertEqual(workerAdminListen("tcp6:port=9090", 1), "tcp6:port=9091")
+        self.assertEqual(
+            workerAdminListen("unix:/run/railgun.sock", 1), "unix:/run/railgun.sock.1"
+        )
+        self.assertEqual(workerAdminListen("ssl:9090:privateKey=k", 1), "none")
+
+    def test_supervisorAndWorkers(self) -> None:
+        """
+        The supervisor runs no admin endpoint; each worker's command line
+        names its own.
+        """
+        from railgun.tap import workerArguments
+
+        options = Options()
+        options.parseOptions(
+            [
+                "--role",
+                "edge",
+                "--link",
+                "a=127.0.0.1:1",
+                "--token",
+                "t",
+                "--certs",
+                self.certs(),
+                "--workers",
+                "2",
+                "--admin-listen",
+                "tcp:9190:interface=127.0.0.1",
+            ]
+        )
+        self.assertEqual(
+            [type(s).__name__ for s in makeService(options)], ["WorkersService"]
+        )
+        arguments = workerArguments(options, 1, "--http-listen=systemd:x")
+        self.assertEqual(
+            arguments[-3:],
+            [
+                "--workers=1",
+                "--admin-listen=tcp:9191:interface=127.0.0.1",
+                "--http-listen=systemd:x",
+            ],
+        )
+
+    def certs(self) -> str:
+        from railgun.certs import writeDeployment
+
+        path = self.mktemp()
+        writeDeployment(deployment(), path)
+        return path
+
+
 class ViewTests(SynchronousTestCase):
     """
     L{viewsOf} finds the roles of each kind of service.
