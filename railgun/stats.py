@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from typing import Any
 
 from attrs import define, field
-from twisted.internet.interfaces import IReactorTime
 
 #: how a request (at the edge) or a stream (at the origin role) ended:
 #: how its body crossed the link (C{same}, C{delta}, C{full}, C{raw}), served
@@ -34,9 +32,6 @@ OTHER_HOSTS = "(other hosts)"
 #: the name under which requests for hosts that are not served (or with no
 #: valid Host at all) are counted.
 UNKNOWN_HOST = "(unknown host)"
-
-#: C{railgun-error} codes of the origin role that mean "refused".
-_REFUSALS = frozenset([b"unmapped-host", b"bad-request"])
 
 #: upper bounds (seconds) of the request and origin-fetch histograms.
 REQUEST_BUCKETS = (
@@ -210,7 +205,6 @@ class Stats:
     requestSeconds: Histogram = field(factory=lambda: Histogram(REQUEST_BUCKETS))
     originSeconds: Histogram = field(factory=lambda: Histogram(REQUEST_BUCKETS))
     encodeSeconds: Histogram = field(factory=lambda: Histogram(ENCODE_BUCKETS))
-    _clock: Any = None
 
     def forHost(self, host: str) -> Counters:
         """
@@ -270,107 +264,6 @@ class Stats:
             cls = statusClass(status)
             total.statuses[cls] += 1
             counters.statuses[cls] += 1
-
-    # The edge: one client request, counted once when it is finished or
-    # its client is gone (L{ended}, called by the HTTP server). The outcome
-    # travels on the request object.
-
-    def watch(self, request: Any, clock: IReactorTime) -> None:
-        """
-        Count C{request} (a twisted.web request) once it ends (L{ended}),
-        with the outcome set by L{outcome} (C{error} unless set).
-        """
-        self._clock = clock
-        request.railgunOutcome = "error"
-        request.railgunHost = None
-        request.railgunStats = self
-        request.railgunStarted = clock.seconds()
-
-    @staticmethod
-    def ended(request: Any, finished: bool) -> None:
-        """
-        C{request} was finished (C{finished}), or its client went away
-        first (counted as an error, with the status written if any): count
-        it if it was watched and not counted yet.
-        """
-        stats = getattr(request, "railgunStats", None)
-        if stats is None:
-            return  # refused before the proxy saw it, or counted
-        request.railgunStats = None
-        if finished:
-            outcome, status = request.railgunOutcome, request.code
-        else:
-            outcome, status = "error", request.code if request.startedWriting else 0
-        stats.finished(
-            request.railgunHost,
-            outcome,
-            status,
-            stats._clock.seconds() - request.railgunStarted,
-        )
-
-    # The origin role: one stream, counted once when it is closed. The
-    # outcome and status travel on the stream's handler.
-
-    def watchStream(self, handler: Any, clock: IReactorTime) -> None:
-        """
-        Start timing the stream served by C{handler}; L{streamEnded} counts
-        it.
-        """
-        handler.railgunOutcome = "error"
-        handler.railgunHost = None
-        handler.railgunStatus = 0
-        handler.railgunStarted = clock.seconds()
-
-    @staticmethod
-    def streamHead(handler: Any, status: int, mode: str) -> None:
-        """
-        The response head went over the link, its body as C{mode}.
-        """
-        handler.railgunStatus = status
-        handler.railgunOutcome = mode
-
-    @staticmethod
-    def streamError(handler: Any, status: int, code: str) -> None:
-        """
-        The origin role answered the stream with its own error C{code}.
-        """
-        handler.railgunStatus = status
-        handler.railgunOutcome = (
-            "refused" if code.encode("ascii") in _REFUSALS else "error"
-        )
-
-    def streamEnded(self, handler: Any, clock: IReactorTime) -> None:
-        """
-        Count the stream served by C{handler}, now closed.
-        """
-        self.finished(
-            handler.railgunHost,
-            handler.railgunOutcome,
-            handler.railgunStatus,
-            clock.seconds() - handler.railgunStarted,
-        )
-
-    @staticmethod
-    def outcome(request: Any, outcome: str, host: str | None = None) -> None:
-        """
-        Set how C{request} (watched by L{watch}, or an origin stream
-        handler) ended, and which served host it is for.
-        """
-        request.railgunOutcome = outcome
-        if host is not None:
-            request.railgunHost = host
-
-    @staticmethod
-    def relayed(request: Any, mode: str, error: bytes | None) -> None:
-        """
-        Set the outcome of an edge request whose response came over the
-        link as C{mode}: the origin role's own error (its C{railgun-error}
-        code) makes it C{refused} or C{error}.
-        """
-        if error is None:
-            request.railgunOutcome = mode
-        else:
-            request.railgunOutcome = "refused" if error in _REFUSALS else "error"
 
     def asDict(self) -> dict[str, object]:
         """

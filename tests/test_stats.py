@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
-from railgun.edge.http import EdgeHTTPFactory, EdgeRequest
+from railgun.edge.http import EdgeHTTPFactory
+from railgun.edge.proxy import EdgeProxy
+from railgun.http.routing import HostMap
 from railgun.stats import OTHER_HOSTS, UNKNOWN_HOST, Histogram, Stats, statusClass
 
 
@@ -83,61 +85,33 @@ class OutcomeTests(SynchronousTestCase):
         self.assertEqual(stats.requestSeconds.count, 2)
         self.assertEqual(statusClass(99), "other")
 
-    def test_watchFinished(self):
-        """
-        A watched request counts once, when the edge's HTTP server logs it
-        as finished, with the outcome set on it, its status and its
-        duration on the clock.
-        """
+
+class EdgeCountsTests(SynchronousTestCase):
+    """
+    The edge counts each request once, where it ends (its access log's
+    place), with or without an access log.
+    """
+
+    def serve(self, data: bytes) -> tuple[Stats, StringTransport]:
         clock = Clock()
-        stats = Stats()
+        proxy = EdgeProxy(pools=HostMap({}), clock=clock, responseTimeout=30)
         factory = EdgeHTTPFactory(
-            None, reactor=clock, maxHeaderBytes=16384, maxBodyBytes=1024
+            proxy, reactor=clock, maxHeaderBytes=16384, maxBodyBytes=1024
         )
-        channel = DummyChannel()
-        channel.factory = factory  # type: ignore[attr-defined]
-        request = EdgeRequest(channel)
-        stats.watch(request, clock)
-        Stats.outcome(request, "error", "a.test")
-        Stats.relayed(request, "same", None)
-        clock.advance(0.5)
-        request.setResponseCode(200)
-        request.finish()
-        request.connectionLost(Failure(ConnectionDone()))  # not counted again
-        self.assertEqual(stats.forHost("a.test").outcomes, {"same": 1})
-        self.assertEqual(stats.total.statuses, {"2xx": 1})
-        self.assertEqual(stats.requestSeconds.sum, 0.5)
+        channel = factory.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(data)
+        channel.connectionLost(Failure(ConnectionDone()))
+        return proxy.stats, transport
 
-    def test_watchClientGone(self):
+    def test_refused(self):
         """
-        A watched request whose client goes away first counts as an error,
-        with no status class when nothing was written.
+        A request for a host the edge does not serve is answered 421 and
+        counted once, refused, under UNKNOWN_HOST.
         """
-        stats = Stats()
-        request = EdgeRequest(DummyChannel())
-        stats.watch(request, Clock())
-        Stats.outcome(request, "direct", "a.test")
-        request.connectionLost(Failure(ConnectionDone()))
-        self.assertEqual(stats.forHost("a.test").outcomes, {"error": 1})
-        self.assertEqual(stats.total.statuses, {})
-
-    def test_notWatched(self):
-        """
-        A request the proxy never saw (refused by the HTTP parser) is not
-        counted.
-        """
-        stats = Stats()
-        request = EdgeRequest(DummyChannel())
-        Stats.ended(request, finished=False)
-        self.assertEqual(stats.total.outcomes, {})
-
-    def test_relayedOriginError(self):
-        """
-        A response the origin role made itself counts as refused (unmapped
-        host, bad request) or error, not as the raw body it crossed as.
-        """
-        request = DummyRequest([b""])
-        Stats.relayed(request, "raw", b"unmapped-host")
-        self.assertEqual(request.railgunOutcome, "refused")
-        Stats.relayed(request, "raw", b"origin-timeout")
-        self.assertEqual(request.railgunOutcome, "error")
+        stats, transport = self.serve(b"GET / HTTP/1.1\r\nHost: nothere.test\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 421"))
+        self.assertEqual(stats.forHost(UNKNOWN_HOST).outcomes, {"refused": 1})
+        self.assertEqual(stats.total.statuses, {"4xx": 1})
+        self.assertEqual(stats.requestSeconds.count, 1)
