@@ -73,6 +73,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "railgun.tap",
             "railgun.worker",
             "railgun.workers",
+            "railgun.admin.*",
         ),
     ),
 )
