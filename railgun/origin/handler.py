@@ -46,6 +46,18 @@ from railgun.link.errors import ErrorCode
 from railgun.link.protocol import StreamProtocol
 from railgun.logs import AccessRecord
 from railgun.origin.body import StreamBodyProducer
+from railgun.origin.streamstate import (
+    LINK_TRANSITIONS,
+    RESPONSE_TRANSITIONS,
+    TIMER_TRANSITIONS,
+    Link,
+    LinkInput,
+    Response,
+    ResponseInput,
+    Timer,
+    TimerInput,
+    transition,
+)
 from railgun.stats import Stats
 from railgun.stores.interfaces import IVersionStore
 from railgun.upstream.client import (
@@ -268,27 +280,26 @@ class OriginStreamHandler(StreamProtocol):
         self._host: str | None = None
         self._body: StreamBodyProducer | None = None
         self._fetch: Deferred[IResponse] | None = None
-        self._timedOut = False
         self._timer: Any = None
+        # The lifecycle (railgun.origin.streamstate), changed only through
+        # _move, _moveTimer and connectionLost.
+        self._response = Response.FETCHING
+        self._timerState = Timer.IDLE
+        self._link = Link.OPEN
         self._responseTransport: Any = None
-        self._gone = False
         self._started = 0.0
         self._base: str | None = None
         self._collected: list[bytes] = []
         self._collectedBytes = 0
-        self._collecting = False
         self._pendingHeaders: list[tuple[bytes, bytes]] = []
         self._status = 0
         self._originSeconds = 0.0
         self._lengthHint: int | None = None
-        self._discarding = False
-        self._timerSuspended = False
         # For the access log: when the stream opened, the status and
         # outcome of the head sent, body bytes from the origin server.
         self._opened = context.clock.seconds()
         self._sent = (0, "error")
         self._fromOrigin = 0
-        self._fetched = False
         # Bytes written to the stream while it was paused (the peer not
         # taking them): they count against the held budget until the stream
         # resumes or ends.
@@ -343,6 +354,7 @@ class OriginStreamHandler(StreamProtocol):
                 self.transport, length, onProgress=self._bodyProgress
             )
         self._started = self._context.clock.seconds()
+        self._moveTimer(TimerInput.START)
         self._timer = self._context.clock.callLater(
             self._context.responseTimeout, self._responseTimedOut
         )
@@ -378,7 +390,7 @@ class OriginStreamHandler(StreamProtocol):
         )
         if self._context.accessLog is not None:
             self._context.accessLog(self._accessRecord(reason))
-        self._gone = True
+        self._link = transition(LINK_TRANSITIONS, self._link, LinkInput.LOST)
         self._cancelTimer()
         self._dropCollected()
         self._releaseQueued()
@@ -415,7 +427,9 @@ class OriginStreamHandler(StreamProtocol):
             outcome=outcome,
             served=self._fromOrigin,
             linkBytes=self.transport.counters.sent,
-            originSeconds=self._originSeconds if self._fetched else None,
+            originSeconds=(
+                self._originSeconds if self._response is not Response.FETCHING else None
+            ),
             totalSeconds=self._context.clock.seconds() - self._opened,
             client=getattr(self.transport.link, "edgeIdentity", "-"),
         )
@@ -424,18 +438,19 @@ class OriginStreamHandler(StreamProtocol):
 
     def _gotResponse(self, response: IResponse) -> None:
         self._fetch = None
-        if self._gone:
+        if self._link is Link.GONE:
             response.deliverBody(DiscardBody())
             return
         assert self._head is not None
         self._originSeconds = self._context.clock.seconds() - self._started
-        self._fetched = True
+        self._move(ResponseInput.RECEIVE)
         self._context.stats.originSeconds.observe(self._originSeconds)
         headers = responseHeaderList(response)
         hasBody = responseHasBody(self._head.method, response.code)
         self._context.stats.record(self._host, responses=1)
         if not hasBody:
             self._cancelTimer()
+            self._move(ResponseInput.RELAY)
             self._sendHead(response.code, headers, RAW, endStream=True)
             response.deliverBody(DiscardBody())
             return
@@ -452,7 +467,7 @@ class OriginStreamHandler(StreamProtocol):
             context.deltaMaxSize,
         ):
             # Hold the body (bounded) to send it as a version.
-            self._collecting = True
+            self._move(ResponseInput.COLLECT)
             self._shareable = exchangeShareable(self._head.headers, headers)
             self._status = response.code
             self._pendingHeaders = headers
@@ -460,6 +475,7 @@ class OriginStreamHandler(StreamProtocol):
         else:
             if length is not None:
                 headers.append((b"content-length", b"%d" % length))
+            self._move(ResponseInput.RELAY)
             if not self._sendHead(response.code, headers, RAW):
                 response.deliverBody(DiscardBody())
                 return
@@ -496,7 +512,7 @@ class OriginStreamHandler(StreamProtocol):
                 rid=self.transport.requestId,
                 why=e,
             )
-            self._discarding = True
+            self._move(ResponseInput.DISCARD)
             self._context.stats.record(self._host, errors=1)
             self._respondError(
                 502,
@@ -513,7 +529,7 @@ class OriginStreamHandler(StreamProtocol):
         The body turned out larger than a version may be: stream it raw,
         starting with what was held.
         """
-        self._collecting = False
+        self._move(ResponseInput.RELAY)
         headers = self._pendingHeaders
         if self._lengthHint is not None:
             headers = headers + [(b"content-length", b"%d" % self._lengthHint)]
@@ -610,7 +626,7 @@ class OriginStreamHandler(StreamProtocol):
             assert encoded is not None
             if memo is not None and encoded.mode == FULL:
                 memo.put(encoded, fullCodec.name)
-        if self._gone:
+        if self._link is Link.GONE:
             return
         extra = [
             (b"railgun-codec", encoded.codec.encode("ascii")),
@@ -660,9 +676,11 @@ class OriginStreamHandler(StreamProtocol):
 
     def _fetchFailed(self, failure: Failure) -> None:
         self._fetch = None
-        if self._gone:
+        if self._link is Link.GONE:
             return
-        error: FetchError = classifyFetchFailure(failure, self._timedOut)
+        error: FetchError = classifyFetchFailure(
+            failure, self._timerState is Timer.EXPIRED
+        )
         self._context.failureLog.info(
             "origin fetch for {rid} {host} failed: {code} ({why})",
             rid=self.transport.requestId,
@@ -679,7 +697,7 @@ class OriginStreamHandler(StreamProtocol):
             failure,
             rid=self.transport.requestId,
         )
-        if not self._gone:
+        if self._link is not Link.GONE:
             self.transport.reset(ErrorCode.INTERNAL_ERROR)
 
     def _respondError(self, status: int, code: str, message: str) -> None:
@@ -690,11 +708,19 @@ class OriginStreamHandler(StreamProtocol):
         self.transport.write(body)
         self.transport.loseConnection()
 
+    # Lifecycle
+
+    def _move(self, event: ResponseInput) -> None:
+        self._response = transition(RESPONSE_TRANSITIONS, self._response, event)
+
+    def _moveTimer(self, event: TimerInput) -> None:
+        self._timerState = transition(TIMER_TRANSITIONS, self._timerState, event)
+
     # Timeouts
 
     def _responseTimedOut(self) -> None:
         self._timer = None
-        self._timedOut = True
+        self._moveTimer(TimerInput.EXPIRE)
         if self._fetch is not None:
             self._fetch.cancel()  # -> _fetchFailed -> 504
         elif self._responseTransport is not None:
@@ -703,6 +729,7 @@ class OriginStreamHandler(StreamProtocol):
             self._responseTransport.stopProducing()
 
     def _cancelTimer(self) -> None:
+        self._moveTimer(TimerInput.CANCEL)
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -717,14 +744,14 @@ class OriginStreamHandler(StreamProtocol):
         # the one stalling, so its timer waits (the edge times out a client
         # that reads nothing).
         self._cancelTimer()
-        self._timerSuspended = True
+        self._moveTimer(TimerInput.PAUSE)
         self._streamPaused = True
 
     def _resumedByStream(self) -> None:
         self._streamPaused = False
         self._releaseQueued()
-        if self._timerSuspended and self._responseTransport is not None:
-            self._timerSuspended = False
+        if self._timerState is Timer.SUSPENDED and self._responseTransport is not None:
+            self._moveTimer(TimerInput.RESUME)
             self._timer = self._context.clock.callLater(
                 self._context.responseTimeout, self._responseTimedOut
             )
@@ -744,12 +771,12 @@ class OriginStreamHandler(StreamProtocol):
         )
 
     def _bodyChunk(self, data: bytes) -> None:
-        if self._discarding:
+        if self._response is Response.DISCARDING:
             return  # a 502 went instead of the response (its head)
         self._bodyProgress()
         self._fromOrigin += len(data)
         self._context.stats.record(self._host, bodyBytesFromOrigin=len(data))
-        if self._collecting:
+        if self._response is Response.COLLECTING:
             self._collected.append(data)
             self._collectedBytes += len(data)
             self._context.held += len(data)
@@ -768,43 +795,50 @@ class OriginStreamHandler(StreamProtocol):
     def _bodyDone(self, reason: Failure) -> None:
         self._cancelTimer()
         self._responseTransport = None
-        if self._gone:
+        if self._link is Link.GONE:
             return
         self.transport.unregisterProducer()
-        if self._discarding:
+        if self._response is Response.DISCARDING:
             return
         # A body with no length ends when the origin closes: cleanly
         # (PotentialDataLoss) it is complete, unless our own timer stopped
         # it; a reset or broken close fails it (ResponseFailed, see
         # railgun._compat.httpclient).
-        if reason.check(ResponseDone, PotentialDataLoss) and not self._timedOut:
-            if self._collecting and reason.check(PotentialDataLoss):
+        if (
+            reason.check(ResponseDone, PotentialDataLoss)
+            and self._timerState is not Timer.EXPIRED
+        ):
+            if self._response is Response.COLLECTING and reason.check(
+                PotentialDataLoss
+            ):
                 # A clean close may still be a truncation the origin meant:
                 # relayed, never kept as a version (nor a base at the edge).
                 self._context.stats.count(self._host, "fallbacks", "origin-unframed")
                 self._lengthHint = self._collectedBytes
                 self._stopCollecting()
-                if not self._discarding:
+                if self._response is not Response.DISCARDING:
                     self.transport.loseConnection()
-            elif self._collecting:
-                self._collecting = False
+            elif self._response is Response.COLLECTING:
+                self._move(ResponseInput.ENCODE)
                 d = Deferred.fromCoroutine(self._sendVersion())
                 d.addBoth(self._versionSent)
                 d.addErrback(self._internalError)
             else:
                 self.transport.loseConnection()
             return
-        why = "stalled" if self._timedOut else reason.getErrorMessage()
+        why = (
+            "stalled" if self._timerState is Timer.EXPIRED else reason.getErrorMessage()
+        )
         log.info(
             "origin body for {rid} failed: {why}", rid=self.transport.requestId, why=why
         )
         self._context.stats.record(self._host, errors=1)
-        if self._collecting:
+        if self._response is Response.COLLECTING:
             # Nothing of the response was sent yet: the client can still
             # get a proper error instead of a broken stream.
-            self._collecting = False
+            self._move(ResponseInput.FAIL)
             self._dropCollected()
-            if self._timedOut:
+            if self._timerState is Timer.EXPIRED:
                 self._respondError(
                     504, "origin-timeout", "the origin server stopped sending the body"
                 )
