@@ -12,6 +12,8 @@ of the caller, refused with L{LifecycleError}:
     not take the body, expired);
   - L{Link}: whether the stream is still open.
 
+L{transition} and L{LifecycleError} are L{railgun._lifecycle}'s.
+
 They are C{IntEnum} tables, like the link's (L{railgun.link.linkstate}),
 rather than C{automat} machines: one lookup per body chunk.
 """
@@ -19,13 +21,8 @@ rather than C{automat} machines: one lookup per body chunk.
 from __future__ import annotations
 
 from enum import IntEnum, auto
-from typing import TypeVar
 
-
-class LifecycleError(AssertionError):
-    """
-    An input that cannot happen in the current state: a bug of the caller.
-    """
+from railgun._lifecycle import LifecycleError, transition
 
 
 class Response(IntEnum):
@@ -122,19 +119,16 @@ LINK_TRANSITIONS: dict[tuple[Link, LinkInput], Link] = {
 }
 
 
-_S = TypeVar("_S", bound=IntEnum)
-_I = TypeVar("_I", bound=IntEnum)
-
-
-def transition(table: dict[tuple[_S, _I], _S], state: _S, event: _I) -> _S:
-    """
-    The state after C{event} in C{state}, by C{table}.
-
-    @raise LifecycleError: when C{event} cannot happen in C{state}.
-    """
-    try:
-        return table[(state, event)]
-    except KeyError:
-        raise LifecycleError(
-            f"{event.name} in {type(state).__name__}.{state.name}"
-        ) from None
+__all__ = [
+    "LINK_TRANSITIONS",
+    "RESPONSE_TRANSITIONS",
+    "TIMER_TRANSITIONS",
+    "LifecycleError",
+    "Link",
+    "LinkInput",
+    "Response",
+    "ResponseInput",
+    "Timer",
+    "TimerInput",
+    "transition",
+]
