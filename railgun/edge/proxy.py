@@ -27,6 +27,15 @@ from railgun.delta.digest import isValidDigest
 from railgun.delta.siblings import SiblingIndex
 from railgun.edge.dictionaries import DCZ, Dictionaries
 from railgun.edge.encodings import ClientEncodings
+from railgun.edge.exchangestate import (
+    EXCHANGE_TRANSITIONS,
+    RELAY_TRANSITIONS,
+    Exchange,
+    ExchangeInput,
+    Relay,
+    RelayInput,
+    transition,
+)
 from railgun.edge.links import OriginRoles
 from railgun.http.diagnostic import (
     Flag,
@@ -403,13 +412,28 @@ class _Exchange:
         self._localId: str | None = None
         self.link: LinkProtocol | None = None
         self.timer: Any = None
-        self.done = False
+        #: the lifecycle (railgun.edge.exchangestate), changed through end()
+        self.state = Exchange.OPEN
         self.base: tuple[str, bytes] | None = None
         self.baseIsSibling = False
         self.hostKey = host.encode("utf-8")
         self.cacheKey = self.hostKey + b" " + head.path
         request.whenGone(self._clientGone)
         request.railgunExchange = self
+
+    @property
+    def done(self) -> bool:
+        """
+        Whether the exchange is over: answered, failed, aborted, or the
+        client gone; nothing more is written to the client for it.
+        """
+        return self.state is not Exchange.OPEN
+
+    def end(self, event: ExchangeInput) -> None:
+        """
+        End the exchange (L{EXCHANGE_TRANSITIONS}).
+        """
+        self.state = transition(EXCHANGE_TRANSITIONS, self.state, event)
 
     def gotBase(self, cached: bytes | None, sibling: bool = False) -> None:
         if self.done:
@@ -453,7 +477,7 @@ class _Exchange:
         sent = self.request.body
         # A body already sent is not kept: it cannot go again.
         if self.attempts >= 3 or (sent is not None and sent.forwarded > 0):
-            self.done = True
+            self.end(ExchangeInput.FAIL)
             respondPlain(
                 self.request, 502, "railgun: the response could not be rebuilt"
             )
@@ -541,7 +565,7 @@ class _Exchange:
         )
         self.proxy.stats.record(self.host, errors=1)
         respondPlain(self.request, 503, f"railgun: {reason}", formatDirect(reason))
-        self.done = True
+        self.end(ExchangeInput.FAIL)
 
     def requestId(self) -> str:
         """
@@ -566,7 +590,7 @@ class _Exchange:
         )
         # Done before the reset, which calls back into streamFailed: the
         # client gets this 504, not a 502 for the reset stream.
-        self.done = True
+        self.end(ExchangeInput.FAIL)
         if self.stream is not None:
             self.stream.reset(ErrorCode.CANCEL)
         self.proxy.stats.record(self.host, errors=1)
@@ -597,7 +621,7 @@ class _Exchange:
     def _clientGone(self, failure: Failure) -> None:
         # Done first: resetting the stream calls back into streamFailed,
         # which must not answer a client that is gone (or was refused).
-        self.done = True
+        self.end(ExchangeInput.CLIENT_GONE)
         self.cancelTimer()
         self.stopSending()
         if self.stream is not None:
@@ -613,14 +637,14 @@ class _Exchange:
         if headersSent:
             # The client has a partial response: closing the connection
             # without the final chunk (or short of Content-Length) tells it.
-            self.done = True
+            self.end(ExchangeInput.ABORT)
             self.stopSending()
             self.request.channel.transport.abortConnection()
             return
         if self.proxy.stopping:
             # The edge's own drain ended this stream (it timed out): every
             # link is draining, none to retry on; the client is told why.
-            self.done = True
+            self.end(ExchangeInput.FAIL)
             self.stopSending()
             self.proxy.failureLog.info(
                 "request {rid} {method} {host}: unanswered when the edge shut "
@@ -662,7 +686,7 @@ class _Exchange:
             # not yet seen closed, spending an attempt on it.
             self.proxy.clock.callLater(0, self._retry, self.link)
             return
-        self.done = True
+        self.end(ExchangeInput.FAIL)
         self.stopSending()
         self.proxy.failureLog.info(
             "request {rid} {method} {host}: link failed ({why})",
@@ -688,14 +712,12 @@ class EdgeStreamHandler(StreamProtocol):
 
     def __init__(self, exchange: _Exchange) -> None:
         self._exchange = exchange
-        self._headersSent = False
-        # The response head arrived (a version's is held until its body is
-        # rebuilt): a later header block is trailers.
-        self._headReceived = False
-        self._finished = False
-        # A rebuilt body is being compressed for the client in a thread: the
-        # stream is over, the response is not written yet.
-        self._encoding = False
+        # The lifecycle (railgun.edge.exchangestate), changed through _move:
+        # once the head arrived (a version's is held until its body is
+        # rebuilt) a later header block is trailers; ENCODING: a rebuilt body
+        # is being compressed for the client in a thread, the stream may be
+        # over, the response is not written yet.
+        self._relay = Relay.HEAD
         self._served = 0
         self._linkBytes = 0
         self._mode = RAW
@@ -715,13 +737,13 @@ class EdgeStreamHandler(StreamProtocol):
     def headersReceived(
         self, headers: list[tuple[bytes, bytes]], endStream: bool
     ) -> None:
-        if self._headReceived:
+        if self._relay is not Relay.HEAD:
             return  # trailers are not relayed
-        self._headReceived = True
         exchange = self._exchange
         request = exchange.request
         exchange.cancelTimer()
         if exchange.done:
+            self._move(RelayInput.REFUSE)
             self.transport.reset(ErrorCode.CANCEL)
             return
         # Whatever the peer sends (an interim 1xx head, a control header
@@ -740,6 +762,7 @@ class EdgeStreamHandler(StreamProtocol):
         if mode is not None:
             # A version: held (bounded) until it is complete and checked.
             self._mode = mode
+            self._move(RelayInput.HOLD)
             if endStream:
                 self._serveVersion()
             return
@@ -749,7 +772,7 @@ class EdgeStreamHandler(StreamProtocol):
             except BadMessage as e:
                 self._malformed(e)
                 return
-        self._headersSent = True
+        self._move(RelayInput.SEND_HEAD)
         request.setResponseCode(head.status)
         for name, value in self._headers:
             request.responseHeaders.addRawHeader(name, value)
@@ -768,7 +791,9 @@ class EdgeStreamHandler(StreamProtocol):
             rid=self.transport.requestId,
             e=why,
         )
-        self._exchange.done = True  # (before the reset: see _Exchange._timedOut)
+        self._move(RelayInput.REFUSE)
+        # (Before the reset: see _Exchange._timedOut.)
+        self._exchange.end(ExchangeInput.FAIL)
         self.transport.reset(ErrorCode.PROTOCOL_ERROR)
         respondPlain(
             self._exchange.request,
@@ -833,7 +858,7 @@ class EdgeStreamHandler(StreamProtocol):
         except (VersionMismatch, DeltaError) as e:
             # The payload crossed the link for nothing; count it all the same.
             proxy.stats.record(exchange.host, bodyBytesOnLink=len(payload))
-            self._finished = True
+            self._move(RelayInput.FINISH)
             exchange.refetchInFull(
                 "digest-mismatch" if isinstance(e, VersionMismatch) else "decode-error"
             )
@@ -860,7 +885,7 @@ class EdgeStreamHandler(StreamProtocol):
         elif codecName != "identity":
             exchange.flags |= _COMPRESSED
         exchange.cancelTimer()
-        self._headersSent = True
+        self._move(RelayInput.SEND_HEAD)
         request.setResponseCode(self._status)
         for name, value in self._headers:
             request.responseHeaders.addRawHeader(name, value)
@@ -868,7 +893,7 @@ class EdgeStreamHandler(StreamProtocol):
         dictionaries = proxy.dictionaries
         if dictionaries is not None:
             # Offered as a dictionary, or served as dcz: railgun.edge.dictionaries.
-            self._encoding = True
+            self._move(RelayInput.ENCODE)
             d = dictionaries.prepare(
                 request,
                 exchange.host,
@@ -900,7 +925,7 @@ class EdgeStreamHandler(StreamProtocol):
         Serve C{body} in C{coding} (compressing it, or taking a kept
         encoding), or as C{dcz} when that is smaller.
         """
-        self._encoding = False
+        self._encodingEnded()
         proxy = self._exchange.proxy
         if self._exchange.done:
             return  # the client went away meanwhile
@@ -920,7 +945,7 @@ class EdgeStreamHandler(StreamProtocol):
                 kept.put(digest, coding, served)
             self._respond(body, linkBytes, coding, served)
         else:
-            self._encoding = True
+            self._move(RelayInput.ENCODE)
             d = proxy.encodeForClient(body, coding)
             d.addCallback(
                 lambda served: self._encoded(body, linkBytes, digest, coding, served)
@@ -930,7 +955,7 @@ class EdgeStreamHandler(StreamProtocol):
     def _encoded(
         self, body: bytes, linkBytes: int, digest: bytes, coding: bytes, served: bytes
     ) -> None:
-        self._encoding = False
+        self._encodingEnded()
         kept = self._exchange.proxy.clientEncodings if self._shareable else None
         if kept is not None:
             kept.put(digest, coding, served)
@@ -939,7 +964,7 @@ class EdgeStreamHandler(StreamProtocol):
         self._respond(body, linkBytes, coding, served)
 
     def _encodeFailed(self, failure: Failure) -> None:
-        self._encoding = False
+        self._encodingEnded()
         log.failure(
             "request {rid}: compressing a response for the client",
             failure,
@@ -947,8 +972,8 @@ class EdgeStreamHandler(StreamProtocol):
         )
         exchange = self._exchange
         if not exchange.done:
-            self._finished = True
-            exchange.done = True
+            self._move(RelayInput.FINISH)
+            exchange.end(ExchangeInput.FAIL)
             # The origin's headers (validators, cookies, its content type)
             # were already set; they describe a body the client won't get.
             exchange.request.responseHeaders = Headers()
@@ -1022,16 +1047,25 @@ class EdgeStreamHandler(StreamProtocol):
         self._exchange.request.write(data)
 
     def readConnectionLost(self) -> None:
-        if self._finished or self._encoding:
+        if self._relay in _WRITING:
             return
-        if self._mode != RAW and not self._headersSent:
+        if self._relay is Relay.HOLDING:
             self._serveVersion()
-        elif self._headersSent:
+        elif self._relay is Relay.RELAYING:
             if self._rawLength is not None and self._served < self._rawLength:
                 self._wrongLength("shorter")
                 return
             self._exchange.request.unregisterProducer()
             self._finish()
+
+    def _move(self, event: RelayInput) -> None:
+        self._relay = transition(RELAY_TRANSITIONS, self._relay, event)
+
+    def _encodingEnded(self) -> None:
+        # (Also reached without an encoding: served at once, or a failure
+        # of the callback that follows one.)
+        if self._relay is Relay.ENCODING:
+            self._move(RelayInput.ENCODED)
 
     def _wrongLength(self, which: str) -> None:
         """
@@ -1050,10 +1084,10 @@ class EdgeStreamHandler(StreamProtocol):
 
     def _finish(self) -> None:
         exchange = self._exchange
-        if self._finished or exchange.done:
+        if self._relay is Relay.FINISHED or exchange.done:
             return
-        self._finished = True
-        exchange.done = True
+        self._move(RelayInput.FINISH)
+        exchange.end(ExchangeInput.FINISH)
         exchange.outcome = _outcome(self._mode, self._control)
         exchange.stopSending()
         stats = exchange.proxy.stats
@@ -1068,16 +1102,21 @@ class EdgeStreamHandler(StreamProtocol):
             request.finish()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        if not self._finished and not self._encoding:
+        if self._relay not in _WRITING:
+            headersSent = self._relay is Relay.RELAYING
             request = self._exchange.request
             if (
-                self._headersSent
+                headersSent
                 and not requestDisconnected(request)
                 and not request.finished
             ):
                 request.unregisterProducer()
-            self._exchange.streamFailed(reason, self._headersSent)
+            self._exchange.streamFailed(reason, headersSent)
 
+
+#: the handler's states in which the stream's end changes nothing: the
+#: response is written (or handed to a refetch), or is being compressed.
+_WRITING = frozenset({Relay.FINISHED, Relay.ENCODING})
 
 #: C{railgun-error} codes of the origin role that refuse a request.
 _REFUSALS = frozenset([b"unmapped-host", b"bad-request"])
