@@ -49,7 +49,6 @@ setup(
         "zstandard>=0.22",
         "brotli>=1.1",
         "uhashring>=2.3",
-        "automat>=24.8",
         "prometheus-client>=0.20",
     ],
     extras_require={

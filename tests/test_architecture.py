@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "pure",
         (
+            "railgun._lifecycle",
             "railgun.link.errors",
             "railgun.link.frames",
             "railgun.link.headerblock",
