@@ -135,6 +135,37 @@ class UnreadStreamsTests(_BudgetCase):
         self.assertEqual(self.flushLoggedErrors(), [])
 
 
+class LateBodyTests(_BudgetCase):
+    """
+    Body bytes the origin server delivers after the stream is gone.
+    """
+
+    window = 1 << 20
+
+    def test_lateBytesNotHeld(self) -> None:
+        """
+        Origin body bytes arriving after the edge reset the stream (the
+        origin read is stopped, but bytes already read are still delivered)
+        are dropped, not collected against the held budget.
+        """
+        stream = self.dialer.openStream(
+            _Collector(), GET.toLinkHeaders(), endStream=True
+        )
+        self.pump.flush()
+        response, transport = self.agent.respond(
+            0, 200, {b"content-type": [b"text/plain"]}
+        )
+        response._bodyDataReceived(BODY[:CHUNK])
+        self.pump.flush()
+        self.assertEqual(self.context.held, CHUNK)
+        stream.reset()
+        self.pump.flush()
+        self.assertEqual(self.context.held, 0)
+        response._bodyDataReceived(BODY[CHUNK : 2 * CHUNK])
+        self.assertEqual(self.context.held, 0)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
 class SlowReaderTests(_BudgetCase):
     """
     A peer with a small stream window whose streams stop reading, then

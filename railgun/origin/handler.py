@@ -773,6 +773,10 @@ class OriginStreamHandler(StreamProtocol):
     def _bodyChunk(self, data: bytes) -> None:
         if self._response is Response.DISCARDING:
             return  # a 502 went instead of the response (its head)
+        if self._link is Link.GONE:
+            # Read before the origin read was stopped: nobody will take it,
+            # and collecting it would hold budget that nothing releases.
+            return
         self._bodyProgress()
         self._fromOrigin += len(data)
         self._context.stats.record(self._host, bodyBytesFromOrigin=len(data))
