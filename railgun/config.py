@@ -31,6 +31,7 @@ from railgun.settings import (
     ENDPOINT,
     HOSTMAP,
     LIST,
+    NUMBER,
     ROLES,
     SIZE,
     STRING,
@@ -403,6 +404,9 @@ class DeltaConfig:
         where level 9 loses most against the best delta; L{None} (the
         default) for C{level}. 19 saves ~500 bytes per 740 KB page but adds
         ~100 ms to its fetch (docs/benchmarks.md, "1. WAN page fetch").
+    @ivar budgetMs: encode-time budget per delta, in milliseconds: a delta
+        whose level-19 encode is estimated to fit is made at level 19, the
+        others at C{level} / C{largeLevel}; 0 turns it off.
     """
 
     enabled: bool = setting(
@@ -441,6 +445,15 @@ class DeltaConfig:
         rangeName="a zstd level",
         defaultText="the delta level",
         help="zstd level of deltas of pages over 256 KiB",
+    )
+    budgetMs: float = setting(
+        "budget_ms",
+        NUMBER,
+        8.0,
+        flag="delta-budget-ms",
+        roles=("origin",),
+        atLeast=0,
+        help="encode-time budget per delta (ms): level 19 when it fits, 0 for off",
     )
 
 
