@@ -7,10 +7,27 @@ rebuilds the body and checks it against the announced digest
 
 from __future__ import annotations
 
-from attrs import frozen
+from typing import TYPE_CHECKING, Any
 
-from railgun.delta.codec import DeltaError, IDeltaCodec, IFullCodec
+from attrs import frozen
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from railgun.delta.codec import (
+    ENCODE_IN_THREAD_ABOVE,
+    DeltaError,
+    IDeltaCodec,
+    IFullCodec,
+    offReactorAbove,
+)
 from railgun.delta.digest import versionDigest
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorFromThreads
+    from twisted.python.threadpool import ThreadPool
+
+log = Logger()
 
 #: a compressed full body is used only when it saves at least this share;
 #: below it, decompressing costs the edge more than the bytes save.
@@ -129,3 +146,42 @@ def decodeVersion(
     if versionDigest(body) != digest:
         raise VersionMismatch("rebuilt body does not match the announced digest")
     return body
+
+
+def deferEncodeVersion(
+    reactor: IReactorFromThreads,
+    threadpool: ThreadPool,
+    body: bytes,
+    threshold: int = ENCODE_IN_THREAD_ABOVE,
+    **kwargs: Any,
+) -> Deferred[EncodedVersion]:
+    """
+    L{encodeVersion} in C{threadpool} when it is heavy (a body over
+    C{threshold} bytes, or a delta the codec's budget makes at its best
+    level), inline otherwise; then, when the delta codec asks for it
+    (C{shouldPrepare}), hash C{body} in the thread pool as the base the next
+    version of the page will be encoded against, off every request's path.
+
+    @param kwargs: as for L{encodeVersion}.
+    @return: a L{Deferred} firing with the encoded version.
+    """
+    codec = kwargs.get("deltaCodec")
+    baseBody = kwargs.get("baseBody")
+    heavy = len(body)
+    if (
+        codec is not None
+        and baseBody
+        and hasattr(codec, "levelFor")
+        and codec.levelFor(baseBody, len(body)) != codec.levelFor(b"", len(body))
+    ):
+        heavy = threshold + 1
+    d = offReactorAbove(
+        reactor, threadpool, heavy, threshold, lambda: encodeVersion(body, **kwargs)
+    )
+    if codec is not None and getattr(codec, "shouldPrepare", None) is not None:
+        if codec.shouldPrepare(body):
+            prepared = deferToThreadPool(reactor, threadpool, codec.prepare, body)
+            prepared.addErrback(
+                lambda f: log.failure("preparing a base at the best level", f)
+            )
+    return d

@@ -28,6 +28,7 @@ from railgun.delta.codec import (
     deferEncode,
 )
 from railgun.delta.digest import DIGEST_RE, isValidDigest, versionDigest
+from railgun.versions import deferEncodeVersion
 
 HYPOTHESIS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -554,3 +555,128 @@ class LargeLevelTests(SynchronousTestCase):
         delta = codec.encode(base, target)
         self.assertLess(len(delta), 200)
         self.assertEqual(codec.decode(base, delta, len(target)), target)
+
+
+class _RecordingPool:
+    """
+    A thread pool that runs each call at once and records it.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+
+    def callInThreadWithCallback(self, onResult, f, *a, **kw):
+        self.calls.append(f)
+        onResult(True, f(*a, **kw))
+
+
+class _ImmediateReactor:
+    def callFromThread(self, f, *a, **kw):
+        f(*a, **kw)
+
+
+class BudgetTests(SynchronousTestCase):
+    """
+    Tests for the encode-time budget of L{ZstdPatchCodec}: level 19 where
+    its estimated time fits, the fixed level elsewhere, and bases hashed
+    ahead of time by L{ZstdPatchCodec.prepare}.
+    """
+
+    def test_noBudgetFixedLevel(self) -> None:
+        """
+        Without a budget, every delta is made at the fixed level.
+        """
+        codec = ZstdPatchCodec()
+        self.assertEqual(codec.levelFor(page(50, 2000), 2000), 9)
+        self.assertFalse(codec.shouldPrepare(page(50, 2000)))
+        self.assertFalse(codec.prepare(page(50, 2000)))
+
+    def test_smallFitsCold(self) -> None:
+        """
+        A small page fits the budget at level 19 even cold, a large one
+        does not, and the delta is the one a level-19 codec makes.
+        """
+        codec = ZstdPatchCodec(budget=0.005)
+        base, target = page(51, 20_000), page(52, 20_500)
+        self.assertEqual(codec.levelFor(base, len(target)), 19)
+        self.assertEqual(codec.levelFor(page(53, 200_000), 200_000), 9)
+        delta = codec.encode(base, target)
+        self.assertEqual(delta, ZstdPatchCodec(19).encode(base, target))
+        self.assertNotEqual(delta, ZstdPatchCodec().encode(base, target))
+        self.assertEqual(codec.decode(base, delta, len(target)), target)
+
+    def test_preparedBaseFitsWarm(self) -> None:
+        """
+        A medium page over the budget cold fits it once its base was
+        prepared, and is then encoded at level 19; a prepared base is not
+        prepared again.
+        """
+        codec = ZstdPatchCodec(budget=0.005)
+        base = page(54, 100_000)
+        target = base[:50_000] + b"<p>fresh</p>" + base[50_000:]
+        self.assertEqual(codec.levelFor(base, len(target)), 9)
+        self.assertTrue(codec.shouldPrepare(base))
+        self.assertTrue(codec.prepare(base))
+        self.assertFalse(codec.shouldPrepare(base))
+        self.assertFalse(codec.prepare(base))
+        self.assertEqual(codec.levelFor(base, len(target)), 19)
+        delta = codec.encode(base, target)
+        self.assertEqual(delta, ZstdPatchCodec(19).encode(base, target))
+        self.assertEqual(codec.decode(base, delta, len(target)), target)
+
+    def test_tooLargeToPrepare(self) -> None:
+        """
+        A base over 256 KiB is never prepared (a kept compressor does not
+        make the next level-19 encode cheaper there), nor one whose warm
+        encode would still not fit.
+        """
+        self.assertFalse(ZstdPatchCodec(budget=10.0).shouldPrepare(page(55, 300_000)))
+        self.assertFalse(ZstdPatchCodec(budget=0.001).shouldPrepare(page(55, 100_000)))
+
+    def test_negativeBudgetRefused(self) -> None:
+        """
+        A negative budget is a programming error.
+        """
+        self.assertRaises(ValueError, ZstdPatchCodec, budget=-1.0)
+
+    def test_deferEncodeVersionPrepares(self) -> None:
+        """
+        L{deferEncodeVersion} sends a level-19 delta to the thread pool,
+        and then hashes the fresh body there as the next base.
+        """
+        codec = ZstdPatchCodec(budget=0.005)
+        base = page(56, 20_000)
+        target = base + b"<p>more</p>"
+        pool = _RecordingPool()
+        d = deferEncodeVersion(
+            _ImmediateReactor(),
+            pool,
+            target,
+            baseDigest=versionDigest(base),
+            baseBody=base,
+            deltaCodec=codec,
+            fullCodec=None,
+        )
+        encoded = self.successResultOf(d)
+        self.assertEqual(encoded.mode, "delta")
+        self.assertEqual(encoded.payload, ZstdPatchCodec(19).encode(base, target))
+        self.assertEqual(len(pool.calls), 2)
+        self.assertFalse(codec.shouldPrepare(target))
+
+    def test_deferEncodeVersionSmallFixedInline(self) -> None:
+        """
+        Without a budget a small body is encoded inline and nothing is
+        prepared.
+        """
+        base = page(57, 5_000)
+        pool = ThreadPool()  # never started: using it would hang the test
+        d = deferEncodeVersion(
+            MemoryReactorClock(),
+            pool,
+            base + b"x",
+            baseDigest=versionDigest(base),
+            baseBody=base,
+            deltaCodec=ZstdPatchCodec(),
+            fullCodec=None,
+        )
+        self.assertEqual(self.successResultOf(d).mode, "delta")

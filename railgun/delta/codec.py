@@ -50,6 +50,34 @@ _WINDOWLOG_MAX = 31
 # and chain tables, four bytes per entry.
 _TABLE_ENTRY_BYTES = 4
 
+BEST_LEVEL = 19
+"""
+The level a budget buys when it can: on the corpus it comes within 0.5% of
+C{zstd --ultra -22 --long --patch-from} (C{docs/benchmarks.md}, "Codec").
+"""
+
+BEST_COLD_SECONDS_PER_BYTE = 70e-9
+"""
+Estimated CPU time of a level-19 encode per byte of base and target when the
+base is not hashed yet (measured on the corpus: 31-62 ns for pages up to
+160 KB, 133-138 ns for the 580-740 KB ones; C{python -m bench.codec},
+"Encode time per level").
+"""
+
+BEST_WARM_SECONDS_PER_BYTE = 35e-9
+"""
+Estimated CPU time of a level-19 encode per target byte when a compressor
+that already hashed the base is kept (10-49 ns per byte measured for pages
+up to 160 KB). Above L{BEST_WARM_UP_TO} a kept compressor saves nothing at
+that level (libzstd loads such a dictionary again for every frame).
+"""
+
+BEST_WARM_UP_TO = 256 * 1024
+"""
+Largest base for which a kept level-19 compressor makes the next encode
+cheaper (measured: 740 KB pages took 195 ms cold and 202 ms warm).
+"""
+
 
 class DeltaError(Exception):
     """
@@ -185,7 +213,8 @@ def _zstdDecodeFrame(
 @define
 class _CompressorCache:
     """
-    A small LRU of zstd compressors that have hashed a base, keyed by base.
+    A small LRU of zstd compressors that have hashed a base, keyed by base
+    and level.
 
     Hashing a 700 KB base costs more than compressing the target against it,
     and several edges (or lanes) asking against the same version reuse it. A
@@ -196,41 +225,57 @@ class _CompressorCache:
     """
 
     _maxBytes: int
-    _entries: OrderedDict[bytes, tuple[zstandard.ZstdCompressor, int, int]] = field(
-        factory=OrderedDict
-    )
+    _entries: OrderedDict[
+        tuple[bytes, int], tuple[zstandard.ZstdCompressor, int, int]
+    ] = field(factory=OrderedDict)
     _size: int = 0
     _lock: threading.Lock = field(factory=threading.Lock)
 
-    def take(
-        self, base: bytes, windowLog: int
-    ) -> tuple[zstandard.ZstdCompressor, int] | None:
+    def holds(self, base: bytes, level: int, windowLog: int) -> bool:
         """
-        Remove and return the compressor for C{base} and its cost, if there
-        is one whose window is at least C{windowLog}.
+        Whether a compressor for C{base} at C{level} with a window of at
+        least C{windowLog} is kept (and not taken by another thread).
         """
         with self._lock:
-            entry = self._entries.get(base)
+            entry = self._entries.get((base, level))
+            return entry is not None and entry[1] >= windowLog
+
+    def take(
+        self, base: bytes, level: int, windowLog: int
+    ) -> tuple[zstandard.ZstdCompressor, int] | None:
+        """
+        Remove and return the compressor for C{base} at C{level} and its
+        cost, if there is one whose window is at least C{windowLog}.
+        """
+        with self._lock:
+            key = (base, level)
+            entry = self._entries.get(key)
             if entry is None or entry[1] < windowLog:
                 return None
-            del self._entries[base]
+            del self._entries[key]
             self._size -= entry[2]
             return entry[0], entry[2]
 
     def give(
-        self, base: bytes, cctx: zstandard.ZstdCompressor, windowLog: int, cost: int
+        self,
+        base: bytes,
+        cctx: zstandard.ZstdCompressor,
+        windowLog: int,
+        cost: int,
+        level: int,
     ) -> None:
         """
-        Keep C{cctx} for C{base}, dropping the least recently used entries
-        to stay within budget.
+        Keep C{cctx} for C{base} at C{level}, dropping the least recently
+        used entries to stay within budget.
         """
         if cost > self._maxBytes:
             return
         with self._lock:
-            old = self._entries.pop(base, None)
+            key = (base, level)
+            old = self._entries.pop(key, None)
             if old is not None:
                 self._size -= old[2]
-            self._entries[base] = (cctx, windowLog, cost)
+            self._entries[key] = (cctx, windowLog, cost)
             self._size += cost
             while self._size > self._maxBytes:
                 _, (_, _, oldCost) = self._entries.popitem(last=False)
@@ -269,11 +314,15 @@ class ZstdPatchCodec:
     _cacheBytes: int = 32 * 1024 * 1024
     _largeLevel: int | None = None
     _largeAbove: int = 256 * 1024
+    _budget: float | None = None
+    _bestLevel: int = BEST_LEVEL
     name: str = field(default="zstd-patch", init=False)
     _cache: _CompressorCache = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        for level in (self._level, self._largeLevel or self._level):
+        if self._budget is not None and self._budget < 0:
+            raise ValueError(f"encode budget {self._budget} is negative")
+        for level in (self._level, self._largeLevel or self._level, self._bestLevel):
             if not 1 <= level <= zstandard.MAX_COMPRESSION_LEVEL:
                 raise ValueError(f"zstd level {level} out of range")
         self._cache = _CompressorCache(self._cacheBytes)
@@ -290,6 +339,101 @@ class ZstdPatchCodec:
         if self._largeLevel is not None and baseSize > self._largeAbove:
             return self._largeLevel
         return self._level
+
+    def estimateBest(self, base: bytes, targetSize: int) -> float:
+        """
+        Estimated CPU seconds of encoding a target of C{targetSize} bytes
+        against C{base} at the best level: the base's hashing is counted
+        unless a compressor that did it is kept (and it pays at that size).
+
+        @param base: the base the delta would be made against.
+        @param targetSize: the target's size in bytes.
+        """
+        if len(base) <= BEST_WARM_UP_TO and self._cache.holds(
+            base, self._bestLevel, self._windowFor(base, targetSize)
+        ):
+            return targetSize * BEST_WARM_SECONDS_PER_BYTE
+        return (len(base) + targetSize) * BEST_COLD_SECONDS_PER_BYTE
+
+    def levelFor(self, base: bytes, targetSize: int) -> int:
+        """
+        The level to encode a target of C{targetSize} bytes against C{base}
+        at: with an encode-time budget, the best level when its estimated
+        time (L{estimateBest}) fits in the budget, else the fixed level
+        (L{_levelFor}); without a budget, always the fixed level.
+        """
+        if (
+            self._budget is not None
+            and base
+            and self.estimateBest(base, targetSize) <= self._budget
+        ):
+            return self._bestLevel
+        return self._levelFor(len(base))
+
+    def prepare(self, base: bytes) -> bool:
+        """
+        Hash C{base} at the best level now, keeping the compressor, so that
+        the next target encoded against it (a fresh version of the same
+        page, usually its size) fits the budget at the best level. Meant to
+        run in a thread, off any request's path: the origin role calls it
+        for each new version it stores.
+
+        @return: whether a compressor was prepared (not when there is no
+            budget, when the base is too large for a kept compressor to
+            help, when the best level would not fit the budget even warm,
+            or when one is already kept).
+        """
+        if not self.shouldPrepare(base):
+            return False
+        windowLog = self._windowFor(base, len(base))
+        cctx, cost = self._compressor(base, windowLog, self._bestLevel)
+        # Compressing anything hashes the dictionary (and keeps it hashed).
+        cctx.compress(b"")
+        self._cache.give(base, cctx, windowLog, cost, self._bestLevel)
+        return True
+
+    def shouldPrepare(self, base: bytes) -> bool:
+        """
+        Whether L{prepare} would do anything for C{base}: cheap, so a caller
+        decides on its own thread whether to start one in another.
+        """
+        return (
+            self._budget is not None
+            and 0 < len(base) <= BEST_WARM_UP_TO
+            and len(base) * BEST_WARM_SECONDS_PER_BYTE <= self._budget
+            and not self._cache.holds(
+                base, self._bestLevel, self._windowFor(base, len(base))
+            )
+        )
+
+    @staticmethod
+    def _windowFor(base: bytes, targetSize: int) -> int:
+        # The window is sized for a target up to twice the base, so a cached
+        # compressor fits the next version of the same page too.
+        return _windowLog(len(base) + max(targetSize, 2 * len(base)))
+
+    def _compressor(
+        self, base: bytes, windowLog: int, level: int
+    ) -> tuple[zstandard.ZstdCompressor, int]:
+        """
+        A new compressor holding C{base} as its raw-content dictionary, and
+        the estimated bytes it takes.
+        """
+        params = self._params(2 * len(base), windowLog, level)
+        # Not precomputed: the dictionary is then hashed inside compress(),
+        # which releases the GIL (precompute_compress does not), so a thread
+        # pool keeps the reactor free.
+        cctx = zstandard.ZstdCompressor(
+            dict_data=zstandard.ZstdCompressionDict(
+                base, dict_type=zstandard.DICT_TYPE_RAWCONTENT
+            ),
+            compression_params=params,
+        )
+        # The compressor's tables and the dictionary's hashed copy.
+        cost = len(base) + 2 * _TABLE_ENTRY_BYTES * (
+            (1 << params.hash_log) + (1 << params.chain_log)
+        )
+        return cctx, cost
 
     def _params(
         self, sizeHint: int, windowLog: int, level: int | None = None
@@ -333,29 +477,21 @@ class ZstdPatchCodec:
         if not base:
             params = self._params(2 * len(target), _windowLog(len(target)))
             return zstandard.ZstdCompressor(compression_params=params).compress(target)
-        # The window is sized for a target up to twice the base, so a cached
-        # compressor fits the next version of the same page too.
-        windowLog = _windowLog(len(base) + max(len(target), 2 * len(base)))
-        taken = self._cache.take(base, windowLog)
+        return self.encodeAt(base, target, self.levelFor(base, len(target)))
+
+    def encodeAt(self, base: bytes, target: bytes, level: int) -> bytes:
+        """
+        Encode C{target} against a non-empty C{base} at C{level}, reusing a
+        kept compressor for that base and level.
+        """
+        windowLog = self._windowFor(base, len(target))
+        taken = self._cache.take(base, level, windowLog)
         if taken is None:
-            params = self._params(2 * len(base), windowLog, self._levelFor(len(base)))
-            # Not precomputed: the dictionary is then hashed inside
-            # compress(), which releases the GIL (precompute_compress does
-            # not), so a thread pool keeps the reactor free.
-            cctx = zstandard.ZstdCompressor(
-                dict_data=zstandard.ZstdCompressionDict(
-                    base, dict_type=zstandard.DICT_TYPE_RAWCONTENT
-                ),
-                compression_params=params,
-            )
-            # The compressor's tables and the dictionary's hashed copy.
-            cost = len(base) + 2 * _TABLE_ENTRY_BYTES * (
-                (1 << params.hash_log) + (1 << params.chain_log)
-            )
+            cctx, cost = self._compressor(base, windowLog, level)
         else:
             cctx, cost = taken
         delta = cctx.compress(target)
-        self._cache.give(base, cctx, windowLog, cost)
+        self._cache.give(base, cctx, windowLog, cost, level)
         return delta
 
     def decode(self, base: bytes, delta: bytes, maxSize: int) -> bytes:
@@ -547,7 +683,7 @@ class CodecRegistry:
 
 
 def defaultRegistry(
-    deltaLevel: int = 9, largeLevel: int | None = None
+    deltaLevel: int = 9, largeLevel: int | None = None, budget: float | None = None
 ) -> CodecRegistry:
     """
     The codecs the project uses, with the levels chosen by measurement.
@@ -560,9 +696,14 @@ def defaultRegistry(
         delta on the corpus' large pages, where 9 is 15-37% above it, but
         costs ~95 ms instead of ~8 ms per 740 KB page: about 500 bytes saved
         for 100 ms added to the fetch (docs/benchmarks.md).
+    @param budget: encode-time budget in seconds: a delta whose level-19
+        encode is estimated to fit is made at level 19, others at the
+        levels above (L{ZstdPatchCodec.levelFor}); L{None} for none.
     """
     registry = CodecRegistry()
-    registry.registerDelta(ZstdPatchCodec(deltaLevel, largeLevel=largeLevel))
+    registry.registerDelta(
+        ZstdPatchCodec(deltaLevel, largeLevel=largeLevel, budget=budget)
+    )
     registry.registerFull(ZstdFullCodec())
     registry.registerFull(GzipFullCodec())
     registry.registerFull(IdentityFullCodec())

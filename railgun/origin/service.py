@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from railgun._listening import ListeningPort, withBacklog
 from railgun.config import OriginConfig, StoreConfig
-from railgun.delta.codec import ENCODE_IN_THREAD_ABOVE, defaultRegistry, offReactorAbove
+from railgun.delta.codec import defaultRegistry
 from railgun.link.factory import LinkServerFactory
 from railgun.logs import AccessRecord
 from railgun.origin.handler import OriginContext, OriginStreamHandler
@@ -33,7 +33,7 @@ from railgun.tls import (
     serverOptions,
 )
 from railgun.upstream.client import makeOriginClient
-from railgun.versions import EncodedVersion, encodeVersion
+from railgun.versions import EncodedVersion, deferEncodeVersion
 
 log = Logger()
 
@@ -82,15 +82,11 @@ class OriginService(Service):
         )
 
     def _encode(self, body: bytes, **kwargs: Any) -> Deferred[EncodedVersion]:
-        # zstandard releases the GIL: a large encode runs in the reactor's
-        # thread pool so it does not stall every other stream.
+        # zstandard releases the GIL: a large (or level-19) encode runs in
+        # the reactor's thread pool so it does not stall every other stream.
         started = self._reactor.seconds()
-        d = offReactorAbove(
-            self._reactor,
-            self._reactor.getThreadPool(),
-            len(body),
-            ENCODE_IN_THREAD_ABOVE,
-            lambda: encodeVersion(body, **kwargs),
+        d = deferEncodeVersion(
+            self._reactor, self._reactor.getThreadPool(), body, **kwargs
         )
         return d.addCallback(self._encoded, started)
 
@@ -131,7 +127,11 @@ class OriginService(Service):
             # With deltas off, bodies still cross the link compressed
             # ("full") but no version is kept or looked up.
             store=self.store if config.delta.enabled else None,
-            codecs=defaultRegistry(config.delta.level, config.delta.largeLevel),
+            codecs=defaultRegistry(
+                config.delta.level,
+                config.delta.largeLevel,
+                config.delta.budgetMs / 1000 or None,
+            ),
             deltaMaxSize=config.delta.maxSize,
             encode=self._encode,
             accessLog=self._accessLog,
