@@ -477,6 +477,97 @@ def machineInfo(sequences: list[Sequence]) -> dict:
     }
 
 
+#: size classes of the level table: (label, smallest, largest) page size.
+SIZE_CLASSES = (
+    ("< 32 KB", 0, 32 * 1024),
+    ("32-128 KB", 32 * 1024, 128 * 1024),
+    ("128-256 KB", 128 * 1024, 256 * 1024),
+    ("> 256 KB", 256 * 1024, 1 << 40),
+)
+
+
+def levelTable(
+    sequences: list[Sequence], levels: tuple[int, ...] = (9, 12, 16, 19)
+) -> list[dict]:
+    """
+    Encode time and size per zstd level and page size class, to choose a
+    level from an encode-time budget: for every pair, the delta's size, the
+    CPU time of a cold encode (base not hashed yet) and of a warm one (a
+    compressor that hashed the base kept, as C{ZstdPatchCodec.prepare}
+    leaves it). Every delta is checked by decoding it.
+
+    @return: one row per (size class, level): pairs, identity bytes, delta
+        bytes, median cold and warm ms, and ns per byte (cold: per byte of
+        base and target; warm: per target byte).
+    """
+    rows = []
+    for label, low, high in SIZE_CLASSES:
+        pairs = [
+            (b, t)
+            for seq in sequences
+            for b, t in zip(seq.versions, seq.versions[1:], strict=False)
+            if low <= len(b) < high
+        ]
+        if not pairs:
+            continue
+        for level in levels:
+            cold, warm, coldNs, warmNs = [], [], [], []
+            size = identity = 0
+            for b, t in pairs:
+                codec = ZstdPatchCodec(level)
+                start = time.process_time()
+                delta = codec.encodeAt(b, t, level)
+                elapsed = time.process_time() - start
+                cold.append(elapsed)
+                coldNs.append(elapsed * 1e9 / (len(b) + len(t)))
+                start = time.process_time()
+                codec.encodeAt(b, t, level)
+                elapsed = time.process_time() - start
+                warm.append(elapsed)
+                warmNs.append(elapsed * 1e9 / max(1, len(t)))
+                if codec.decode(b, delta, len(t)) != t:
+                    raise AssertionError(f"level {level} delta does not decode")
+                size += len(delta)
+                identity += len(t)
+            rows.append(
+                {
+                    "class": label,
+                    "level": level,
+                    "pairs": len(pairs),
+                    "identity": identity,
+                    "bytes": size,
+                    "cold_ms": statistics.median(cold) * 1e3,
+                    "warm_ms": statistics.median(warm) * 1e3,
+                    "cold_ns_per_byte": statistics.median(coldNs),
+                    "warm_ns_per_byte": statistics.median(warmNs),
+                }
+            )
+    return rows
+
+
+def levelReport(rows: list[dict]) -> str:
+    """
+    @return: the level table as Markdown.
+    """
+    lines = [
+        "| page size | level | pairs | delta bytes (% of identity) | "
+        "vs level 9 | cold ms (median) | warm ms (median) | cold ns/B "
+        "(base+target) | warm ns/B (target) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    nine = {r["class"]: r["bytes"] for r in rows if r["level"] == 9}
+    for r in rows:
+        ref = nine.get(r["class"])
+        lines.append(
+            f"| {r['class']} | {r['level']} | {r['pairs']} | {r['bytes']:,} "
+            f"({pct(r['bytes'], r['identity'])}) | "
+            + (f"{r['bytes'] / ref:.3f}" if ref else "–")
+            + f" | {r['cold_ms']:.1f} | {r['warm_ms']:.1f} | "
+            f"{r['cold_ns_per_byte']:.0f} | {r['warm_ns_per_byte']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """
     Command-line entry point; returns the exit status.
@@ -487,12 +578,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="fewer levels, no zstd CLI reference"
     )
+    parser.add_argument(
+        "--levels",
+        action="store_true",
+        help="only the encode time per level and page size table",
+    )
     args = parser.parse_args(argv)
     try:
         sequences = loadCorpus(args.corpus)
     except CorpusMissing as e:
         print(f"bench.codec: {e}", file=sys.stderr)
         return 2
+    if args.levels:
+        rows = levelTable(sequences)
+        print(levelReport(rows))
+        if args.json is not None:
+            args.json.write_text(json.dumps({"levels": rows}, indent=1))
+        return 0
     info = machineInfo(sequences)
     results = [measure(sequences, m) for m in methods(args.quick)]
     # The content-encoding levels the edge uses towards clients, as wired.

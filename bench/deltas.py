@@ -57,6 +57,9 @@ DOMAIN = "deltas.test"
 
 #: acceptance: link bytes at most this multiple of the best offline delta.
 OFFLINE_LIMIT = 1.10
+#: acceptance (issue 14): link bytes at most this multiple of
+#: C{zstd -19 --patch-from} against the previous version, summed per set.
+ZSTD19_LIMIT = 1.00
 #: acceptance: link bytes under this share of gzip -6 of the targets.
 GZIP_LIMIT = 0.10
 
@@ -217,6 +220,64 @@ def localSequences() -> tuple[list[PageSequence], list[str]]:
     return sequences, notes
 
 
+def gitSequences(specs: list[str], count: int) -> tuple[list[PageSequence], list[str]]:
+    """
+    Unseen sequences from public git histories of scraped pages or API
+    responses ("git scraping" repositories), read in place: C{GITDIR:PATH}
+    takes the last C{count} committed versions of C{PATH} (oldest first)
+    from the git directory C{GITDIR} (a bare mirror will do). Nothing is
+    copied into the project.
+
+    @return: the sequences, and notes on specs that gave none.
+    """
+    sequences: list[PageSequence] = []
+    notes: list[str] = []
+    for spec in specs:
+        gitDir, _, path = spec.rpartition(":")
+        commits = subprocess.run(
+            [
+                "git",
+                f"--git-dir={gitDir}",
+                "log",
+                f"-{count}",
+                "--format=%H %cs",
+                "--",
+                path,
+            ],
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
+        lines = commits.stdout.decode().split()
+        pairs = list(zip(lines[::2], lines[1::2], strict=False))[::-1]
+        items = []
+        for commit, date in pairs:
+            out = subprocess.run(
+                ["git", f"--git-dir={gitDir}", "show", f"{commit}:{path}"],
+                capture_output=True,
+                check=False,
+                timeout=120,
+            )
+            if out.returncode == 0:
+                items.append((f"{commit[:10]} {date}", out.stdout))
+        repo = (
+            Path(gitDir).parent.name
+            if Path(gitDir).name == "repo"
+            else Path(gitDir).name
+        )
+        name = re.sub(
+            r"[^a-z0-9-]+", "-", f"{repo.split('+')[-1]}-{Path(path).stem}".lower()
+        )[:60]
+        seq = _dedupe(name, path.rpartition(".")[2].lower() or "txt", items)
+        if seq is None:
+            notes.append(f"{spec}: fewer than two versions")
+        else:
+            sequences.append(
+                PageSequence(seq.name, seq.extension, "git", seq.versions, seq.labels)
+            )
+    return sequences, notes
+
+
 # Offline references
 
 
@@ -250,6 +311,25 @@ def zstdPatchSize(zstd: str, base: bytes, target: bytes) -> int:
     return len(out.stdout)
 
 
+def zstd19Size(zstd: str, base: bytes, target: bytes, check: bool) -> int:
+    """
+    @return: the size of C{zstd -19 --patch-from=BASE TARGET}, with the
+        CLI's default frame checksum or (C{check=False}) without it.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-deltas-") as tmp:
+        b, t = Path(tmp) / "base", Path(tmp) / "target"
+        b.write_bytes(base)
+        t.write_bytes(target)
+        args = ["-19"] + ([] if check else ["--no-check"])
+        out = subprocess.run(
+            [zstd, "-q", "-c", *args, f"--patch-from={b}", str(t)],
+            capture_output=True,
+            check=True,
+            timeout=300,
+        )
+    return len(out.stdout)
+
+
 def offline(
     sequences: list[PageSequence], zstd: str | None
 ) -> dict[str, dict[str, list[int]]]:
@@ -275,11 +355,26 @@ def offline(
                 jobs.append(
                     (
                         seq.name,
+                        "zstd",
                         [pool.submit(zstdPatchSize, zstd, b, t) for b, t in pairs],
                     )
                 )
-        for name, futures in jobs:
-            result[name]["zstd"] = [f.result() for f in futures]
+                jobs.append(
+                    (
+                        seq.name,
+                        "zstd19",
+                        [pool.submit(zstd19Size, zstd, b, t, True) for b, t in pairs],
+                    )
+                )
+                jobs.append(
+                    (
+                        seq.name,
+                        "zstd19nc",
+                        [pool.submit(zstd19Size, zstd, b, t, False) for b, t in pairs],
+                    )
+                )
+        for name, key, futures in jobs:
+            result[name][key] = [f.result() for f in futures]
     return result
 
 
@@ -323,8 +418,9 @@ class _Deployment:
     mutual TLS on loopback.
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, budgetMs: float | None = None) -> None:
         self._reactor = reactor
+        self._budgetMs = budgetMs
         self._stops: list[Any] = []
 
     async def start(self, site: Any) -> None:
@@ -333,6 +429,7 @@ class _Deployment:
 
         from railgun.certs import generateDeployment
         from railgun.config import (
+            DeltaConfig,
             EdgeConfig,
             LinkTuning,
             OriginConfig,
@@ -357,6 +454,9 @@ class _Deployment:
                 token=token,
                 linkListen="tcp:0:interface=127.0.0.1",
                 link=tuning,
+                delta=DeltaConfig()
+                if self._budgetMs is None
+                else DeltaConfig(budgetMs=self._budgetMs),
             ),
             reactor,
             credentials=credentialsFromDeployment(tls, "origin"),
@@ -425,7 +525,11 @@ def _modes(before: dict[str, int], after: dict[str, int]) -> str:
 
 
 async def measure(
-    reactor: Any, sequences: list[PageSequence], cookies: bool = False
+    reactor: Any,
+    sequences: list[PageSequence],
+    cookies: bool = False,
+    budgetMs: float | None = None,
+    pause: float = 0.0,
 ) -> dict[str, list[dict[str, Any]]]:
     """
     Fetch every version of every sequence in order through the deployment.
@@ -434,14 +538,23 @@ async def measure(
         different user each time), as a site's ordinary pages get them; the
         origin answers the same public pages (no C{Set-Cookie}, not
         C{private}, no C{Vary: Cookie}), so deltas must still be used.
-
-    @return: per sequence, one record per fetch.
+    @param budgetMs: the origin role's C{delta.budget_ms}, L{None} for its
+        default.
+    @param pause: seconds between two fetches (versions of a real page are
+        minutes apart; the origin role's work in its thread pool, such as
+        preparing the next base, is done meanwhile).
+    @return: per sequence, one record per fetch, with the CPU seconds of
+        this process (both roles, their threads, and the origin server)
+        spent on it.
     """
+    import time
+
+    from twisted.internet.task import deferLater
     from twisted.web.server import Site
 
     site = Site(SequenceOrigin(sequences))
     site.displayTracebacks = False
-    deployment = _Deployment(reactor)
+    deployment = _Deployment(reactor, budgetMs)
     await deployment.start(site)
     results: dict[str, list[dict[str, Any]]] = {}
     try:
@@ -460,10 +573,18 @@ async def measure(
                     dict(edge.fallbacks) | dict(origin.fallbacks),
                     deployment.linkFrameBytes(),
                 )
+                if pause:
+                    await deferLater(reactor, pause, lambda: None)
+                cpu = time.process_time()
                 status, body = await deployment.fetch(
                     host,
                     b"session=user%d-%s" % (k, seq.name.encode()) if cookies else None,
                 )
+                if pause:
+                    # Background work the fetch started (the next base
+                    # prepared) is counted with it.
+                    await deferLater(reactor, pause, lambda: None)
+                cpu = time.process_time() - cpu
                 records.append(
                     {
                         "version": k + 1,
@@ -471,6 +592,7 @@ async def measure(
                         "status": status,
                         "body_ok": status == 200 and body == expected,
                         "mode": _modes(before[2], dict(edge.bodies)),
+                        "cpu_seconds": cpu,
                         "edge_link_bytes": edge.bodyBytesOnLink - before[0],
                         "origin_link_bytes": origin.bodyBytesOnLink - before[1],
                         "link_frame_bytes": deployment.linkFrameBytes() - before[4],
@@ -505,6 +627,8 @@ def summarise(
         pairs = records[1:]
         ref = refs[seq.name]
         zstdBytes = sum(ref["zstd"]) if "zstd" in ref else None
+        z19 = sum(ref["zstd19"]) if "zstd19" in ref else None
+        z19nc = sum(ref["zstd19nc"]) if "zstd19nc" in ref else None
         rows.append(
             {
                 "sequence": seq.name,
@@ -520,6 +644,9 @@ def summarise(
                 "origin_link_bytes": sum(r["origin_link_bytes"] for r in pairs),
                 "link_frame_bytes": sum(r["link_frame_bytes"] for r in pairs),
                 "offline_zstd_bytes": zstdBytes,
+                "zstd19_bytes": z19,
+                "zstd19nc_bytes": z19nc,
+                "cpu_ms": 1000 * sum(r["cpu_seconds"] for r in pairs),
                 "codec_offline_bytes": sum(ref["codec"]),
                 "codec19_offline_bytes": sum(ref["codec19"]),
                 "gzip6_bytes": sum(ref["gzip6"]),
@@ -534,7 +661,7 @@ def summarise(
     for row in rows:
         _ratios(row)
     totals = {}
-    for group in ("corpus", "local", "all"):
+    for group in ("corpus", "local", "git", "all"):
         members = [r for r in rows if group == "all" or r["group"] == group]
         if members:
             totals[group] = _total(group, members)
@@ -558,6 +685,12 @@ def _sumDicts(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
 
 def _ratios(row: dict[str, Any]) -> None:
     link = row["link_bytes"]
+    for key in ("zstd19", "zstd19nc"):
+        ref = row[f"{key}_bytes"]
+        row[f"ratio_{key}"] = link / ref if ref else None
+    row["meets_zstd19"] = (
+        None if row["ratio_zstd19"] is None else row["ratio_zstd19"] <= ZSTD19_LIMIT
+    )
     offline = row["offline_zstd_bytes"]
     row["ratio_offline"] = link / offline if offline else None
     row["ratio_gzip"] = link / row["gzip6_bytes"] if row["gzip6_bytes"] else None
@@ -576,6 +709,7 @@ def _total(name: str, members: list[dict[str, Any]]) -> dict[str, Any]:
         "first_link_bytes",
         "pairs",
         "target_identity_bytes",
+        "cpu_ms",
         "link_bytes",
         "origin_link_bytes",
         "link_frame_bytes",
@@ -588,6 +722,9 @@ def _total(name: str, members: list[dict[str, Any]]) -> dict[str, Any]:
         total[key] = sum(m[key] for m in members)
     offline = [m["offline_zstd_bytes"] for m in members]
     total["offline_zstd_bytes"] = None if None in offline else sum(offline)
+    for key in ("zstd19_bytes", "zstd19nc_bytes"):
+        values = [m[key] for m in members]
+        total[key] = None if None in values else sum(values)
     total["modes"] = _sumDicts(m["modes"] for m in members)
     total["fallbacks"] = _sumDicts(m["fallbacks"] for m in members)
     total["bodies_ok"] = all(m["bodies_ok"] for m in members)
@@ -654,6 +791,10 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         "link frames",
         "best offline",
         "link / offline",
+        "zstd -19 (no check)",
+        "link / -19 (no check)",
+        f"≤ {ZSTD19_LIMIT:.2f}× -19",
+        "CPU ms / pair",
         "gzip -6",
         "link / gzip",
         f"≤ {OFFLINE_LIMIT:g}× offline",
@@ -671,6 +812,12 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             _n(r["link_frame_bytes"]),
             _n(r["offline_zstd_bytes"]),
             "–" if r["ratio_offline"] is None else f"{r['ratio_offline']:.3f}",
+            f"{_n(r['zstd19_bytes'])} ({_n(r['zstd19nc_bytes'])})",
+            "–"
+            if r["ratio_zstd19"] is None
+            else f"{r['ratio_zstd19']:.3f} ({r['ratio_zstd19nc']:.3f})",
+            _verdict(r["meets_zstd19"]),
+            f"{r['cpu_ms'] / max(1, r['pairs']):.1f}",
             _n(r["gzip6_bytes"]),
             "–" if r["ratio_gzip"] is None else f"{r['ratio_gzip']:.4f}",
             _verdict(r["meets_offline"]),
@@ -682,12 +829,15 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     for group, title in (
         ("corpus", "The project's corpus"),
         ("local", "Unseen real sequences found on this machine"),
+        ("git", "Unseen sequences from public git-scraping histories"),
     ):
         members = [r for r in summary["sequences"] if r["group"] == group]
         lines.append(f"### {title}")
         lines.append("")
         if group == "local":
             lines += meta["local_text"]
+        if group == "git":
+            lines += meta.get("git_text", [])
         if not members:
             lines.append("(none)")
             lines.append("")
@@ -695,7 +845,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         rows = [row(r) for r in members] + [row(totals[group], bold=True)]
         lines.append(table(header, rows))
         lines.append("")
-    if "local" in totals:
+    if "local" in totals or "git" in totals:
         lines.append("### All sequences")
         lines.append("")
         lines.append(table(header, [row(totals["all"], bold=True)]))
@@ -716,11 +866,22 @@ def findings(summary: dict[str, Any]) -> list[str]:
     for group, what in (
         ("corpus", "the corpus"),
         ("local", "the unseen local sequences"),
+        ("git", "the unseen git-scraping sequences"),
         ("all", "everything"),
     ):
         t = totals.get(group)
-        if t is None or (group == "all" and "local" not in totals):
+        if t is None:
             continue
+        if t["ratio_zstd19"] is not None:
+            out.append(
+                f"**Issue 14 acceptance, {what}**: {t['link_bytes']:,} link bytes = "
+                f"{t['ratio_zstd19']:.3f}× `zstd -19 --patch-from` "
+                f"({t['zstd19_bytes']:,} bytes; {t['ratio_zstd19nc']:.3f}× its "
+                f"{t['zstd19nc_bytes']:,} bytes without the frame checksum): "
+                f"{_verdict(t['meets_zstd19'])}; "
+                f"{t['cpu_ms'] / max(1, t['pairs']):.1f} ms of CPU per fetch "
+                "(the whole process: both roles, their threads, the origin server)."
+            )
         offline = (
             "not measured"
             if t["ratio_offline"] is None
@@ -827,6 +988,33 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every request carries a Cookie of another user (public pages)",
     )
+    p.add_argument(
+        "--git",
+        action="append",
+        default=[],
+        metavar="GITDIR:PATH",
+        help="add the history of PATH in the git directory GITDIR as an unseen "
+        "sequence (repeatable; read in place, nothing copied)",
+    )
+    p.add_argument(
+        "--git-versions",
+        type=int,
+        default=20,
+        help="versions taken from the end of each --git history (default 20)",
+    )
+    p.add_argument(
+        "--budget-ms",
+        type=float,
+        default=None,
+        help="the origin role's delta.budget_ms (default: its default)",
+    )
+    p.add_argument(
+        "--pause",
+        type=float,
+        default=0.1,
+        help="seconds between fetches, for the origin role's background work "
+        "(default 0.1; real versions are minutes apart)",
+    )
     p.add_argument("--json", type=Path, help="write every figure here")
     p.add_argument(
         "--docs",
@@ -856,6 +1044,8 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
     if args.local:
         found, localNotes = localSequences()
         sequences += found
+    gitFound, gitNotes = gitSequences(args.git, args.git_versions)
+    sequences += gitFound
     if not sequences:
         print("nothing to measure", file=sys.stderr)
         return 2
@@ -872,7 +1062,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
         reactor, reactor.getThreadPool(), offline, sequences, zstd
     )
     print("fetching through the deployment...", file=sys.stderr)
-    fetches = await measure(reactor, sequences, cookies=args.cookie)
+    fetches = await measure(reactor, sequences, args.cookie, args.budget_ms, args.pause)
     summary = summarise(sequences, fetches, refs)
     machine = machineInfo()
     local = [s for s in sequences if s.group == "local"]
@@ -893,6 +1083,24 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
         for note in localNotes:
             localText.append(f"* not found: {note}")
         localText.append("")
+    gitText = []
+    if args.git:
+        gitText.append(
+            'Histories of public "git scraping" repositories (a scheduled job '
+            "commits a page or API response whenever it changes), brought onto "
+            "the machine as bare mirrors and read in place with `git show` "
+            "(`--git GITDIR:PATH`, the last `--git-versions` versions; nothing "
+            "copied into the project). Never used for tuning."
+        )
+        gitText.append("")
+        for s in gitFound:
+            gitText.append(
+                f"* `{s.name}`: {len(s.versions)} versions, {s.labels[0]} .. "
+                f"{s.labels[-1]}; {len(set(s.versions))} distinct"
+            )
+        for note in gitNotes:
+            gitText.append(f"* not used: {note}")
+        gitText.append("")
     cmd = " ".join(["python -m bench.deltas", *args.argv])
     meta = {
         "command": cmd,
@@ -901,6 +1109,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
         "date": datetime.date.today().isoformat(),
         "zstd": zstdVersion(zstd) if zstd else "zstd CLI not found",
         "local_text": localText,
+        "git_text": gitText,
         "notes": notes,
     }
     text = markdown(summary, meta)
