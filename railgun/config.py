@@ -404,6 +404,9 @@ class DeltaConfig:
         where level 9 loses most against the best delta; L{None} (the
         default) for C{level}. 19 saves ~500 bytes per 740 KB page but adds
         ~100 ms to its fetch (docs/benchmarks.md, "1. WAN page fetch").
+    @ivar versions: distinct versions the edge keeps per URL, the latest
+        included, and names to the origin role as bases (1: the latest
+        only).
     @ivar budgetMs: encode-time budget per delta, in milliseconds: a delta
         whose level-19 encode is estimated to fit is made at level 19, the
         others at C{level} / C{largeLevel}; 0 turns it off.
@@ -445,6 +448,16 @@ class DeltaConfig:
         rangeName="a zstd level",
         defaultText="the delta level",
         help="zstd level of deltas of pages over 256 KiB",
+    )
+    versions: int = setting(
+        "versions",
+        WHOLE,
+        4,
+        flag="delta-versions",
+        roles=("edge",),
+        between=(1, 9),
+        rangeName="a count of versions",
+        help="distinct versions kept per URL at the edge (the latest included)",
     )
     budgetMs: float = setting(
         "budget_ms",
