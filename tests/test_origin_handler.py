@@ -19,7 +19,8 @@ from twisted.web.resource import Resource
 from twisted.web.static import Data
 
 from railgun.config import parseOriginMap
-from railgun.delta.codec import defaultRegistry
+from railgun.delta.codec import ZstdPatchCodec, defaultRegistry
+from railgun.delta.digest import versionDigest
 from railgun.http.messages import RequestHead, ResponseHead, splitControl
 from railgun.link.factory import LinkClientFactory, LinkServerFactory
 from railgun.link.protocol import StreamProtocol
@@ -348,3 +349,72 @@ class HeldBudgetTests(_HandlerBase):
         """
         self.exchange(RequestHead(b"GET", b"http", b"www.example.test", b"/page", []))
         self.assertEqual(self.context.held, 0)
+
+
+class SeveralBasesTests(_HandlerBase):
+    """
+    The origin role against the older versions an edge names in
+    C{railgun-bases} (L{railgun.delta.history}).
+    """
+
+    page = b"<p>hello</p>\n" * 200
+
+    def named(self, base, bases):
+        """
+        Fetch C{/page} naming C{base} and C{bases}; return the response's
+        control headers and body.
+        """
+        self.acceptor.peerCodecs = ("zstd-patch", "zstd")  # as if announced
+        for body in [base, *bases]:
+            self.context.store.set(versionDigest(body).encode("ascii"), body)
+        headers = [(b"railgun-base", versionDigest(base).encode("ascii"))]
+        headers.append(
+            (b"railgun-bases", b", ".join(versionDigest(b).encode() for b in bases))
+        )
+        collector = self.exchange(
+            RequestHead(b"GET", b"http", b"www.example.test", b"/page", headers)
+        )
+        _, control = splitControl(
+            ResponseHead.fromLinkHeaders(collector.heads[0]).headers
+        )
+        return control, b"".join(collector.body)
+
+    def test_sameAsAnOlderVersion(self):
+        """
+        A fresh body equal to an older version the edge named is answered
+        'same', naming that version in railgun-base-used.
+        """
+        other = b"<p>something else entirely</p>\n" * 50
+        control, body = self.named(other, [b"<p>x</p>", self.page])
+        self.assertEqual(control[b"railgun-body"], b"same")
+        self.assertEqual(
+            control[b"railgun-base-used"], versionDigest(self.page).encode()
+        )
+        self.assertEqual(body, b"")
+
+    def test_deltaAgainstTheClosest(self):
+        """
+        Otherwise the delta is made against the named version closest to
+        the fresh body (railgun-base-used), and decodes against it.
+        """
+        other = b"<p>something else entirely</p>\n" * 50
+        close = self.page[:1000] + b"<p>edited</p>" + self.page[1000:]
+        control, body = self.named(other, [b"<p>x</p>", close])
+        self.assertEqual(control[b"railgun-body"], b"delta")
+        self.assertEqual(control[b"railgun-base-used"], versionDigest(close).encode())
+        self.assertEqual(
+            ZstdPatchCodec().decode(close, body, len(self.page)), self.page
+        )
+
+    def test_latestWhenClosest(self):
+        """
+        When the latest version is the closest, the delta is against it and
+        no railgun-base-used is sent.
+        """
+        close = self.page[:1000] + b"<p>edited</p>" + self.page[1000:]
+        control, body = self.named(close, [b"<p>something else</p>" * 30])
+        self.assertEqual(control[b"railgun-body"], b"delta")
+        self.assertNotIn(b"railgun-base-used", control)
+        self.assertEqual(
+            ZstdPatchCodec().decode(close, body, len(self.page)), self.page
+        )

@@ -24,6 +24,12 @@ from railgun._lograte import RateLimitedLogger
 from railgun.delta.codec import CodecRegistry, DeltaError
 from railgun.delta.content import chooseEncoding, encodeBody, isDeltaEligible
 from railgun.delta.digest import isValidDigest
+from railgun.delta.history import (
+    VersionHistory,
+    formatBases,
+    keepOlder,
+    loadAlternates,
+)
 from railgun.delta.siblings import SiblingIndex
 from railgun.edge.dictionaries import DCZ, Dictionaries
 from railgun.edge.encodings import ClientEncodings
@@ -118,6 +124,13 @@ def _forwardingHeaders(
     return tuple(addForwarding([], clientAddress=clientAddress, host=host, proto=proto))
 
 
+def _noAlternates(failure: Failure) -> dict[str, bytes]:
+    # The older versions could not be read: the request names the latest
+    # only.
+    _logLookupFailure(failure)
+    return {}
+
+
 def _logLookupFailure(failure: Failure) -> None:
     log.failure("edge cache lookup failed", failure)
 
@@ -171,6 +184,12 @@ class EdgeProxy:
     URLs recently served per host: a URL the edge holds no version of
     names a sibling's version as its base (measured to pay: see
     docs/benchmarks.md).
+    """
+    history: VersionHistory | None = None
+    """
+    Per URL, the older distinct versions the edge keeps besides the latest
+    and names as alternative bases (L{railgun.delta.history}); L{None}
+    keeps the latest only.
     """
     clientEncodings: ClientEncodings | None = None
     """
@@ -415,6 +434,8 @@ class _Exchange:
         #: the lifecycle (railgun.edge.exchangestate), changed through end()
         self.state = Exchange.OPEN
         self.base: tuple[str, bytes] | None = None
+        #: older versions of this URL the edge holds, named besides the base
+        self.alternates: dict[str, bytes] = {}
         self.baseIsSibling = False
         self.hostKey = host.encode("utf-8")
         self.cacheKey = self.hostKey + b" " + head.path
@@ -443,6 +464,17 @@ class _Exchange:
             self.baseIsSibling = sibling
             if sibling:
                 self.proxy.stats.record(self.host, siblingBases=1)
+            else:
+                history = self.proxy.history
+                if history is not None and self.proxy.cache is not None:
+                    older = history.older(self.cacheKey)
+                    if older:
+                        loading = loadAlternates(
+                            self.proxy.cache, history, self.cacheKey, older
+                        )
+                        loading.addErrback(_noAlternates)
+                        loading.addCallback(self._gotAlternates)
+                        return
         elif not sibling and self.proxy.siblings is not None:
             other = self.proxy.siblings.pick(self.hostKey, self.head.path)
             if other is not None and self.proxy.cache is not None:
@@ -452,10 +484,18 @@ class _Exchange:
                 return
         self.start()
 
+    def _gotAlternates(self, alternates: dict[str, bytes]) -> None:
+        if self.done:
+            return
+        self.alternates = alternates
+        self.start()
+
     def linkHeaders(self) -> list[tuple[bytes, bytes]]:
         headers = self.head.toLinkHeaders()
         if self.base is not None:
             headers.append((b"railgun-base", self.base[0].encode("ascii")))
+            if self.alternates:
+                headers.append((b"railgun-bases", formatBases(list(self.alternates))))
             self.flags |= _BASE_SENT
         else:
             self.flags &= ~_BASE_SENT
@@ -474,6 +514,7 @@ class _Exchange:
         )
         self.proxy.stats.count(self.host, "fallbacks", why)
         self.base = None
+        self.alternates = {}
         sent = self.request.body
         # A body already sent is not kept: it cannot go again.
         if self.attempts >= 3 or (sent is not None and sent.forwarded > 0):
@@ -835,6 +876,14 @@ class EdgeStreamHandler(StreamProtocol):
         codecName = control.get(b"railgun-codec", b"identity").decode(
             "ascii", "replace"
         )
+        base = exchange.base
+        used = control.get(b"railgun-base-used")
+        # Against one of the older versions the edge named: said by the
+        # origin role for a delta; for 'same', the digest tells (an origin
+        # role that does not know railgun-bases answers against the latest).
+        usedName = (used if used is not None else digest).decode("ascii", "replace")
+        if (used is not None or self._mode == SAME) and usedName in exchange.alternates:
+            base = (usedName, exchange.alternates[usedName])
         try:
             if not isValidDigest(digest):
                 raise DeltaError("response without a valid digest")
@@ -852,7 +901,7 @@ class EdgeStreamHandler(StreamProtocol):
                 codec,
                 payload,
                 digest=digest.decode("ascii"),
-                base=exchange.base,
+                base=base,
                 maxSize=proxy.deltaMaxSize,
             )
         except (VersionMismatch, DeltaError) as e:
@@ -863,7 +912,9 @@ class EdgeStreamHandler(StreamProtocol):
                 "digest-mismatch" if isinstance(e, VersionMismatch) else "decode-error"
             )
             return
-        ownVersion = self._mode == SAME and not exchange.baseIsSibling
+        ownVersion = (
+            self._mode == SAME and not exchange.baseIsSibling and base is exchange.base
+        )
         if (
             proxy.cache is not None
             and exchange.head.method == b"GET"
@@ -875,6 +926,14 @@ class EdgeStreamHandler(StreamProtocol):
             # (Unless 'same' against this URL's own version: the cache
             # already holds exactly it.)
             proxy.cache.set(exchange.cacheKey, digest + body)
+            if proxy.history is not None:
+                keepOlder(
+                    proxy.cache,
+                    proxy.history,
+                    exchange.cacheKey,
+                    None if exchange.baseIsSibling else exchange.base,
+                    digest.decode("ascii"),
+                )
             if proxy.siblings is not None:
                 proxy.siblings.remember(exchange.hostKey, exchange.head.path)
         request = exchange.request

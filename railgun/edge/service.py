@@ -19,6 +19,7 @@ from railgun._listening import ListeningPort, withBacklog
 from railgun.config import EdgeConfig
 from railgun.delta.codec import defaultRegistry, offReactorAbove
 from railgun.delta.content import CLIENT_ENCODE_IN_THREAD_ABOVE, deferEncodeBody
+from railgun.delta.history import VersionHistory
 from railgun.delta.siblings import SiblingIndex
 from railgun.edge.dictionaries import DCZ_LEVEL, Dictionaries, encodeDcz
 from railgun.edge.direct import DirectFetcher
@@ -90,6 +91,9 @@ class EdgeService(MultiService):
             deltaMaxSize=config.delta.maxSize,
             siblings=SiblingIndex() if config.delta.enabled else None,
             diagnosticHeader=config.diagnosticHeader,
+            history=VersionHistory(config.delta.versions)
+            if config.delta.enabled and config.delta.versions > 1
+            else None,
             clientEncodings=ClientEncodings(),
             encodeForClient=lambda body, coding: deferEncodeBody(
                 reactor, reactor.getThreadPool(), body, coding

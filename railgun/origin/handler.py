@@ -31,6 +31,7 @@ from railgun.delta.content import (
     isDeltaEligible,
 )
 from railgun.delta.digest import isValidDigest, versionDigest
+from railgun.delta.history import chooseBase, parseBases, storedBases
 from railgun.http.diagnostic import Flag
 from railgun.http.messages import (
     BadMessage,
@@ -289,6 +290,7 @@ class OriginStreamHandler(StreamProtocol):
         self._responseTransport: Any = None
         self._started = 0.0
         self._base: str | None = None
+        self._alternates: list[str] = []
         self._collected: list[bytes] = []
         self._collectedBytes = 0
         self._pendingHeaders: list[tuple[bytes, bytes]] = []
@@ -349,6 +351,11 @@ class OriginStreamHandler(StreamProtocol):
         self._base = (
             base.decode("ascii") if base is not None and isValidDigest(base) else None
         )
+        if self._base is not None:
+            # Older versions the edge also holds (railgun.delta.history).
+            self._alternates = [
+                d for d in parseBases(control.get(b"railgun-bases")) if d != self._base
+            ]
         if not endStream:
             self._body = StreamBodyProducer(
                 self.transport, length, onProgress=self._bodyProgress
@@ -582,10 +589,15 @@ class OriginStreamHandler(StreamProtocol):
         if not self._shareable:
             # One user's response: no base of another user's is used for it
             # (not even to say 'same'), it is not stored, and its encoding
-            # is not kept.
+            # is not kept. (Nor any older version the edge named.)
             self._base = None
+            self._alternates = []
             store = None
-        if self._base is not None and self._base != digest and store is not None:
+        baseDigest = self._base
+        if digest in self._alternates:
+            # 'same' against an older version the edge holds.
+            baseDigest = digest
+        elif self._base is not None and self._base != digest and store is not None:
             stored = await store.get(self._base.encode("ascii"))
             if stored is not None and versionDigest(stored) == self._base:
                 baseBody = stored
@@ -593,6 +605,13 @@ class OriginStreamHandler(StreamProtocol):
             else:
                 context.stats.record(self._host, storeMisses=1)
                 context.stats.count(self._host, "fallbacks", "base-missing-at-origin")
+            if self._alternates:
+                candidates = await storedBases(store, self._alternates)
+                if baseBody is not None:
+                    candidates.insert(0, (self._base, baseBody))
+                chosen = chooseBase(body, candidates)
+                if chosen is not None:
+                    baseDigest, baseBody = chosen
         if store is not None:
             now = context.clock.seconds()
             recent = context.recentlyStored
@@ -602,7 +621,7 @@ class OriginStreamHandler(StreamProtocol):
                 writing.addCallback(_forgetUnless, recent, digest)
         deltaCodec, fullCodec = context.codecsFor(self.transport.link.peerCodecs)
         kwargs: dict[str, Any] = dict(
-            baseDigest=self._base,
+            baseDigest=baseDigest,
             baseBody=baseBody,
             deltaCodec=deltaCodec if store is not None else None,
             fullCodec=fullCodec,
@@ -616,7 +635,7 @@ class OriginStreamHandler(StreamProtocol):
             else None
         )
         encoded: EncodedVersion | None = None
-        if memo is not None and self._base != digest:
+        if memo is not None and baseDigest != digest:
             encoded = memo.get(digest, fullCodec.name)
         if encoded is None:
             if context.encode is not None:
@@ -634,6 +653,9 @@ class OriginStreamHandler(StreamProtocol):
             (b"railgun-length", b"%d" % encoded.length),
             (b"railgun-flags", _BASE_FOUND if encoded.baseFound else _NO_FLAGS),
         ]
+        if baseDigest != self._base and encoded.mode != FULL:
+            assert baseDigest is not None
+            extra.append((b"railgun-base-used", baseDigest.encode("ascii")))
         if not self._sendHead(
             self._status,
             headers,
