@@ -418,3 +418,52 @@ class SeveralBasesTests(_HandlerBase):
         self.assertEqual(
             ZstdPatchCodec().decode(close, body, len(self.page)), self.page
         )
+
+
+class DeltaReuseHandlerTests(_HandlerBase):
+    """
+    The origin role with L{railgun.delta.reuse.DeltaReuse}: a (base,
+    target) pair asked again gets the kept delta, not a new encode.
+    """
+
+    def test_pairAskedAgain(self):
+        """
+        The second request naming the same base for the same page gets the
+        delta kept from the first (made again at the best level when that
+        is smaller), without encoding.
+        """
+        from railgun.delta.reuse import DeltaReuse
+        from tests.test_delta_reuse import _Pool, _Reactor
+
+        self.context.deltas = DeltaReuse(_Reactor(), _Pool())
+        self.acceptor.peerCodecs = ("zstd-patch", "zstd")  # as if announced
+        page = b"<p>hello</p>\n" * 200
+        base = page[:1000] + b"<p>edited</p>" + page[1000:]
+        self.context.store.set(versionDigest(base).encode("ascii"), base)
+        calls = []
+        encode = ZstdPatchCodec.encode
+
+        def counting(codec, b, t):
+            calls.append(len(t))
+            return encode(codec, b, t)
+
+        self.patch(ZstdPatchCodec, "encode", counting)
+        request = RequestHead(
+            b"GET",
+            b"http",
+            b"www.example.test",
+            b"/page",
+            [(b"railgun-base", versionDigest(base).encode("ascii"))],
+        )
+        payloads = []
+        for _ in range(2):
+            collector = self.exchange(request)
+            _, control = splitControl(
+                ResponseHead.fromLinkHeaders(collector.heads[0]).headers
+            )
+            self.assertEqual(control[b"railgun-body"], b"delta")
+            payloads.append(b"".join(collector.body))
+        self.assertEqual(calls, [len(page)])
+        best = ZstdPatchCodec(19).encodeAt(base, page, 19)
+        self.assertEqual(payloads[1], min(payloads[0], best, key=len))
+        self.assertEqual(ZstdPatchCodec().decode(base, payloads[1], len(page)), page)

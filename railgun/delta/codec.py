@@ -340,6 +340,14 @@ class ZstdPatchCodec:
             return self._largeLevel
         return self._level
 
+    @property
+    def bestLevel(self) -> int:
+        """
+        The level the budget buys when it can, and deltas kept for reuse
+        are made again at (L{railgun.delta.reuse}).
+        """
+        return self._bestLevel
+
     def estimateBest(self, base: bytes, targetSize: int) -> float:
         """
         Estimated CPU seconds of encoding a target of C{targetSize} bytes

@@ -32,6 +32,7 @@ from railgun.delta.content import (
 )
 from railgun.delta.digest import isValidDigest, versionDigest
 from railgun.delta.history import chooseBase, parseBases, storedBases
+from railgun.delta.reuse import DeltaReuse
 from railgun.http.diagnostic import Flag
 from railgun.http.messages import (
     BadMessage,
@@ -69,7 +70,7 @@ from railgun.upstream.client import (
     originRequestHeaders,
     responseHeaderList,
 )
-from railgun.versions import FULL, RAW, SAME, EncodedVersion, encodeVersion
+from railgun.versions import DELTA, FULL, RAW, SAME, EncodedVersion, encodeVersion
 
 log = Logger()
 
@@ -201,6 +202,11 @@ class OriginContext:
     fullEncodings: FullEncodings = field(factory=lambda: FullEncodings())
     """
     The latest whole-body encodings, reused for a body sent again unchanged.
+    """
+    deltas: DeltaReuse | None = None
+    """
+    Recent encoded deltas by (base, target), made again at the best level
+    in a thread (L{railgun.delta.reuse}); L{None} encodes every time.
     """
     recentlyStored: RecentlyStored = field(factory=lambda: RecentlyStored())
     """
@@ -637,6 +643,19 @@ class OriginStreamHandler(StreamProtocol):
         encoded: EncodedVersion | None = None
         if memo is not None and baseDigest != digest:
             encoded = memo.get(digest, fullCodec.name)
+        reuse = context.deltas if store is not None else None
+        if (
+            encoded is None
+            and reuse is not None
+            and baseBody is not None
+            and baseDigest is not None
+            and deltaCodec is not None
+        ):
+            kept = await reuse.get(deltaCodec.name, baseDigest, digest)
+            if kept is not None:
+                encoded = EncodedVersion(
+                    DELTA, deltaCodec.name, kept, digest, len(body), True
+                )
         if encoded is None:
             if context.encode is not None:
                 encoded = await context.encode(body, **kwargs)
@@ -645,6 +664,11 @@ class OriginStreamHandler(StreamProtocol):
             assert encoded is not None
             if memo is not None and encoded.mode == FULL:
                 memo.put(encoded, fullCodec.name)
+            if reuse is not None and encoded.mode == DELTA:
+                assert baseDigest is not None and baseBody is not None
+                reuse.encoded(
+                    deltaCodec, baseDigest, baseBody, digest, body, encoded.payload
+                )
         if self._link is Link.GONE:
             return
         extra = [

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from railgun._listening import ListeningPort, withBacklog
 from railgun.config import OriginConfig, StoreConfig
 from railgun.delta.codec import defaultRegistry
+from railgun.delta.reuse import DeltaReuse
 from railgun.link.factory import LinkServerFactory
 from railgun.logs import AccessRecord
 from railgun.origin.handler import OriginContext, OriginStreamHandler
@@ -135,6 +136,12 @@ class OriginService(Service):
             deltaMaxSize=config.delta.maxSize,
             encode=self._encode,
             accessLog=self._accessLog,
+            deltas=DeltaReuse(
+                self._reactor,
+                self._reactor.getThreadPool(),
+                self.store,
+                shared=bool(config.store.memcached),
+            ),
         )
         self._context = context
         self._acceptLinks(config, self._credentials)

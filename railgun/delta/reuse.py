@@ -1,0 +1,140 @@
+"""
+Encoded deltas reused: many edges ask the origin role for the same (base,
+target) pair (each holds the version before, the page changed once). The
+first answer is encoded at the level the budget allows
+(L{railgun.delta.codec.ZstdPatchCodec.levelFor}) and kept; then the pair is
+encoded again at the best level in a thread, off every request's path, and
+that smaller delta replaces it, so the next edge asking gets it at no cost.
+
+Kept in process memory (bounded by count and bytes) and, when the origin
+role's store is shared (memcached), there too, so the origin roles behind
+one memcached share them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from attrs import define, field
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from railgun._lru import SizedLRU
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorFromThreads
+    from twisted.python.threadpool import ThreadPool
+
+    from railgun.stores.interfaces import IVersionStore
+
+log = Logger()
+
+
+def deltaKey(codec: str, base: str, target: str) -> bytes:
+    """
+    The store key of the delta from version C{base} to version C{target}
+    made with C{codec} (no space or control character: a valid memcached
+    key).
+    """
+    return f"delta-{codec}-{base}-{target}".encode("ascii")
+
+
+def _size(value: tuple[int, bytes]) -> int:
+    return len(value[1])
+
+
+@define
+class DeltaReuse:
+    """
+    Recent encoded deltas by (codec, base digest, target digest), with the
+    level they were made at.
+
+    @ivar store: the origin role's version store, shared when it is
+        memcached: deltas are written there too (L{None}: memory only).
+    @ivar shared: whether C{store} is worth asking on a miss in memory
+        (another process may have put the delta there).
+    @ivar upgrades: re-encodes at the best level started (for tests and
+        statistics).
+    """
+
+    reactor: IReactorFromThreads
+    threadpool: ThreadPool
+    store: IVersionStore | None = None
+    shared: bool = False
+    maxItems: int = 1024
+    maxBytes: int = 16 * 1024 * 1024
+    upgrades: int = 0
+    _kept: SizedLRU[bytes, tuple[int, bytes]] = field(init=False)
+    _pending: set[bytes] = field(factory=set, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._kept = SizedLRU(self.maxItems, self.maxBytes, _size)
+
+    def get(self, codec: str, base: str, target: str) -> Deferred[bytes | None]:
+        """
+        @return: a L{Deferred} firing with the kept delta from C{base} to
+            C{target}, or L{None}.
+        """
+        key = deltaKey(codec, base, target)
+        kept = self._kept.get(key)
+        if kept is not None:
+            return succeed(kept[1])
+        if not self.shared or self.store is None:
+            return succeed(None)
+
+        def fromStore(value: bytes | None) -> bytes | None:
+            if not value:
+                return None
+            self._kept.put(key, (value[0], value[1:]))
+            return value[1:]
+
+        d = self.store.get(key)
+        d.addCallback(fromStore)
+        return d
+
+    def encoded(
+        self,
+        codec: Any,
+        baseDigest: str,
+        base: bytes,
+        targetDigest: str,
+        target: bytes,
+        delta: bytes,
+    ) -> None:
+        """
+        A delta was sent: keep it, and unless it was made at the codec's
+        best level, make that one in the thread pool to keep instead when
+        smaller.
+
+        @param codec: the L{railgun.delta.codec.ZstdPatchCodec} that made
+            C{delta}; codecs without levels are kept as they are.
+        """
+        key = deltaKey(codec.name, baseDigest, targetDigest)
+        level = 0
+        best = getattr(codec, "bestLevel", None)
+        if best is not None:
+            level = codec.levelFor(base, len(target))
+        self._keep(key, level, delta)
+        if best is None or level >= best or key in self._pending:
+            return
+        self._pending.add(key)
+        self.upgrades += 1
+        d = deferToThreadPool(
+            self.reactor, self.threadpool, codec.encodeAt, base, target, best
+        )
+
+        def upgraded(smaller: bytes) -> None:
+            if len(smaller) < len(delta):
+                self._keep(key, best, smaller)
+
+        d.addCallback(upgraded)
+        d.addErrback(lambda f: log.failure("re-encoding a delta", f))
+        d.addBoth(lambda _: self._pending.discard(key))
+
+    def _keep(self, key: bytes, level: int, delta: bytes) -> None:
+        self._kept.put(key, (level, delta))
+        if self.shared and self.store is not None:
+            self.store.set(key, bytes([level]) + delta).addErrback(
+                lambda f: log.failure("keeping a delta", f)
+            )
