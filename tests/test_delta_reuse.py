@@ -98,3 +98,19 @@ class DeltaReuseTests(SynchronousTestCase):
         # Not shared: the store is not asked.
         alone = DeltaReuse(_Reactor(), _Pool(), store)
         self.assertIsNone(self.successResultOf(alone.get(codec.name, db, dt)))
+
+    def test_bounded(self) -> None:
+        """
+        Past its count or bytes, the least recently used delta is dropped;
+        one larger than the byte bound is not kept.
+        """
+        codec = ZstdPatchCodec(19)
+        reuse = DeltaReuse(_Reactor(), _Pool(), maxItems=2, maxBytes=10)
+        for n in range(3):
+            reuse.encoded(codec, "b", b"", f"t{n}", b"", b"%d" % n)
+        reuse.encoded(codec, "b", b"", "big", b"", b"x" * 11)
+        found = [
+            self.successResultOf(reuse.get(codec.name, "b", t))
+            for t in ("t0", "t1", "t2", "big")
+        ]
+        self.assertEqual(found, [None, b"1", b"2", None])

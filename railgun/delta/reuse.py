@@ -13,14 +13,13 @@ one memcached share them.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-
-from railgun._lru import SizedLRU
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorFromThreads
@@ -40,8 +39,35 @@ def deltaKey(codec: str, base: str, target: str) -> bytes:
     return f"delta-{codec}-{base}-{target}".encode("ascii")
 
 
-def _size(value: tuple[int, bytes]) -> int:
-    return len(value[1])
+@define
+class _Kept:
+    """
+    Deltas by key with their level, least recently used dropped past
+    C{maxItems} entries or C{maxBytes} bytes of deltas.
+    """
+
+    maxItems: int
+    maxBytes: int
+    _items: OrderedDict[bytes, tuple[int, bytes]] = field(factory=OrderedDict)
+    _bytes: int = 0
+
+    def get(self, key: bytes) -> tuple[int, bytes] | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: bytes, value: tuple[int, bytes]) -> None:
+        if len(value[1]) > self.maxBytes:
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old[1])
+        self._items[key] = value
+        self._bytes += len(value[1])
+        while len(self._items) > self.maxItems or self._bytes > self.maxBytes:
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= len(dropped[1])
 
 
 @define
@@ -65,11 +91,11 @@ class DeltaReuse:
     maxItems: int = 1024
     maxBytes: int = 16 * 1024 * 1024
     upgrades: int = 0
-    _kept: SizedLRU[bytes, tuple[int, bytes]] = field(init=False)
+    _kept: _Kept = field(init=False)
     _pending: set[bytes] = field(factory=set, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._kept = SizedLRU(self.maxItems, self.maxBytes, _size)
+        self._kept = _Kept(self.maxItems, self.maxBytes)
 
     def get(self, codec: str, base: str, target: str) -> Deferred[bytes | None]:
         """
