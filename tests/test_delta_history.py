@@ -83,15 +83,15 @@ class VersionHistoryTests(SynchronousTestCase):
         that becomes the latest again leaves the older ones.
         """
         h = VersionHistory(keep=3)
-        self.assertIsNone(h.replaced(KEY, None, A))
-        self.assertEqual(h.replaced(KEY, A, B), A)
+        self.assertEqual(h.replaced(KEY, None, A), (None, []))
+        self.assertEqual(h.replaced(KEY, A, B), (A, []))
         self.assertEqual(h.older(KEY), [A])
-        # Back to A: B is kept, A is the latest again.
-        self.assertEqual(h.replaced(KEY, B, A), B)
+        # Back to A: B is kept, A is the latest again (its older copy is
+        # to be deleted).
+        self.assertEqual(h.replaced(KEY, B, A), (B, [A]))
         self.assertEqual(h.older(KEY), [B])
-        # To B again: A becomes older again, and must be stored again
-        # (its older copy may be stale but it was dropped from the list).
-        self.assertEqual(h.replaced(KEY, A, B), A)
+        # To B again: A becomes older again, and must be stored again.
+        self.assertEqual(h.replaced(KEY, A, B), (A, [B]))
         self.assertEqual(h.older(KEY), [A])
 
     def test_bounded(self) -> None:
@@ -100,10 +100,12 @@ class VersionHistoryTests(SynchronousTestCase):
         """
         h = VersionHistory(keep=3, maxURLs=2)
         previous = None
+        dropped = []
         for digest in (A, B, C, D, E):
-            h.replaced(KEY, previous, digest)
+            dropped += h.replaced(KEY, previous, digest)[1]
             previous = digest
         self.assertEqual(h.older(KEY), [D, C])
+        self.assertEqual(dropped, [A, B])
         h.replaced(b"k2", A, B)
         h.replaced(b"k3", A, B)
         self.assertEqual(len(h), 2)
@@ -114,7 +116,7 @@ class VersionHistoryTests(SynchronousTestCase):
         keep=1 keeps no older version.
         """
         h = VersionHistory(keep=1)
-        self.assertIsNone(h.replaced(KEY, A, B))
+        self.assertEqual(h.replaced(KEY, A, B), (None, []))
         self.assertEqual(h.older(KEY), [])
 
     def test_forget(self) -> None:
@@ -147,6 +149,13 @@ class StoreTests(SynchronousTestCase):
         keepOlder(store, h, KEY, (da, a), db)
         keepOlder(store, h, KEY, (db, b), dc)
         self.assertEqual(h.older(KEY), [db, da])
+        # Past the count (keep=4 here: three older), the oldest copy goes.
+        d0 = versionDigest(b"version 0")
+        small = VersionHistory(keep=2)
+        keepOlder(store, small, b"k", (d0, b"version 0"), da)
+        keepOlder(store, small, b"k", (da, a), db)
+        self.assertIsNone(self.successResultOf(store.get(olderKey(b"k", d0))))
+        self.assertIsNotNone(self.successResultOf(store.get(olderKey(b"k", da))))
         held = self.successResultOf(loadAlternates(store, h, KEY, h.older(KEY)))
         self.assertEqual(held, {db: b, da: a})
         self.successResultOf(store.delete(olderKey(KEY, da)))

@@ -126,19 +126,24 @@ class VersionHistory:
 
     def replaced(
         self, cacheKey: bytes, previous: str | None, latest: str
-    ) -> str | None:
+    ) -> tuple[str | None, list[str]]:
         """
         Note that the latest version of C{cacheKey} is now C{latest}, the
         one before it having been C{previous} (L{None} when there was none).
 
         @return: the digest of C{previous} when the caller should now keep
-            it under L{olderKey} (it is not yet kept there), else L{None}.
+            it under L{olderKey} (it is not yet kept there), else L{None};
+            and the digests of older versions no longer kept, whose copies
+            under L{olderKey} the caller should delete (past the count, or
+            C{latest} itself, now kept as the latest).
         """
         if self.keep < 2:
-            return None
+            return None, []
         digests = self._older.pop(cacheKey, [])
+        dropped = []
         if latest in digests:
             digests.remove(latest)
+            dropped.append(latest)
         store = None
         if previous is not None and previous != latest:
             if previous in digests:
@@ -146,12 +151,13 @@ class VersionHistory:
             else:
                 store = previous
             digests.insert(0, previous)
+        dropped += digests[self.keep - 1 :]
         del digests[self.keep - 1 :]
         if digests:
             self._older[cacheKey] = digests
             while len(self._older) > self.maxURLs:
                 self._older.popitem(last=False)
-        return store
+        return store, dropped
 
     def forget(self, cacheKey: bytes, digest: str) -> None:
         """
@@ -206,9 +212,14 @@ def keepOlder(
     The edge stored C{latest} as the version of C{cacheKey}, replacing
     C{previous} (the URL's own former latest version, digest and body, or
     L{None}): keep C{previous} as an older version, bounded by the
-    history's count (and the store's bytes, which evict as they do).
+    history's count (and the store's bytes, which evict as they do), and
+    delete the older copies no longer kept.
     """
-    keep = history.replaced(cacheKey, previous[0] if previous else None, latest)
+    keep, dropped = history.replaced(
+        cacheKey, previous[0] if previous else None, latest
+    )
+    for digest in dropped:
+        store.delete(olderKey(cacheKey, digest))
     if keep is not None and previous is not None:
         writing = store.set(
             olderKey(cacheKey, keep), keep.encode("ascii") + previous[1]
