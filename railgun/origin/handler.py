@@ -600,8 +600,10 @@ class OriginStreamHandler(StreamProtocol):
             self._alternates = []
             store = None
         baseDigest = self._base
-        if digest in self._alternates:
-            # 'same' against an older version the edge holds.
+        if self._base is not None and store is not None and digest in self._alternates:
+            # 'same' against an older version the edge holds. (Only where a
+            # base may be used at all: whatever clears self._base or the
+            # store for this response clears the older versions too.)
             baseDigest = digest
         elif self._base is not None and self._base != digest and store is not None:
             stored = await store.get(self._base.encode("ascii"))
