@@ -63,6 +63,15 @@ class ChooseTests(SynchronousTestCase):
         self.assertGreater(similarity(body, near), similarity(body, far))
         self.assertEqual(chooseBase(body, [(A, far), (B, near)]), (B, near))
 
+    def test_latestFirst(self) -> None:
+        """
+        The edge's latest version is chosen whenever it is a candidate.
+        """
+        body = b"<html>" + b"x" * 1000 + b"</html>"
+        self.assertEqual(
+            chooseBase(body, [(A, b"zzz"), (B, body)], latest=A), (A, b"zzz")
+        )
+
     def test_tieLatest(self) -> None:
         """
         On a tie the first candidate (the latest) wins; none gives None.

@@ -46,8 +46,9 @@ class DeltaReuseTests(SynchronousTestCase):
 
     def test_keptAndUpgraded(self) -> None:
         """
-        A delta sent at level 9 is kept, made again at level 19 in the
-        thread pool, and the smaller one is what the next request gets.
+        A delta sent at level 9 is kept; when it is sent again it is made
+        again at level 19 in the thread pool (once), and the smaller one is
+        what the next request gets.
         """
         codec = ZstdPatchCodec()
         base, target = _pair()
@@ -58,9 +59,17 @@ class DeltaReuseTests(SynchronousTestCase):
         db, dt = versionDigest(base), versionDigest(target)
         self.assertIsNone(self.successResultOf(reuse.get(codec.name, db, dt)))
         reuse.encoded(codec, db, base, dt, target, nine)
+        # Asked once: kept as made, nothing more spent on it.
+        self.assertEqual(pool.calls, [])
+        kept = self.successResultOf(reuse.get(codec.name, db, dt))
+        self.assertEqual(kept, nine)
+        # Asked again: made at level 19 for the next ones.
+        reuse.reused(codec, db, base, dt, target, kept)
         self.assertEqual(len(pool.calls), 1)
         self.assertEqual(reuse.upgrades, 1)
         self.assertEqual(self.successResultOf(reuse.get(codec.name, db, dt)), best)
+        reuse.reused(codec, db, base, dt, target, best)
+        self.assertEqual(len(pool.calls), 1)
         self.assertEqual(codec.decode(base, best, len(target)), target)
 
     def test_bestLevelNotAgain(self) -> None:
@@ -75,6 +84,7 @@ class DeltaReuseTests(SynchronousTestCase):
         reuse = DeltaReuse(_Reactor(), pool)
         db, dt = versionDigest(base), versionDigest(target)
         reuse.encoded(codec, db, base, dt, target, delta)
+        reuse.reused(codec, db, base, dt, target, delta)
         self.assertEqual(pool.calls, [])
         self.assertEqual(self.successResultOf(reuse.get(codec.name, db, dt)), delta)
 

@@ -613,11 +613,12 @@ class OriginStreamHandler(StreamProtocol):
             else:
                 context.stats.record(self._host, storeMisses=1)
                 context.stats.count(self._host, "fallbacks", "base-missing-at-origin")
-            if self._alternates:
-                candidates = await storedBases(store, self._alternates)
-                if baseBody is not None:
-                    candidates.insert(0, (self._base, baseBody))
-                chosen = chooseBase(body, candidates)
+            if self._alternates and baseBody is None:
+                # The latest is gone: an older version the edge holds beats
+                # a whole body.
+                chosen = chooseBase(
+                    body, await storedBases(store, self._alternates), self._base
+                )
                 if chosen is not None:
                     baseDigest, baseBody = chosen
         if store is not None:
@@ -658,6 +659,7 @@ class OriginStreamHandler(StreamProtocol):
                 encoded = EncodedVersion(
                     DELTA, deltaCodec.name, kept, digest, len(body), True
                 )
+                reuse.reused(deltaCodec, baseDigest, baseBody, digest, body, kept)
         if encoded is None:
             if context.encode is not None:
                 encoded = await context.encode(body, **kwargs)
