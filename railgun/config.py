@@ -462,11 +462,11 @@ class DeltaConfig:
     budgetMs: float = setting(
         "budget_ms",
         NUMBER,
-        8.0,
+        0.0,
         flag="delta-budget-ms",
         roles=("origin",),
         atLeast=0,
-        help="encode-time budget per delta (ms): level 19 when it fits, 0 for off",
+        help="encode-time budget per delta (ms): level 19 when it fits; 0 (default) off",
     )
 
 
