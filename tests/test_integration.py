@@ -394,6 +394,36 @@ class FailureTests(_Base):
         self.assertTrue(self.diagnostic(response).flags & Flag.RETRIED)
 
 
+class CacheFailureTests(_Base):
+    """
+    The edge's own version store failing.
+    """
+
+    @inlineCallbacks
+    def test_lookupFailureStillServed(self):
+        """
+        A version store whose lookup fails: the request is served without a
+        base (it used to wait forever), and the failure is logged.
+        """
+        from twisted.internet.defer import fail, succeed
+
+        class FailingStore:
+            def get(self, key):
+                return fail(RuntimeError("store down"))
+
+            def set(self, key, value):
+                return succeed(None)
+
+            def delete(self, key):
+                return succeed(None)
+
+        self.patch(self.d.edge.proxy, "cache", FailingStore())
+        response, body = yield self.d.fetch("/changing")
+        self.assertEqual(response.code, 200)
+        self.assertIn(b"Edition", body)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
 class StalledBodyTests(TestCase):
     """
     An origin that stops sending in the middle of a body: a client never

@@ -279,7 +279,7 @@ class EdgeProxy:
         # The edge names the version it holds for this URL, if any.
         d = self.cache.get(exchange.cacheKey)
         d.addCallback(exchange.gotBase)
-        d.addErrback(_logLookupFailure)
+        d.addErrback(exchange.lookupFailed)
 
     def requestEnded(self, request: Any, finished: bool) -> None:
         """
@@ -474,14 +474,27 @@ class _Exchange:
                         )
                         loading.addErrback(_noAlternates)
                         loading.addCallback(self._gotAlternates)
+                        loading.addErrback(self.lookupFailed)
                         return
         elif not sibling and self.proxy.siblings is not None:
             other = self.proxy.siblings.pick(self.hostKey, self.head.path)
             if other is not None and self.proxy.cache is not None:
                 d = self.proxy.cache.get(self.hostKey + b" " + other)
                 d.addCallback(self.gotBase, sibling=True)
-                d.addErrback(_logLookupFailure)
+                d.addErrback(self.lookupFailed)
                 return
+        self.start()
+
+    def lookupFailed(self, failure: Failure) -> None:
+        """
+        The edge's own version store failed (or choosing a base did): the
+        request goes without a base rather than waiting forever.
+        """
+        _logLookupFailure(failure)
+        if self.done or self.attempts:
+            return
+        self.base = None
+        self.alternates = {}
         self.start()
 
     def _gotAlternates(self, alternates: dict[str, bytes]) -> None:
