@@ -95,11 +95,16 @@ def _servers(value: Any, label: str) -> tuple[str, ...]:
 
 def _hostEntries(value: Any) -> list[str]:
     """
-    Host maps are a TOML table (C{host = "value"}) or a list of
-    C{"HOST=VALUE"} strings (the command-line form).
+    Host maps are a TOML table (C{host = "value"}, or C{host = ["value",
+    ...]} where a host may have several values: the edge's links) or a list
+    of C{"HOST=VALUE"} strings (the command-line form).
     """
     if isinstance(value, dict):
-        return [f"{host}={target}" for host, target in value.items()]
+        return [
+            f"{host}={target}"
+            for host, targets in value.items()
+            for target in (targets if isinstance(targets, list) else [targets])
+        ]
     return list(value)
 
 

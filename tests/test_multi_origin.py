@@ -60,6 +60,28 @@ class LinkMapTests(SynchronousTestCase):
             parseLinkMap(["www=a:1", "www=b:2"]).lookup("www"),
         )
 
+    def test_tomlList(self):
+        """
+        In the configuration file, a host's links may be a list.
+        """
+        from railgun.certs import generateDeployment, writeDeployment
+        from railgun.tap import Options
+
+        certs = self.mktemp()
+        writeDeployment(generateDeployment("localhost"), certs)
+        config = self.mktemp()
+        with open(config, "w") as f:
+            f.write('[edge.links]\n"www" = ["a:1", "b:2"]\n"other" = "c:3"\n')
+        options = Options()
+        options.parseOptions(
+            ["--role", "edge", "--certs", certs, "--token", "t", "--config", config]
+        )
+        links = options.built.edgeConfig().links
+        self.assertEqual(
+            links.lookup("www").addresses, (LinkAddress("a", 1), LinkAddress("b", 2))
+        )
+        self.assertEqual(links.lookup("other").addresses, (LinkAddress("c", 3),))
+
     def test_sameAddressTwice(self):
         """
         One address given twice for a host is refused.
