@@ -40,16 +40,8 @@ ROOT = Path(railgun.__file__).resolve().parent.parent
 _FENCED = ("twisted", "treq")
 
 #: Uses of Twisted's private API outside railgun/_compat still to move into
-#: it (the shared origin client's, next to railgun/_compat/httpclient.py):
-#: (file, name).  Remove an entry when it moves; nothing else belongs here.
-_PENDING = frozenset(
-    {
-        ("railgun/upstream/client.py", "_newclient"),
-        ("railgun/upstream/client.py", "_ensureValidURI"),
-        ("railgun/upstream/client.py", "_getEndpoint"),
-        ("railgun/upstream/client.py", "_requestWithEndpoint"),
-    }
-)
+#: it: (file, name). Empty: nothing else belongs here.
+_PENDING: frozenset[tuple[str, str]] = frozenset()
 
 
 def _isPrivate(name: str) -> bool:

@@ -330,7 +330,7 @@ class OriginTarget:
         @return: C{scheme://authority} + C{basePath} + C{path}; for C{*},
             C{scheme://authority*} (no base path: the asterisk form asks
             about the server as a whole). That is not a URL, but the form
-            L{railgun.upstream.client.ExactTargetAgent} sends as
+            L{railgun._compat.httpclient.ExactTargetAgent} sends as
             C{OPTIONS * HTTP/1.1} to C{authority}.
         @raise ValueError: if C{path} is neither C{*} nor starts with C{/},
             or holds whitespace, a control character or C{#}, which would

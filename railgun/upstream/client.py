@@ -14,7 +14,7 @@ from hyperlink import EncodedURL
 from treq.client import HTTPClient
 from twisted.internet import error as ierror
 from twisted.internet.abstract import isIPAddress
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
     IReactorTime,
@@ -22,21 +22,17 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web._newclient import _ensureValidURI
 from twisted.web.client import (
-    URI,
-    Agent,
     BrowserLikePolicyForHTTPS,
     HTTPConnectionPool,
     ResponseFailed,
     ResponseNeverReceived,
 )
-from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
-from railgun._compat.httpclient import GuardedConnectionPool
+from railgun._compat.httpclient import ExactTargetAgent, GuardedConnectionPool
 from railgun._sockets import tuneForVolume, writeEagerly
 from railgun.http.headers import HOP_BY_HOP, fromRawHeaders, stripHopByHop
 from railgun.http.messages import stripControl
@@ -108,96 +104,6 @@ def _holdCodings(response: IResponse) -> IResponse:
         headers.removeHeader(b"content-encoding")
         headers.setRawHeaders(_HELD_CODINGS, codings)
     return response
-
-
-class ExactTargetAgent(Agent):
-    """
-    An L{Agent} that sends the request target exactly as given and reuses
-    one endpoint per origin.
-
-    Twisted's C{Agent.request} rebuilds the target with C{urlunparse},
-    which drops an empty query (C{/path?} becomes C{/path}), and builds a
-    new endpoint (with IDNA encoding of the host) for every request. A proxy
-    must forward the target unchanged, and its origins are few and fixed.
-    This override changes only those two steps; connection pooling, TLS
-    and the HTTP/1.1 exchange are Agent's own.
-    """
-
-    #: origins remembered (their parsed URI, pool key and endpoint); they
-    #: come from the configuration, this only bounds a misuse.
-    MAX_ORIGINS = 1024
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._origins: dict[bytes, tuple[tuple[bytes, bytes, int], Any, URI]] = {}
-
-    def request(
-        self,
-        method: bytes,
-        uri: bytes,
-        headers: Headers | None = None,
-        bodyProducer: IBodyProducer | None = None,
-    ) -> Deferred[IResponse]:
-        uri = _ensureValidURI(uri.strip())
-        # scheme://authority is parsed once per origin (urlparse costs more
-        # than the rest of this method); the target is everything after the
-        # authority, as it came.
-        scheme = uri.find(b"://")
-        if scheme < 0:
-            return fail(SchemeNotSupported(f"no scheme in {uri[:200]!r}"))
-        slash = uri.find(b"/", scheme + 3)
-        if slash >= 0:
-            origin, target = uri[:slash], uri[slash:]
-        elif uri.endswith(b"*"):
-            # scheme://authority* is the asterisk form (OPTIONS *), as
-            # OriginTarget.urlFor writes it: no host name has a "*".
-            origin, target = uri[:-1], b"*"
-        else:
-            origin, target = uri, b"/"
-        known = self._origins.get(origin)
-        if known is None:
-            parsed = URI.fromBytes(origin)
-            try:
-                endpoint = _TunedEndpoint(self._getEndpoint(parsed))
-            except SchemeNotSupported:
-                return fail()
-            if len(self._origins) >= self.MAX_ORIGINS:
-                self._origins.clear()
-            known = self._origins[origin] = (
-                (parsed.scheme, parsed.host, parsed.port),
-                endpoint,
-                parsed,
-            )
-        originKey, endpoint, parsed = known
-        # Connections are pooled per site (the Host the request is for), not
-        # only per origin server: a misbehaving origin's stray response can
-        # then only answer a later request for the same site, never another
-        # site's that shares the origin server (docs/http.md).
-        site = headers.getRawHeaders(b"host", [b""])[0] if headers is not None else b""
-        key = (*originKey, site.lower())
-        # The URI the Request carries (Response.request.absoluteURI), as
-        # URI.fromBytes(uri) would give it; no fragment reaches here.
-        path, _, query = target.partition(b"?")
-        parsedURI = URI(
-            parsed.scheme,
-            parsed.netloc,
-            parsed.host,
-            parsed.port,
-            path,
-            b"",
-            query,
-            b"",
-        )
-        # (Twisted's annotation of the key has no site in it.)
-        return self._requestWithEndpoint(  # type: ignore[no-any-return]
-            key,  # type: ignore[arg-type]
-            endpoint,
-            method,
-            parsedURI,
-            headers,
-            bodyProducer,
-            target,
-        )
 
 
 @implementer(IStreamClientEndpoint)
@@ -280,7 +186,11 @@ def makeOriginClient(
     pool.retryAutomatically = True
     policy = BrowserLikePolicyForHTTPS() if verifyTLS else _NoVerification()
     agent = ExactTargetAgent(
-        reactor, contextFactory=policy, connectTimeout=connectTimeout, pool=pool
+        reactor,
+        contextFactory=policy,
+        connectTimeout=connectTimeout,
+        pool=pool,
+        wrapEndpoint=_TunedEndpoint,
     )
     return originClient(agent), pool
 
