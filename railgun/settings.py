@@ -549,6 +549,12 @@ def checkEndpoint(description: str, label: str) -> None:
         ) from e
     except OSError as e:  # a file it names (ssl: certificates, say)
         raise ConfigError(f"{label}: {description!r} cannot be used: {e}") from e
+    except (IndexError, KeyError) as e:  # systemd: a socket not inherited
+        raise ConfigError(
+            f"{label}: {description!r} names a socket this process did not"
+            " inherit (systemd socket activation passes them, with LISTEN_FDS,"
+            " LISTEN_PID and LISTEN_FDNAMES)"
+        ) from e
 
 
 @frozen

@@ -492,6 +492,25 @@ class WorkersOptionTests(TestCase):
         )
         self.assertIn("--role both", str(e))
 
+    def test_systemdSocketNotInherited(self):
+        """
+        A systemd: endpoint with no inherited socket is a usage error saying
+        so (it was 'list index out of range').
+        """
+        from twisted.python.usage import UsageError
+
+        e = self.assertRaises(
+            UsageError,
+            self.parse,
+            "--role",
+            "edge",
+            "--link",
+            "a=127.0.0.1:1",
+            "--http-listen",
+            "systemd:domain=INET:index=0",
+        )
+        self.assertIn("did not inherit", str(e))
+
     def test_workerArguments(self):
         """
         A worker runs in the foreground without a pid file, with the same
