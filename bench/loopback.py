@@ -116,6 +116,24 @@ def parseWrk(output: bytes) -> dict[str, Any]:
     }
 
 
+def wrkArgv(wrk: str, port: int, seconds: float, connections: int) -> list[str]:
+    """
+    @return: wrk's command line for C{seconds} of GETs of C{/page} (Host
+        L{BENCH_HOST}) on loopback C{port}, one thread.
+    """
+    return [
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, int(seconds))}s",
+        "--timeout",
+        "10s",
+        "-H",
+        f"Host: {BENCH_HOST}",
+        f"http://127.0.0.1:{port}/page",
+    ]
+
+
 def nginxConfig(workdir: Path, port: int, originPort: int) -> str:
     """
     @return: an nginx configuration: one worker, no daemon, every file in
@@ -267,17 +285,7 @@ async def _run(
             notes.append(f"{t.name} served a wrong body ({len(body)} bytes)")
 
     async def load(t: Target, seconds: int, measure: bool) -> dict[str, Any] | None:
-        argv = [
-            wrk,
-            "-t1",
-            f"-c{params.connections}",
-            f"-d{max(1, int(seconds))}s",
-            "--timeout",
-            "10s",
-            "-H",
-            f"Host: {BENCH_HOST}",
-            f"http://127.0.0.1:{t.port}/page",
-        ]
+        argv = wrkArgv(wrk, t.port, seconds, params.connections)
         before = {c.name: c.cpuSeconds() for c in t.processes}
         done = await deferToThread(runTool, argv, seconds + 30)
         after = {c.name: c.cpuSeconds() for c in t.processes}

@@ -39,7 +39,7 @@ from bench.harness import (
     sleep,
     waitForHttp,
 )
-from bench.loopback import parseWrk
+from bench.loopback import parseWrk, wrkArgv
 
 
 def treeCpuSeconds(pid: int) -> float:
@@ -66,17 +66,7 @@ def treeCpuSeconds(pid: int) -> float:
 
 
 async def _wrk(wrk: str, port: int, seconds: float, connections: int) -> dict[str, Any]:
-    argv = [
-        wrk,
-        "-t1",
-        f"-c{connections}",
-        f"-d{max(1, int(seconds))}s",
-        "--timeout",
-        "10s",
-        "-H",
-        f"Host: {BENCH_HOST}",
-        f"http://127.0.0.1:{port}/page",
-    ]
+    argv = wrkArgv(wrk, port, seconds, connections)
     done = await deferToThread(runTool, argv, seconds + 30)
     if done.returncode != 0:
         raise HarnessError(f"wrk failed: {done.stderr[-400:]!r}")

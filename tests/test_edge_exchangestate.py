@@ -5,9 +5,6 @@ tables, without a reactor.
 
 from __future__ import annotations
 
-from enum import IntEnum
-from typing import Any
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from railgun.edge.exchangestate import (
@@ -15,11 +12,10 @@ from railgun.edge.exchangestate import (
     RELAY_TRANSITIONS,
     Exchange,
     ExchangeInput,
-    LifecycleError,
     Relay,
     RelayInput,
-    transition,
 )
+from tests.lifecycletables import checkTable, reachable
 
 _E = Exchange
 _EI = ExchangeInput
@@ -55,40 +51,20 @@ class TablesTests(SynchronousTestCase):
     input loudly.
     """
 
-    def _check(
-        self,
-        table: dict[Any, Any],
-        expected: dict[Any, Any],
-        states: type[IntEnum],
-        inputs: type[IntEnum],
-    ) -> None:
-        for state in states:
-            for event in inputs:
-                if (state, event) in expected:
-                    self.assertIs(
-                        transition(table, state, event), expected[(state, event)]
-                    )
-                else:
-                    error = self.assertRaises(
-                        LifecycleError, transition, table, state, event
-                    )
-                    self.assertIn(event.name, str(error))
-                    self.assertIn(state.name, str(error))
-
     def test_exchange(self) -> None:
         """
         An open exchange ends one way, once; only the client's leaving is
         heard after its end, and changes nothing.
         """
-        self.assertEqual(EXCHANGE_TRANSITIONS, EXPECTED_EXCHANGE)
-        self._check(EXCHANGE_TRANSITIONS, EXPECTED_EXCHANGE, Exchange, ExchangeInput)
+        checkTable(
+            self, EXCHANGE_TRANSITIONS, EXPECTED_EXCHANGE, Exchange, ExchangeInput
+        )
 
     def test_relay(self) -> None:
         """
         The relay machine allows exactly its eight transitions.
         """
-        self.assertEqual(RELAY_TRANSITIONS, EXPECTED_RELAY)
-        self._check(RELAY_TRANSITIONS, EXPECTED_RELAY, Relay, RelayInput)
+        checkTable(self, RELAY_TRANSITIONS, EXPECTED_RELAY, Relay, RelayInput)
 
     def test_endsAreFinal(self) -> None:
         """
@@ -105,12 +81,4 @@ class TablesTests(SynchronousTestCase):
             (EXCHANGE_TRANSITIONS, Exchange.OPEN, Exchange),
             (RELAY_TRANSITIONS, Relay.HEAD, Relay),
         ):
-            seen = {initial}
-            frontier = [initial]
-            while frontier:
-                state = frontier.pop()
-                for (s, _), nxt in table.items():
-                    if s is state and nxt not in seen:
-                        seen.add(nxt)
-                        frontier.append(nxt)
-            self.assertEqual(seen, set(states))
+            self.assertEqual(reachable(table, initial), set(states))

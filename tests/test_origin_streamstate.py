@@ -5,9 +5,6 @@ tables, without a reactor.
 
 from __future__ import annotations
 
-from enum import IntEnum
-from typing import Any
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from railgun.origin.streamstate import (
@@ -21,8 +18,8 @@ from railgun.origin.streamstate import (
     ResponseInput,
     Timer,
     TimerInput,
-    transition,
 )
+from tests.lifecycletables import checkTable, reachable
 
 _R = Response
 _RI = ResponseInput
@@ -62,46 +59,25 @@ class TablesTests(SynchronousTestCase):
     input loudly.
     """
 
-    def _check(
-        self,
-        table: dict[Any, Any],
-        expected: dict[Any, Any],
-        states: type[IntEnum],
-        inputs: type[IntEnum],
-    ) -> None:
-        for state in states:
-            for event in inputs:
-                if (state, event) in expected:
-                    self.assertIs(
-                        transition(table, state, event), expected[(state, event)]
-                    )
-                else:
-                    error = self.assertRaises(
-                        LifecycleError, transition, table, state, event
-                    )
-                    self.assertIn(event.name, str(error))
-                    self.assertIn(state.name, str(error))
-
     def test_response(self) -> None:
         """
         The response machine allows exactly its eight transitions.
         """
-        self.assertEqual(RESPONSE_TRANSITIONS, EXPECTED_RESPONSE)
-        self._check(RESPONSE_TRANSITIONS, EXPECTED_RESPONSE, Response, ResponseInput)
+        checkTable(
+            self, RESPONSE_TRANSITIONS, EXPECTED_RESPONSE, Response, ResponseInput
+        )
 
     def test_timer(self) -> None:
         """
         The timer machine allows exactly its eleven transitions.
         """
-        self.assertEqual(TIMER_TRANSITIONS, EXPECTED_TIMER)
-        self._check(TIMER_TRANSITIONS, EXPECTED_TIMER, Timer, TimerInput)
+        checkTable(self, TIMER_TRANSITIONS, EXPECTED_TIMER, Timer, TimerInput)
 
     def test_link(self) -> None:
         """
         The stream is lost once; losing it again is refused.
         """
-        self.assertEqual(LINK_TRANSITIONS, EXPECTED_LINK)
-        self._check(LINK_TRANSITIONS, EXPECTED_LINK, Link, LinkInput)
+        checkTable(self, LINK_TRANSITIONS, EXPECTED_LINK, Link, LinkInput)
 
     def test_errorIsAssertion(self) -> None:
         """
@@ -131,12 +107,4 @@ class TablesTests(SynchronousTestCase):
             (TIMER_TRANSITIONS, Timer.IDLE, Timer),
             (LINK_TRANSITIONS, Link.OPEN, Link),
         ):
-            seen = {initial}
-            frontier = [initial]
-            while frontier:
-                state = frontier.pop()
-                for (s, _), nxt in table.items():
-                    if s is state and nxt not in seen:
-                        seen.add(nxt)
-                        frontier.append(nxt)
-            self.assertEqual(seen, set(states))
+            self.assertEqual(reachable(table, initial), set(states))
