@@ -47,6 +47,8 @@ setup(
         "attrs>=23.1",
         "hpack>=4.0",
         "zstandard>=0.22",
+        # zstandard's cffi backend: bases hashed once at the best level.
+        "cffi>=1.15",
         "brotli>=1.1",
         "uhashring>=2.3",
         "prometheus-client>=0.20",

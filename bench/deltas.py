@@ -604,9 +604,12 @@ async def measure(
                     host,
                     b"session=user%d-%s" % (k, seq.name.encode()) if cookies else None,
                 )
+                # Background work the fetch started (the fresh version
+                # prepared as the next base) is done before the next
+                # version is asked, as when versions are minutes apart,
+                # and its CPU time is counted with the fetch.
+                await deployment.origin.preparer.whenIdle()
                 if pause:
-                    # Background work the fetch started (the next base
-                    # prepared) is counted with it.
                     await deferLater(reactor, pause, lambda: None)
                 cpu = time.process_time() - cpu
                 records.append(

@@ -415,6 +415,9 @@ class DeltaConfig:
     @ivar budgetMs: encode-time budget per delta, in milliseconds: a delta
         whose level-19 encode is estimated to fit is made at level 19, the
         others at C{level} / C{largeLevel}; 0 turns it off.
+    @ivar preparedMemory: bytes the origin role may spend on new versions
+        hashed ahead of time at level 19 (with a budget), least recently
+        used dropped first.
     """
 
     enabled: bool = setting(
@@ -467,11 +470,20 @@ class DeltaConfig:
     budgetMs: float = setting(
         "budget_ms",
         NUMBER,
-        0.0,
+        30.0,
         flag="delta-budget-ms",
         roles=("origin",),
         atLeast=0,
-        help="encode-time budget per delta (ms): level 19 when it fits; 0 (default) off",
+        help="encode-time budget per delta (ms): level 19 when it fits; 0 off",
+    )
+    preparedMemory: int = setting(
+        "prepared_memory",
+        SIZE,
+        64 * MiB,
+        flag="delta-prepared-memory",
+        roles=("origin",),
+        above=0,
+        help="memory for new versions hashed ahead at level 19 (with a budget)",
     )
 
 

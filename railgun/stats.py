@@ -197,6 +197,8 @@ class Stats:
         (origin role).
     @ivar encodeSeconds: encoding a version (origin role), thread pool
         wait included.
+    @ivar deltaLevels: deltas encoded (origin role), by the zstd level
+        they were made at (the budget's best level or the fixed one).
     """
 
     total: Counters = field(factory=Counters)
@@ -205,6 +207,7 @@ class Stats:
     requestSeconds: Histogram = field(factory=lambda: Histogram(REQUEST_BUCKETS))
     originSeconds: Histogram = field(factory=lambda: Histogram(REQUEST_BUCKETS))
     encodeSeconds: Histogram = field(factory=lambda: Histogram(ENCODE_BUCKETS))
+    deltaLevels: Counter[int] = field(factory=Counter)
 
     def forHost(self, host: str) -> Counters:
         """
@@ -275,4 +278,5 @@ class Stats:
             "request_seconds": self.requestSeconds.asDict(),
             "origin_seconds": self.originSeconds.asDict(),
             "encode_seconds": self.encodeSeconds.asDict(),
+            "delta_levels": {str(k): v for k, v in sorted(self.deltaLevels.items())},
         }

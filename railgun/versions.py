@@ -7,11 +7,11 @@ rebuilds the body and checks it against the announced digest
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from railgun.delta.codec import (
@@ -26,6 +26,10 @@ from railgun.delta.digest import versionDigest
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorFromThreads
     from twisted.python.threadpool import ThreadPool
+
+    from railgun.delta.preparer import BackgroundPreparer
+
+_T = TypeVar("_T")
 
 log = Logger()
 
@@ -60,6 +64,8 @@ class EncodedVersion:
     @ivar digest: the digest of the identity body.
     @ivar length: the identity body's length.
     @ivar baseFound: whether the origin role had the edge's base.
+    @ivar level: the level a delta was made at, when its codec has levels
+        and the caller chose one (0: not known).
     """
 
     mode: str
@@ -68,6 +74,7 @@ class EncodedVersion:
     digest: str
     length: int
     baseFound: bool
+    level: int = 0
 
 
 def encodeVersion(
@@ -78,6 +85,7 @@ def encodeVersion(
     deltaCodec: IDeltaCodec | None,
     fullCodec: IFullCodec | None,
     digest: str | None = None,
+    level: int = 0,
 ) -> EncodedVersion:
     """
     Choose the smallest correct way to send C{body}.
@@ -86,6 +94,8 @@ def encodeVersion(
     @param baseBody: that version's body if the origin role has it (already
         checked against C{baseDigest} by the caller).
     @param digest: C{versionDigest(body)} if already computed.
+    @param level: the level to make a delta at, with a codec that has
+        levels (C{encodeAt}); 0 lets the codec choose.
     """
     if digest is None:
         digest = versionDigest(body)
@@ -98,9 +108,15 @@ def encodeVersion(
         if len(compressed) <= length * (1 - MIN_COMPRESSION_SAVING):
             codec, payload = fullCodec.name, compressed
     if baseBody is not None and deltaCodec is not None:
-        delta = deltaCodec.encode(baseBody, body)
+        encodeAt = getattr(deltaCodec, "encodeAt", None)
+        if level and baseBody and encodeAt is not None:
+            delta = encodeAt(baseBody, body, level)
+        else:
+            delta = deltaCodec.encode(baseBody, body)
         if len(delta) < len(payload):
-            return EncodedVersion(DELTA, deltaCodec.name, delta, digest, length, True)
+            return EncodedVersion(
+                DELTA, deltaCodec.name, delta, digest, length, True, level
+            )
     return EncodedVersion(FULL, codec, payload, digest, length, baseBody is not None)
 
 
@@ -153,35 +169,51 @@ def deferEncodeVersion(
     threadpool: ThreadPool,
     body: bytes,
     threshold: int = ENCODE_IN_THREAD_ABOVE,
+    preparer: BackgroundPreparer | None = None,
     **kwargs: Any,
 ) -> Deferred[EncodedVersion]:
     """
     L{encodeVersion} in C{threadpool} when it is heavy (a body over
-    C{threshold} bytes, or a delta the codec's budget makes at its best
-    level), inline otherwise; then, when the delta codec asks for it
-    (C{shouldPrepare}), hash C{body} in the thread pool as the base the next
-    version of the page will be encoded against, off every request's path.
+    C{threshold} bytes, or a delta made at the codec's best level), inline
+    otherwise. Call on the reactor thread: the level of a delta is chosen
+    here (C{levelFor}), and a best-level encode is counted as running
+    (C{reserveBest}) until it is done, so that encodes arriving together
+    do not all take the slow level.
 
+    Then, when the delta codec asks for it (C{shouldPrepare}), C{body} is
+    handed to C{preparer} to be hashed as the base the next version of the
+    page will be encoded against, off every request's path.
+
+    @param preparer: prepares bases in the background; L{None}: none are.
     @param kwargs: as for L{encodeVersion}.
     @return: a L{Deferred} firing with the encoded version.
     """
     codec = kwargs.get("deltaCodec")
     baseBody = kwargs.get("baseBody")
     heavy = len(body)
-    if (
-        codec is not None
-        and baseBody
-        and hasattr(codec, "levelFor")
-        and codec.levelFor(baseBody, len(body)) != codec.levelFor(b"", len(body))
-    ):
-        heavy = threshold + 1
+    release = None
+    levelFor = getattr(codec, "levelFor", None)
+    if codec is not None and baseBody and levelFor is not None:
+        level = levelFor(baseBody, len(body))
+        kwargs["level"] = level
+        if level == codec.bestLevel and level != codec.levelFor(b"", len(body)):
+            heavy = threshold + 1
+            release = codec.reserveBest()
     d = offReactorAbove(
         reactor, threadpool, heavy, threshold, lambda: encodeVersion(body, **kwargs)
     )
-    if codec is not None and getattr(codec, "shouldPrepare", None) is not None:
-        if codec.shouldPrepare(body):
-            prepared = deferToThreadPool(reactor, threadpool, codec.prepare, body)
-            prepared.addErrback(
-                lambda f: log.failure("preparing a base at the best level", f)
-            )
+    if release is not None:
+        d.addBoth(_releasing, release)
+    if (
+        preparer is not None
+        and codec is not None
+        and getattr(codec, "shouldPrepare", None) is not None
+        and codec.shouldPrepare(body)
+    ):
+        preparer.submit(codec.prepare, body)
     return d
+
+
+def _releasing(result: _T, release: Callable[[], None]) -> _T:
+    release()
+    return result

@@ -47,6 +47,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "railgun._lru",
             "railgun._producers",
             "railgun._sockets",
+            "railgun._threads",
             "railgun.certs",
             "railgun.link.counting",
             "railgun.link.requestid",

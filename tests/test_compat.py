@@ -37,7 +37,7 @@ ROOT = Path(railgun.__file__).resolve().parent.parent
 
 #: Packages whose underscore names are private API this project may use only
 #: in railgun/_compat.
-_FENCED = ("twisted", "treq")
+_FENCED = ("twisted", "treq", "zstandard")
 
 #: Uses of Twisted's private API outside railgun/_compat still to move into
 #: it: (file, name). Empty: nothing else belongs here.

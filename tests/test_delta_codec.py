@@ -10,11 +10,15 @@ import zlib
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from railgun._compat.zstd import PreparedBase
+from railgun.delta import codec as codecModule
 from railgun.delta.codec import (
     CodecRegistry,
     DeltaError,
@@ -28,6 +32,7 @@ from railgun.delta.codec import (
     deferEncode,
 )
 from railgun.delta.digest import DIGEST_RE, isValidDigest, versionDigest
+from railgun.delta.preparer import BackgroundPreparer
 from railgun.versions import deferEncodeVersion
 
 HYPOTHESIS = settings(
@@ -575,6 +580,37 @@ class _ImmediateReactor:
         f(*a, **kw)
 
 
+class _HeldPool:
+    """
+    A thread pool that holds each call until L{runAll}.
+    """
+
+    def __init__(self) -> None:
+        self.held: list[tuple[object, object, tuple]] = []
+
+    def callInThreadWithCallback(self, onResult, f, *a, **kw):
+        self.held.append((onResult, f, a))
+
+    def runAll(self) -> None:
+        held, self.held = self.held, []
+        for onResult, f, a in held:
+            try:
+                result = f(*a)
+            except BaseException:
+                onResult(False, Failure())
+            else:
+                onResult(True, result)
+
+
+class _FailingCodec(ZstdPatchCodec):
+    def encodeAt(self, base: bytes, target: bytes, level: int) -> bytes:
+        raise ZeroDivisionError()
+
+
+def _spawnNow(reactor, work):
+    return maybeDeferred(work)
+
+
 class BudgetTests(SynchronousTestCase):
     """
     Tests for the encode-time budget of L{ZstdPatchCodec}: level 19 where
@@ -608,8 +644,9 @@ class BudgetTests(SynchronousTestCase):
     def test_preparedBaseFitsWarm(self) -> None:
         """
         A medium page over the budget cold fits it once its base was
-        prepared, and is then encoded at level 19; a prepared base is not
-        prepared again.
+        prepared, and is then encoded at level 19 with the prepared base
+        (the frame L{PreparedBase} makes); a prepared base is not prepared
+        again.
         """
         codec = ZstdPatchCodec(budget=0.005)
         base = page(54, 100_000)
@@ -617,21 +654,86 @@ class BudgetTests(SynchronousTestCase):
         self.assertEqual(codec.levelFor(base, len(target)), 9)
         self.assertTrue(codec.shouldPrepare(base))
         self.assertTrue(codec.prepare(base))
+        self.assertGreater(codec.preparedBytes, len(base))
         self.assertFalse(codec.shouldPrepare(base))
         self.assertFalse(codec.prepare(base))
         self.assertEqual(codec.levelFor(base, len(target)), 19)
         delta = codec.encode(base, target)
-        self.assertEqual(delta, ZstdPatchCodec(19).encode(base, target))
+        windowLog = ZstdPatchCodec._windowFor(base, len(base))
+        self.assertEqual(
+            delta, PreparedBase(base, 19, windowLog, len(base)).compress(target)
+        )
+        self.assertLess(len(delta), len(ZstdPatchCodec().encode(base, target)))
         self.assertEqual(codec.decode(base, delta, len(target)), target)
 
-    def test_tooLargeToPrepare(self) -> None:
+    def test_largePreparedBase(self) -> None:
         """
-        A base over 256 KiB is never prepared (a kept compressor does not
-        make the next level-19 encode cheaper there), nor one whose warm
-        encode would still not fit.
+        A 700 KB page, over the budget cold, is prepared and then encoded
+        at level 19: the prepared bases are not limited to small pages.
         """
-        self.assertFalse(ZstdPatchCodec(budget=10.0).shouldPrepare(page(55, 300_000)))
+        codec = ZstdPatchCodec(budget=0.030)
+        base = page(58, 700_000)
+        target = base[:300_000] + b"<p>fresh</p>" + base[300_010:]
+        self.assertEqual(codec.levelFor(base, len(target)), 9)
+        self.assertTrue(codec.prepare(base))
+        self.assertEqual(codec.levelFor(base, len(target)), 19)
+        delta = codec.encode(base, target)
+        self.assertEqual(codec.decode(base, delta, len(target)), target)
+
+    def test_preparedBasesBounded(self) -> None:
+        """
+        Prepared bases are dropped, least recently used first, past the
+        codec's memory bound.
+        """
+        bases = [page(60 + i, 50_000) for i in range(3)]
+        one = PreparedBase(bases[0], 19, 18, 50_000).size
+        codec = ZstdPatchCodec(budget=0.005, preparedBytes=2 * one + one // 2)
+        for base in bases:
+            self.assertTrue(codec.prepare(base))
+        self.assertLessEqual(codec.preparedBytes, 2 * one + one // 2)
+        self.assertTrue(codec.shouldPrepare(bases[0]))
+        self.assertFalse(codec.shouldPrepare(bases[2]))
+
+    def test_tooSlowToPrepare(self) -> None:
+        """
+        A base whose warm encode would still not fit the budget is never
+        prepared, nor any without a budget.
+        """
         self.assertFalse(ZstdPatchCodec(budget=0.001).shouldPrepare(page(55, 100_000)))
+        self.assertFalse(ZstdPatchCodec().shouldPrepare(page(55, 1_000)))
+
+    def test_withoutBackendNothingPrepared(self) -> None:
+        """
+        Without zstandard's cffi backend no base is prepared, and deltas
+        are still made (at the levels the estimates allow cold).
+        """
+        self.patch(codecModule._zstd, "AVAILABLE", False)
+        codec = ZstdPatchCodec(budget=0.005)
+        base = page(59, 20_000)
+        self.assertFalse(codec.prepare(base))
+        delta = codec.encode(base, base + b"x")
+        self.assertEqual(codec.decode(base, delta, len(base) + 1), base + b"x")
+
+    def test_oneBestAtATime(self) -> None:
+        """
+        While a best-level encode runs (L{ZstdPatchCodec.reserveBest}), the
+        next delta that would fit is made at the fixed level; once it is
+        released, at the best again. Releasing twice counts once.
+        """
+        codec = ZstdPatchCodec(budget=0.005)
+        base = page(61, 20_000)
+        self.assertEqual(codec.levelFor(base, 20_000), 19)
+        release = codec.reserveBest()
+        self.assertEqual(codec.levelFor(base, 20_000), 9)
+        release()
+        release()
+        self.assertEqual(codec.levelFor(base, 20_000), 19)
+        other = codec.reserveBest()
+        self.assertEqual(codec.levelFor(base, 20_000), 9)
+        other()
+        two = ZstdPatchCodec(budget=0.005, maxBestInFlight=2)
+        two.reserveBest()
+        self.assertEqual(two.levelFor(base, 20_000), 19)
 
     def test_negativeBudgetRefused(self) -> None:
         """
@@ -642,26 +744,54 @@ class BudgetTests(SynchronousTestCase):
     def test_deferEncodeVersionPrepares(self) -> None:
         """
         L{deferEncodeVersion} sends a level-19 delta to the thread pool,
-        and then hashes the fresh body there as the next base.
+        records its level, holds the best level while it runs, and then
+        hands the fresh body to the preparer as the next base.
         """
         codec = ZstdPatchCodec(budget=0.005)
         base = page(56, 20_000)
         target = base + b"<p>more</p>"
-        pool = _RecordingPool()
+        pool = _HeldPool()
+        preparer = BackgroundPreparer(_ImmediateReactor(), _spawnNow)
         d = deferEncodeVersion(
             _ImmediateReactor(),
             pool,
             target,
+            preparer=preparer,
             baseDigest=versionDigest(base),
             baseBody=base,
             deltaCodec=codec,
             fullCodec=None,
         )
+        self.assertNoResult(d)
+        self.assertEqual(codec.levelFor(base, len(target)), 9)
+        pool.runAll()
         encoded = self.successResultOf(d)
         self.assertEqual(encoded.mode, "delta")
+        self.assertEqual(encoded.level, 19)
         self.assertEqual(encoded.payload, ZstdPatchCodec(19).encode(base, target))
-        self.assertEqual(len(pool.calls), 2)
+        self.assertEqual(codec.levelFor(base, len(target)), 19)
+        self.assertEqual(preparer.prepared, 1)
         self.assertFalse(codec.shouldPrepare(target))
+
+    def test_deferEncodeVersionReleasesOnFailure(self) -> None:
+        """
+        A best-level encode that fails still releases the best level.
+        """
+        codec = _FailingCodec(budget=0.005)
+        base = page(62, 20_000)
+        pool = _HeldPool()
+        d = deferEncodeVersion(
+            _ImmediateReactor(),
+            pool,
+            base + b"x",
+            baseDigest=versionDigest(base),
+            baseBody=base,
+            deltaCodec=codec,
+            fullCodec=None,
+        )
+        pool.runAll()
+        self.failureResultOf(d, ZeroDivisionError)
+        self.assertEqual(codec.levelFor(base, 20_000), 19)
 
     def test_deferEncodeVersionSmallFixedInline(self) -> None:
         """

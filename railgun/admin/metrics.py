@@ -93,6 +93,26 @@ ENCODE_SECONDS = _spec(
     "role",
     "Time to encode a version (delta or whole body), thread pool wait included.",
 )
+DELTA_LEVELS = _spec(
+    "railgun_delta_level",
+    "counter",
+    "role level",
+    "Deltas encoded, by the zstd level they were made at: the encode-time "
+    "budget's best level (19) or the fixed one (delta.level).",
+)
+PREPARED = _spec(
+    "railgun_delta_prepared_bases",
+    "counter",
+    "role",
+    "New versions hashed ahead at the best level, in the background, as the "
+    "base of the next delta against them.",
+)
+PREPARED_BYTES = _spec(
+    "railgun_delta_prepared_bytes",
+    "gauge",
+    "role",
+    "Memory held by the versions hashed ahead (bounded by delta.prepared_memory).",
+)
 LINKS = _spec(
     "railgun_links",
     "gauge",
@@ -175,6 +195,9 @@ METRICS = (
     REQUEST_SECONDS,
     ORIGIN_SECONDS,
     ENCODE_SECONDS,
+    DELTA_LEVELS,
+    PREPARED,
+    PREPARED_BYTES,
     LINKS,
     LINK_RTT,
     STREAMS_OPEN,
@@ -238,6 +261,10 @@ class RailgunCollector(Collector):
         if role == "origin":
             _histogram(families[ORIGIN_SECONDS.name], role, stats.originSeconds)
             _histogram(families[ENCODE_SECONDS.name], role, stats.encodeSeconds)
+            for level, n in sorted(stats.deltaLevels.items()):
+                add(DELTA_LEVELS, [role, str(level)], n)
+            add(PREPARED, [role], view.service.preparer.prepared)
+            add(PREPARED_BYTES, [role], view.service.preparedBytes())
         streams = 0
         for pool in view.pools():
             add(LINKS, [role, pool.address, "up"], pool.up)

@@ -27,6 +27,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import Attribute, Interface, implementer
 
+from railgun._compat import zstd as _zstd
+
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorFromThreads
     from twisted.python.threadpool import ThreadPool
@@ -66,16 +68,16 @@ base is not hashed yet (measured on the corpus: 31-62 ns for pages up to
 
 BEST_WARM_SECONDS_PER_BYTE = 35e-9
 """
-Estimated CPU time of a level-19 encode per target byte when a compressor
-that already hashed the base is kept (10-49 ns per byte measured for pages
-up to 160 KB). Above L{BEST_WARM_UP_TO} a kept compressor saves nothing at
-that level (libzstd loads such a dictionary again for every frame).
+Estimated CPU time of a level-19 encode per target byte against a prepared
+base (L{ZstdPatchCodec.prepare}): 28-30 ns per byte measured for the
+corpus' pages up to 740 KB, 84 ns for a page that changed by a tenth
+(C{docs/benchmarks.md}, "Prepared bases").
 """
 
-BEST_WARM_UP_TO = 256 * 1024
+PREPARED_BYTES = 64 * 1024 * 1024
 """
-Largest base for which a kept level-19 compressor makes the next encode
-cheaper (measured: 740 KB pages took 195 ms cold and 202 ms warm).
+Default bound on the memory prepared bases take (libzstd's own count): a
+740 KB page hashed at level 19 takes 17.5 MB, a 100 KB one about 2.5 MB.
 """
 
 
@@ -285,6 +287,54 @@ class _CompressorCache:
         return len(self._entries)
 
 
+@define
+class _PreparedBases:
+    """
+    Bases hashed at the best level (L{_zstd.PreparedBase}), least recently
+    used dropped past C{maxBytes} of libzstd's own count. Thread-safe: bases
+    are prepared in a background thread and used from the thread pool.
+    """
+
+    maxBytes: int
+    _entries: OrderedDict[bytes, _zstd.PreparedBase] = field(factory=OrderedDict)
+    _size: int = 0
+    _lock: threading.Lock = field(factory=threading.Lock)
+
+    def get(self, base: bytes, windowLog: int) -> _zstd.PreparedBase | None:
+        """
+        The prepared C{base} whose window reaches at least C{windowLog}.
+        """
+        with self._lock:
+            prepared = self._entries.get(base)
+            if prepared is None or prepared.windowLog < windowLog:
+                return None
+            self._entries.move_to_end(base)
+            return prepared
+
+    def put(self, base: bytes, prepared: _zstd.PreparedBase) -> None:
+        if prepared.size > self.maxBytes:
+            return
+        with self._lock:
+            old = self._entries.pop(base, None)
+            if old is not None:
+                self._size -= old.size
+            self._entries[base] = prepared
+            self._size += prepared.size
+            while self._size > self.maxBytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._size -= dropped.size
+
+    @property
+    def size(self) -> int:
+        """
+        Bytes the prepared bases take.
+        """
+        return self._size
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 @implementer(IDeltaCodec)
 @define
 class ZstdPatchCodec:
@@ -316,8 +366,12 @@ class ZstdPatchCodec:
     _largeAbove: int = 256 * 1024
     _budget: float | None = None
     _bestLevel: int = BEST_LEVEL
+    _preparedBytes: int = PREPARED_BYTES
+    _maxBestInFlight: int = 1
     name: str = field(default="zstd-patch", init=False)
     _cache: _CompressorCache = field(init=False)
+    _prepared: _PreparedBases = field(init=False)
+    _bestInFlight: int = field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         if self._budget is not None and self._budget < 0:
@@ -325,7 +379,10 @@ class ZstdPatchCodec:
         for level in (self._level, self._largeLevel or self._level, self._bestLevel):
             if not 1 <= level <= zstandard.MAX_COMPRESSION_LEVEL:
                 raise ValueError(f"zstd level {level} out of range")
+        if self._maxBestInFlight < 0:
+            raise ValueError(f"{self._maxBestInFlight} best-level encodes at once")
         self._cache = _CompressorCache(self._cacheBytes)
+        self._prepared = _PreparedBases(self._preparedBytes)
 
     def _levelFor(self, baseSize: int) -> int:
         """
@@ -352,14 +409,12 @@ class ZstdPatchCodec:
         """
         Estimated CPU seconds of encoding a target of C{targetSize} bytes
         against C{base} at the best level: the base's hashing is counted
-        unless a compressor that did it is kept (and it pays at that size).
+        unless it is prepared (L{prepare}).
 
         @param base: the base the delta would be made against.
         @param targetSize: the target's size in bytes.
         """
-        if len(base) <= BEST_WARM_UP_TO and self._cache.holds(
-            base, self._bestLevel, self._windowFor(base, targetSize)
-        ):
+        if self._prepared.get(base, self._windowFor(base, targetSize)) is not None:
             return targetSize * BEST_WARM_SECONDS_PER_BYTE
         return (len(base) + targetSize) * BEST_COLD_SECONDS_PER_BYTE
 
@@ -367,52 +422,78 @@ class ZstdPatchCodec:
         """
         The level to encode a target of C{targetSize} bytes against C{base}
         at: with an encode-time budget, the best level when its estimated
-        time (L{estimateBest}) fits in the budget, else the fixed level
-        (L{_levelFor}); without a budget, always the fixed level.
+        time (L{estimateBest}) fits in the budget and fewer than
+        C{_maxBestInFlight} best-level encodes run (L{reserveBest}): when
+        requests come together the CPU is not spare, and the fixed level
+        answers them sooner. Else, and without a budget, the fixed level
+        (L{_levelFor}).
         """
         if (
             self._budget is not None
             and base
+            and self._bestInFlight < self._maxBestInFlight
             and self.estimateBest(base, targetSize) <= self._budget
         ):
             return self._bestLevel
         return self._levelFor(len(base))
 
+    def reserveBest(self) -> Callable[[], None]:
+        """
+        Count a best-level encode as running until the returned function is
+        called (once). For one thread: the origin role calls both on its
+        reactor thread, around an encode it runs in the thread pool.
+        """
+        self._bestInFlight += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._bestInFlight -= 1
+
+        return release
+
     def prepare(self, base: bytes) -> bool:
         """
-        Hash C{base} at the best level now, keeping the compressor, so that
-        the next target encoded against it (a fresh version of the same
-        page, usually its size) fits the budget at the best level. Meant to
-        run in a thread, off any request's path: the origin role calls it
-        for each new version it stores.
+        Hash C{base} at the best level now and keep it, so that the next
+        target encoded against it (a fresh version of the same page, usually
+        its size) costs only its own share (L{BEST_WARM_SECONDS_PER_BYTE})
+        and fits the budget at the best level. Meant for a background
+        thread, off every request's path: the origin role calls it for each
+        new version it stores (L{railgun.delta.preparer}).
 
-        @return: whether a compressor was prepared (not when there is no
-            budget, when the base is too large for a kept compressor to
-            help, when the best level would not fit the budget even warm,
-            or when one is already kept).
+        @return: whether a base was prepared (not when L{shouldPrepare}
+            says no).
         """
         if not self.shouldPrepare(base):
             return False
         windowLog = self._windowFor(base, len(base))
-        cctx, cost = self._compressor(base, windowLog, self._bestLevel)
-        # Compressing anything hashes the dictionary (and keeps it hashed).
-        cctx.compress(b"")
-        self._cache.give(base, cctx, windowLog, cost, self._bestLevel)
+        prepared = _zstd.PreparedBase(base, self._bestLevel, windowLog, len(base))
+        self._prepared.put(base, prepared)
         return True
 
     def shouldPrepare(self, base: bytes) -> bool:
         """
-        Whether L{prepare} would do anything for C{base}: cheap, so a caller
-        decides on its own thread whether to start one in another.
+        Whether L{prepare} would do anything for C{base}: only with a budget
+        that a target of the base's size would fit once it is prepared, and
+        when it is not prepared yet. Cheap, so a caller decides on its own
+        thread whether to start one in another.
         """
         return (
-            self._budget is not None
-            and 0 < len(base) <= BEST_WARM_UP_TO
+            _zstd.AVAILABLE
+            and self._budget is not None
+            and len(base) > 0
             and len(base) * BEST_WARM_SECONDS_PER_BYTE <= self._budget
-            and not self._cache.holds(
-                base, self._bestLevel, self._windowFor(base, len(base))
-            )
+            and self._prepared.get(base, self._windowFor(base, len(base))) is None
         )
+
+    @property
+    def preparedBytes(self) -> int:
+        """
+        Bytes the prepared bases take now (for statistics).
+        """
+        return self._prepared.size
 
     @staticmethod
     def _windowFor(base: bytes, targetSize: int) -> int:
@@ -493,6 +574,10 @@ class ZstdPatchCodec:
         kept compressor for that base and level.
         """
         windowLog = self._windowFor(base, len(target))
+        if level == self._bestLevel:
+            prepared = self._prepared.get(base, windowLog)
+            if prepared is not None:
+                return prepared.compress(target)
         taken = self._cache.take(base, level, windowLog)
         if taken is None:
             cctx, cost = self._compressor(base, windowLog, level)
@@ -691,7 +776,10 @@ class CodecRegistry:
 
 
 def defaultRegistry(
-    deltaLevel: int = 9, largeLevel: int | None = None, budget: float | None = None
+    deltaLevel: int = 9,
+    largeLevel: int | None = None,
+    budget: float | None = None,
+    preparedBytes: int = PREPARED_BYTES,
 ) -> CodecRegistry:
     """
     The codecs the project uses, with the levels chosen by measurement.
@@ -707,10 +795,17 @@ def defaultRegistry(
     @param budget: encode-time budget in seconds: a delta whose level-19
         encode is estimated to fit is made at level 19, others at the
         levels above (L{ZstdPatchCodec.levelFor}); L{None} for none.
+    @param preparedBytes: memory bound of the bases prepared at the best
+        level (L{ZstdPatchCodec.prepare}).
     """
     registry = CodecRegistry()
     registry.registerDelta(
-        ZstdPatchCodec(deltaLevel, largeLevel=largeLevel, budget=budget)
+        ZstdPatchCodec(
+            deltaLevel,
+            largeLevel=largeLevel,
+            budget=budget,
+            preparedBytes=preparedBytes,
+        )
     )
     registry.registerFull(ZstdFullCodec())
     registry.registerFull(GzipFullCodec())

@@ -127,17 +127,19 @@ class DeltaReuse:
         targetDigest: str,
         target: bytes,
         delta: bytes,
+        level: int = 0,
     ) -> None:
         """
         A delta was made and sent: keep it, with the level it was made at.
 
         @param codec: the L{railgun.delta.codec.ZstdPatchCodec} that made
             C{delta}; codecs without levels are kept as they are.
+        @param level: the level C{delta} was made at (0: not known, then
+            the one the codec would choose now).
         """
         key = deltaKey(codec.name, baseDigest, targetDigest)
-        level = 0
         best = getattr(codec, "bestLevel", None)
-        if best is not None:
+        if not level and best is not None:
             level = codec.levelFor(base, len(target))
         self._keep(key, level, delta)
 

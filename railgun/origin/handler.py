@@ -671,7 +671,13 @@ class OriginStreamHandler(StreamProtocol):
             if reuse is not None and encoded.mode == DELTA:
                 assert baseDigest is not None and baseBody is not None
                 reuse.encoded(
-                    deltaCodec, baseDigest, baseBody, digest, body, encoded.payload
+                    deltaCodec,
+                    baseDigest,
+                    baseBody,
+                    digest,
+                    body,
+                    encoded.payload,
+                    encoded.level,
                 )
         if self._link is Link.GONE:
             return

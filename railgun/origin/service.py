@@ -17,8 +17,10 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from railgun._listening import ListeningPort, withBacklog
+from railgun._threads import inDaemonThread
 from railgun.config import OriginConfig, StoreConfig
 from railgun.delta.codec import defaultRegistry
+from railgun.delta.preparer import BackgroundPreparer
 from railgun.delta.reuse import DeltaReuse
 from railgun.link.factory import LinkServerFactory
 from railgun.logs import AccessRecord
@@ -78,6 +80,9 @@ class OriginService(Service):
         self._acceptor = _Acceptor()
         self._context: OriginContext | None = None
         self._pool: Any = None
+        #: prepares new versions as bases at the best level, in the
+        #: background (L{railgun.delta.preparer}).
+        self.preparer = BackgroundPreparer(reactor, inDaemonThread)
         self.store: IVersionStore = makeStore(
             config.store, config.delta.maxSize, reactor
         )
@@ -87,13 +92,32 @@ class OriginService(Service):
         # the reactor's thread pool so it does not stall every other stream.
         started = self._reactor.seconds()
         d = deferEncodeVersion(
-            self._reactor, self._reactor.getThreadPool(), body, **kwargs
+            self._reactor,
+            self._reactor.getThreadPool(),
+            body,
+            preparer=self.preparer,
+            **kwargs,
         )
         return d.addCallback(self._encoded, started)
 
     def _encoded(self, encoded: EncodedVersion, started: float) -> EncodedVersion:
         self.stats.encodeSeconds.observe(self._reactor.seconds() - started)
+        if encoded.level:
+            self.stats.deltaLevels[encoded.level] += 1
         return encoded
+
+    def preparedBytes(self) -> int:
+        """
+        @return: bytes taken now by versions hashed ahead at the best level
+            (L{railgun.delta.codec.ZstdPatchCodec.prepare}).
+        """
+        codecs = None if self._context is None else self._context.codecs
+        if codecs is None:
+            return 0
+        return sum(
+            getattr(codecs.deltaCodec(name), "preparedBytes", 0)
+            for name in codecs.deltaNames()
+        )
 
     def links(self) -> list[Any]:
         """
@@ -110,6 +134,7 @@ class OriginService(Service):
 
     def startService(self) -> None:
         super().startService()
+        self.preparer = BackgroundPreparer(self._reactor, inDaemonThread)
         if IService.providedBy(self.store):
             self.store.startService()
         config = self._config
@@ -132,6 +157,7 @@ class OriginService(Service):
                 config.delta.level,
                 config.delta.largeLevel,
                 config.delta.budgetMs / 1000 or None,
+                config.delta.preparedMemory,
             ),
             deltaMaxSize=config.delta.maxSize,
             encode=self._encode,
@@ -264,6 +290,7 @@ class OriginService(Service):
             if factory is not None:
                 steps.append(factory.goAwayAll())
         d = DeferredList(steps, consumeErrors=True)
+        d.addCallback(lambda _: self.preparer.stop())
         if IService.providedBy(self.store):
             store = self.store
             d.addCallback(lambda _: store.stopService())

@@ -1,0 +1,210 @@
+"""
+What python-zstandard's public API lacks, taken from its own cffi backend:
+a base hashed once at a chosen level into a compression dictionary
+(C{ZSTD_CDict}), and frames compressed with it, without the GIL.
+
+Why: at zstd's best levels, hashing a 700 KB base into its binary trees
+costs 80-130 ms, three to five times the frame made against it. The public
+API either hashes the base again for every frame
+(C{ZstdCompressor(dict_data=...)}) or hashes it once holding the GIL
+(C{ZstdCompressionDict.precompute_compress}), which would stall the reactor
+thread for as long. Through the cffi backend, the base is hashed once, in
+a background thread, with the GIL released (cffi releases it around every C
+call), and each frame then copies the hashed tables instead
+(C{docs/benchmarks.md}, "Prepared bases").
+
+Private API used: the module C{zstandard._cffi} (the compiled cffi backend
+shipped in zstandard's wheels, with the libzstd it bundles) and these of its
+C{lib}: L{LIB_NEEDS}. Checked by C{tests/test_compat_zstd.py}. When the
+backend cannot be imported (C{cffi} missing), L{AVAILABLE} is false and
+callers use the public API instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Any
+
+_backend: Any
+try:
+    # Not in zstandard's type stubs: it is the backend's own module.
+    _backend = importlib.import_module("zstandard._cffi")
+except ImportError:  # pragma: no cover - cffi comes with cryptography
+    _backend = None
+
+#: The functions and constants of libzstd this module calls.
+LIB_NEEDS = (
+    "ZSTD_getCParams",
+    "ZSTD_createCDict_advanced",
+    "ZSTD_freeCDict",
+    "ZSTD_sizeof_CDict",
+    "ZSTD_createCCtx",
+    "ZSTD_freeCCtx",
+    "ZSTD_CCtx_reset",
+    "ZSTD_CCtx_setParameter",
+    "ZSTD_CCtx_refCDict",
+    "ZSTD_compress2",
+    "ZSTD_compressBound",
+    "ZSTD_isError",
+    "ZSTD_getErrorName",
+    "ZSTD_versionNumber",
+    "ZSTD_dlm_byCopy",
+    "ZSTD_dct_rawContent",
+    "ZSTD_defaultCMem",
+    "ZSTD_reset_session_and_parameters",
+    "ZSTD_c_contentSizeFlag",
+    "ZSTD_c_checksumFlag",
+    "ZSTD_c_dictIDFlag",
+    "ZSTD_c_format",
+    "ZSTD_f_zstd1",
+    "ZSTD_f_zstd1_magicless",
+)
+
+AVAILABLE = _backend is not None and all(hasattr(_backend.lib, n) for n in LIB_NEEDS)
+"""
+Whether prepared bases can be made here.
+"""
+
+#: Compression contexts kept for reuse: one per core that encodes at once
+#: is enough; each holds tables the size of the largest base's (~35 MB for
+#: a 740 KB page at level 19), so no more are kept.
+_KEEP_CONTEXTS = 2
+
+
+class ZstdLibError(Exception):
+    """
+    libzstd refused a call (out of memory, bad parameters).
+    """
+
+
+def _check(result: int) -> int:
+    lib, ffi = _backend.lib, _backend.ffi
+    if lib.ZSTD_isError(result):
+        raise ZstdLibError(ffi.string(lib.ZSTD_getErrorName(result)).decode())
+    return result
+
+
+class PreparedBase:
+    """
+    A base hashed into a compression dictionary at one level, for frames of
+    up to a given window. Thread-safe: frames may be made with it from
+    several threads at once (libzstd only reads a dictionary).
+
+    @ivar level: the zstd level it was hashed at.
+    @ivar windowLog: the window frames made with it use.
+    @ivar size: bytes it takes (libzstd's own count: tables and its copy of
+        the base).
+    """
+
+    def __init__(self, base: bytes, level: int, windowLog: int, sizeHint: int):
+        """
+        Hash C{base}: the expensive step, meant for a background thread.
+
+        @param sizeHint: expected size of the targets, which with the base's
+            decides the tables' sizes.
+        @raise ZstdLibError: when libzstd cannot make it.
+        """
+        assert _backend is not None
+        lib, ffi = _backend.lib, _backend.ffi
+        params = lib.ZSTD_getCParams(level, max(1, sizeHint), len(base))
+        params.windowLog = windowLog
+        # By copy: the dictionary then owns its bytes, whatever happens to
+        # the Python object.
+        cdict = lib.ZSTD_createCDict_advanced(
+            ffi.from_buffer(base),
+            len(base),
+            lib.ZSTD_dlm_byCopy,
+            lib.ZSTD_dct_rawContent,
+            params,
+            lib.ZSTD_defaultCMem,
+        )
+        if cdict == ffi.NULL:
+            raise ZstdLibError("ZSTD_createCDict_advanced failed")
+        self._cdict = ffi.gc(cdict, lib.ZSTD_freeCDict, size=0)
+        self.level = level
+        self.windowLog = windowLog
+        self.size = int(lib.ZSTD_sizeof_CDict(cdict))
+
+    def compress(self, target: bytes, magicless: bool = False) -> bytes:
+        """
+        One frame of C{target} against the base: content size written, no
+        checksum, no dictionary id; without the 4-byte magic number when
+        C{magicless}.
+
+        @raise ZstdLibError: when libzstd fails.
+        """
+        assert _backend is not None
+        lib, ffi = _backend.lib, _backend.ffi
+        cctx = _contexts.take()
+        try:
+            _check(lib.ZSTD_CCtx_reset(cctx, lib.ZSTD_reset_session_and_parameters))
+            for param, value in (
+                (lib.ZSTD_c_contentSizeFlag, 1),
+                (lib.ZSTD_c_checksumFlag, 0),
+                (lib.ZSTD_c_dictIDFlag, 0),
+                (
+                    lib.ZSTD_c_format,
+                    lib.ZSTD_f_zstd1_magicless if magicless else lib.ZSTD_f_zstd1,
+                ),
+            ):
+                _check(lib.ZSTD_CCtx_setParameter(cctx, param, value))
+            _check(lib.ZSTD_CCtx_refCDict(cctx, self._cdict))
+            capacity = lib.ZSTD_compressBound(len(target))
+            out = ffi.new("char[]", capacity)
+            written = _check(
+                lib.ZSTD_compress2(
+                    cctx, out, capacity, ffi.from_buffer(target), len(target)
+                )
+            )
+            # Drop the reference to the dictionary before the context is
+            # kept for another frame.
+            _check(lib.ZSTD_CCtx_refCDict(cctx, ffi.NULL))
+            return bytes(ffi.buffer(out, written))
+        finally:
+            _contexts.give(cctx)
+
+
+class _Contexts:
+    """
+    A few compression contexts kept between frames: allocating one with
+    tables for a large base costs several milliseconds of page faults.
+    """
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._free: list[Any] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> Any:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        assert _backend is not None
+        cctx = _backend.lib.ZSTD_createCCtx()
+        if cctx == _backend.ffi.NULL:
+            raise ZstdLibError("ZSTD_createCCtx failed")
+        return _backend.ffi.gc(cctx, _backend.lib.ZSTD_freeCCtx)
+
+    def give(self, cctx: Any) -> None:
+        with self._lock:
+            if len(self._free) < self._keep:
+                self._free.append(cctx)
+
+    def __len__(self) -> int:
+        return len(self._free)
+
+
+_contexts = _Contexts(_KEEP_CONTEXTS)
+
+
+def libraryVersion() -> str:
+    """
+    @return: the version of the libzstd prepared bases use, e.g.
+        C{"1.5.7"}, or C{""} when unavailable.
+    """
+    if not AVAILABLE:
+        return ""
+    assert _backend is not None
+    n = int(_backend.lib.ZSTD_versionNumber())
+    return f"{n // 10000}.{n // 100 % 100}.{n % 100}"

@@ -1,0 +1,130 @@
+"""
+Tests for L{railgun._compat.zstd}: zstandard's cffi backend still has what
+it uses, and the frames made with a prepared base are the zstd frames the
+public decoder reads.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import zstandard
+from twisted.trial.unittest import SynchronousTestCase
+
+from railgun._compat import zstd
+
+
+def _page(seed: int, size: int) -> bytes:
+    rng = random.Random(seed)
+    words = [b"railgun", b"twisted", b"delta", b"<div>", b"</div>", b"origin"]
+    out = bytearray()
+    while len(out) < size:
+        out += rng.choice(words) + b"%d " % rng.randrange(1000)
+    return bytes(out[:size])
+
+
+def _decode(base: bytes, frame: bytes, magicless: bool = False) -> bytes:
+    dctx = zstandard.ZstdDecompressor(
+        dict_data=zstandard.ZstdCompressionDict(
+            base, dict_type=zstandard.DICT_TYPE_RAWCONTENT
+        ),
+        format=zstandard.FORMAT_ZSTD1_MAGICLESS
+        if magicless
+        else zstandard.FORMAT_ZSTD1,
+    )
+    return dctx.decompress(frame)
+
+
+class BackendTests(SynchronousTestCase):
+    """
+    Tests for what L{railgun._compat.zstd} needs of zstandard.
+    """
+
+    def test_available(self) -> None:
+        """
+        The cffi backend is importable here and has every function and
+        constant the module calls.
+        """
+        self.assertTrue(zstd.AVAILABLE)
+        for name in zstd.LIB_NEEDS:
+            self.assertTrue(hasattr(zstd._backend.lib, name), name)
+        self.assertRegex(zstd.libraryVersion(), r"^1\.\d+\.\d+$")
+
+
+class PreparedBaseTests(SynchronousTestCase):
+    """
+    Tests for L{zstd.PreparedBase}.
+    """
+
+    def test_frameDecodes(self) -> None:
+        """
+        A frame made with a prepared base is one zstd frame with its content
+        size, no checksum and no dictionary id, that the public decoder
+        rebuilds with the base.
+        """
+        base = _page(1, 50_000)
+        target = base[:20_000] + b"fresh" + base[20_000:]
+        prepared = zstd.PreparedBase(base, 19, 18, len(base))
+        frame = prepared.compress(target)
+        params = zstandard.get_frame_parameters(frame)
+        self.assertEqual(params.content_size, len(target))
+        self.assertFalse(params.has_checksum)
+        self.assertEqual(params.dict_id, 0)
+        self.assertEqual(_decode(base, frame), target)
+        self.assertLess(len(frame), 100)
+
+    def test_magicless(self) -> None:
+        """
+        Without the magic number, the frame is four bytes shorter and
+        decodes in the magicless format.
+        """
+        base = _page(2, 20_000)
+        target = base + b"more"
+        prepared = zstd.PreparedBase(base, 19, 17, len(base))
+        frame = prepared.compress(target, magicless=True)
+        self.assertEqual(len(frame), len(prepared.compress(target)) - 4)
+        self.assertEqual(_decode(base, frame, magicless=True), target)
+
+    def test_reusedAndSized(self) -> None:
+        """
+        One prepared base makes any number of frames, the same each time,
+        from several threads at once; its size is libzstd's count, more
+        than the base it holds a copy of.
+        """
+        base = _page(3, 100_000)
+        targets = [base[: 1000 * i] + b"x" + base[1000 * i :] for i in range(1, 9)]
+        prepared = zstd.PreparedBase(base, 19, 19, len(base))
+        self.assertGreater(prepared.size, len(base))
+        expected = [prepared.compress(t) for t in targets]
+        results: dict[int, list[bytes]] = {}
+
+        def encodeAll(n: int) -> None:
+            results[n] = [prepared.compress(t) for t in targets]
+
+        threads = [threading.Thread(target=encodeAll, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(results, {n: expected for n in range(4)})
+        for t, frame in zip(targets, expected, strict=True):
+            self.assertEqual(_decode(base, frame), t)
+
+    def test_contextsKept(self) -> None:
+        """
+        At most a few compression contexts are kept between frames.
+        """
+        base = _page(4, 10_000)
+        prepared = zstd.PreparedBase(base, 19, 16, len(base))
+        prepared.compress(base)
+        self.assertLessEqual(len(zstd._contexts), zstd._KEEP_CONTEXTS)
+        self.assertGreaterEqual(len(zstd._contexts), 1)
+
+    def test_emptyTarget(self) -> None:
+        """
+        An empty target makes a frame that decodes to nothing.
+        """
+        base = _page(5, 1_000)
+        frame = zstd.PreparedBase(base, 19, 12, 1).compress(b"")
+        self.assertEqual(zstandard.get_frame_parameters(frame).content_size, 0)
