@@ -119,7 +119,9 @@ class KnownMixTests(TestCase):
         sent = [
             ("/static", HOST, 200),  # full: the edge holds no version yet
             ("/static", HOST, 200),  # same
-            ("/changing", HOST, 200),  # full
+            # delta against the sibling /static's version, which level 19
+            # (the default budget) makes smaller than the compressed body
+            ("/changing", HOST, 200),
             ("/changing", HOST, 200),  # delta
             ("/big", HOST, 200),  # raw: not text
             ("/hang", HOST, 504),  # error at both roles (origin timeout)
@@ -157,6 +159,7 @@ class KnownMixTests(TestCase):
         """
         mix = await self.sendMix()
         await self.waitForOrigin(7)
+        await _within(self.d.origin.preparer.whenIdle(), "preparing bases")
         status, body, headers = await get(self.d, self.edgePort, "/metrics")
         self.assertEqual(status, 200)
         self.assertIn(b"text/plain", headers.getRawHeaders(b"content-type")[0])
@@ -164,9 +167,9 @@ class KnownMixTests(TestCase):
         self.assertEqual(
             requests(edge, "edge"),
             {
-                (HOST, "full"): 2,
+                (HOST, "full"): 1,
                 (HOST, "same"): 1,
-                (HOST, "delta"): 1,
+                (HOST, "delta"): 2,
                 (HOST, "raw"): 1,
                 (HOST, "error"): 1,
                 ("unmapped.test", "refused"): 1,
@@ -199,9 +202,9 @@ class KnownMixTests(TestCase):
         self.assertEqual(
             requests(origin, "origin"),
             {
-                (HOST, "full"): 2,
+                (HOST, "full"): 1,
                 (HOST, "same"): 1,
-                (HOST, "delta"): 1,
+                (HOST, "delta"): 2,
                 (HOST, "raw"): 1,
                 (HOST, "error"): 1,
                 (UNKNOWN_HOST, "refused"): 1,
@@ -237,6 +240,15 @@ class KnownMixTests(TestCase):
             value(origin, "railgun_links", role="origin", address="edges", state="up"),
             2,
         )
+        # Both deltas fit the default budget at level 19; the three new
+        # versions (/static, two /changing) were hashed ahead.
+        self.assertEqual(
+            value(origin, "railgun_delta_level_total", role="origin", level="19"), 2
+        )
+        self.assertEqual(
+            value(origin, "railgun_delta_prepared_bases_total", role="origin"), 3
+        )
+        self.assertLess(0, value(origin, "railgun_delta_prepared_bytes", role="origin"))
 
     async def test_statsCountTheMix(self) -> None:
         """
@@ -250,7 +262,7 @@ class KnownMixTests(TestCase):
         self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json"])
         edge = json.loads(body)["roles"]["edge"]
         expected = dict.fromkeys(OUTCOMES, 0)
-        expected.update(full=2, same=1, delta=1, raw=1, error=1)
+        expected.update(full=1, same=1, delta=2, raw=1, error=1)
         self.assertEqual(edge["hosts"][HOST]["outcomes"], expected)
         self.assertEqual(edge["hosts"]["unmapped.test"]["outcomes"]["refused"], 1)
         self.assertEqual(edge["hosts"][UNKNOWN_HOST]["outcomes"]["refused"], 1)
@@ -263,7 +275,7 @@ class KnownMixTests(TestCase):
         status, body, _ = await get(self.d, self.originPort, "/stats")
         origin = json.loads(body)["roles"]["origin"]
         expected = dict.fromkeys(OUTCOMES, 0)
-        expected.update(full=2, same=1, delta=1, raw=1, error=1)
+        expected.update(full=1, same=1, delta=2, raw=1, error=1)
         self.assertEqual(origin["hosts"][HOST]["outcomes"], expected)
         self.assertEqual(origin["hosts"][UNKNOWN_HOST]["outcomes"]["refused"], 1)
         self.assertEqual(origin["total"]["statuses"], {"2xx": 5, "4xx": 1, "5xx": 1})
