@@ -128,3 +128,32 @@ class PreparedBaseTests(SynchronousTestCase):
         base = _page(5, 1_000)
         frame = zstd.PreparedBase(base, 19, 12, 1).compress(b"")
         self.assertEqual(zstandard.get_frame_parameters(frame).content_size, 0)
+
+
+class ContextsTests(SynchronousTestCase):
+    """
+    Tests for the compression contexts kept between frames.
+    """
+
+    def test_largeNotKept(self) -> None:
+        """
+        A context grown past the size kept is freed, not kept.
+        """
+        self.patch(zstd, "_KEEP_CONTEXT_BYTES", 1024)
+        kept = zstd._Contexts(2)
+        cctx = kept.take()
+        base = _page(6, 50_000)
+        prepared = zstd.PreparedBase(base, 19, 18, len(base))
+        zstd._backend.lib.ZSTD_CCtx_refCDict(cctx, prepared._cdict)
+        kept.give(cctx)
+        self.assertEqual(len(kept), 0)
+
+    def test_boundedCount(self) -> None:
+        """
+        At most C{keep} contexts are kept.
+        """
+        kept = zstd._Contexts(1)
+        first, second = kept.take(), kept.take()
+        kept.give(first)
+        kept.give(second)
+        self.assertEqual(len(kept), 1)

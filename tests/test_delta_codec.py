@@ -694,6 +694,23 @@ class BudgetTests(SynchronousTestCase):
         self.assertTrue(codec.shouldPrepare(bases[0]))
         self.assertFalse(codec.shouldPrepare(bases[2]))
 
+    def test_preparedFailsPublicPath(self) -> None:
+        """
+        When libzstd refuses a frame with a prepared base, the delta is made
+        at the same level through the public API instead.
+        """
+        codec = ZstdPatchCodec(budget=0.005)
+        base = page(63, 50_000)
+        target = base + b"<p>x</p>"
+        codec.prepare(base)
+
+        def refuse(self: object, target: bytes, magicless: bool = False) -> bytes:
+            raise codecModule._zstd.ZstdLibError("Allocation error")
+
+        self.patch(PreparedBase, "compress", refuse)
+        delta = codec.encodeAt(base, target, 19)
+        self.assertEqual(delta, ZstdPatchCodec(19).encode(base, target))
+
     def test_tooSlowToPrepare(self) -> None:
         """
         A base whose warm encode would still not fit the budget is never

@@ -41,6 +41,7 @@ LIB_NEEDS = (
     "ZSTD_sizeof_CDict",
     "ZSTD_createCCtx",
     "ZSTD_freeCCtx",
+    "ZSTD_sizeof_CCtx",
     "ZSTD_CCtx_reset",
     "ZSTD_CCtx_setParameter",
     "ZSTD_CCtx_refCDict",
@@ -68,8 +69,10 @@ Whether prepared bases can be made here.
 
 #: Compression contexts kept for reuse: one per core that encodes at once
 #: is enough; each holds tables the size of the largest base's (~35 MB for
-#: a 740 KB page at level 19), so no more are kept.
+#: a 740 KB page at level 19), so no more are kept, nor any larger than
+#: L{_KEEP_CONTEXT_BYTES} (a 1 MB base's: made again when needed).
 _KEEP_CONTEXTS = 2
+_KEEP_CONTEXT_BYTES = 48 * 1024 * 1024
 
 
 class ZstdLibError(Exception):
@@ -187,6 +190,9 @@ class _Contexts:
         return _backend.ffi.gc(cctx, _backend.lib.ZSTD_freeCCtx)
 
     def give(self, cctx: Any) -> None:
+        assert _backend is not None
+        if _backend.lib.ZSTD_sizeof_CCtx(cctx) > _KEEP_CONTEXT_BYTES:
+            return
         with self._lock:
             if len(self._free) < self._keep:
                 self._free.append(cctx)

@@ -577,7 +577,11 @@ class ZstdPatchCodec:
         if level == self._bestLevel:
             prepared = self._prepared.get(base, windowLog)
             if prepared is not None:
-                return prepared.compress(target)
+                try:
+                    return prepared.compress(target)
+                except _zstd.ZstdLibError:
+                    # Out of memory, say: the public API may still manage.
+                    pass
         taken = self._cache.take(base, level, windowLog)
         if taken is None:
             cctx, cost = self._compressor(base, windowLog, level)
