@@ -584,6 +584,7 @@ async def measure(
     try:
         for seq in sequences:
             records = results[seq.name] = []
+            print(f"  {seq.name}: {len(seq.versions)} versions", file=sys.stderr)
             host = f"{seq.name}.{DOMAIN}"
             for k, expected in enumerate(seq.versions):
                 edge, origin = (
@@ -608,7 +609,9 @@ async def measure(
                 # prepared as the next base) is done before the next
                 # version is asked, as when versions are minutes apart,
                 # and its CPU time is counted with the fetch.
-                await deployment.origin.preparer.whenIdle()
+                idle = deployment.origin.preparer.whenIdle()
+                idle.addTimeout(120, reactor)
+                await idle
                 if pause:
                     await deferLater(reactor, pause, lambda: None)
                 cpu = time.process_time() - cpu

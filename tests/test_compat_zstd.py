@@ -86,6 +86,15 @@ class PreparedBaseTests(SynchronousTestCase):
         self.assertEqual(len(frame), len(prepared.compress(target)) - 4)
         self.assertEqual(_decode(base, frame, magicless=True), target)
 
+    def test_attached(self) -> None:
+        """
+        A frame made with the base searched in place decodes the same way.
+        """
+        base = _page(7, 30_000)
+        target = base[:10_000] + _page(8, 2_000) + base[10_000:]
+        prepared = zstd.PreparedBase(base, 19, 17, len(base))
+        self.assertEqual(_decode(base, prepared.compress(target, attach=True)), target)
+
     def test_reusedAndSized(self) -> None:
         """
         One prepared base makes any number of frames, the same each time,

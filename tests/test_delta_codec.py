@@ -666,6 +666,28 @@ class BudgetTests(SynchronousTestCase):
         self.assertLess(len(delta), len(ZstdPatchCodec().encode(base, target)))
         self.assertEqual(codec.decode(base, delta, len(target)), target)
 
+    def test_attachedWhenItFits(self) -> None:
+        """
+        Against a prepared base, a target whose estimated time searching
+        the base in place fits the budget is encoded that way (a smaller
+        delta here), a larger one with the base's tables copied.
+        """
+        base = page(64, 100_000)
+        target = base[:30_000] + page(70, 3000) + base[31_000:]
+        prepared = PreparedBase(
+            base, 19, ZstdPatchCodec._windowFor(base, len(base)), len(base)
+        )
+        attached = prepared.compress(target, attach=True)
+        copied = prepared.compress(target)
+        self.assertLess(len(attached), len(copied))
+        roomy = ZstdPatchCodec(budget=0.030)
+        roomy.prepare(base)
+        self.assertEqual(roomy.encode(base, target), attached)
+        tight = ZstdPatchCodec(budget=0.005)
+        tight.prepare(base)
+        self.assertEqual(tight.encode(base, target), copied)
+        self.assertEqual(roomy.decode(base, attached, len(target)), target)
+
     def test_largePreparedBase(self) -> None:
         """
         A 700 KB page, over the budget cold, is prepared and then encoded
@@ -704,7 +726,7 @@ class BudgetTests(SynchronousTestCase):
         target = base + b"<p>x</p>"
         codec.prepare(base)
 
-        def refuse(self: object, target: bytes, magicless: bool = False) -> bytes:
+        def refuse(self: object, target: bytes, **kwargs: bool) -> bytes:
             raise codecModule._zstd.ZstdLibError("Allocation error")
 
         self.patch(PreparedBase, "compress", refuse)
