@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import brotli
 import zstandard
@@ -33,6 +34,7 @@ from attrs import frozen
 
 from bench.corpus import DEFAULT_CORPUS, CorpusMissing, Sequence, loadCorpus
 from railgun.delta.codec import (
+    BEST_LEVEL,
     GzipFullCodec,
     ZstdFullCodec,
     ZstdPatchCodec,
@@ -545,6 +547,109 @@ def levelTable(
     return rows
 
 
+def preparedTable(sequences: list[Sequence]) -> list[dict]:
+    """
+    What a prepared base buys (C{ZstdPatchCodec.prepare}): for every pair,
+    per page size class, the CPU time of hashing the base at level 19 ahead
+    of time (off the request's path), then of the frame against it with
+    the base's tables copied and with the base searched in place
+    (C{attach}), against level 9 and level 19 cold as the public API makes
+    them; and the sizes. Every delta is checked by decoding it.
+
+    @return: one row per size class.
+    """
+    from railgun._compat.zstd import PreparedBase
+
+    rows = []
+    for label, low, high in SIZE_CLASSES:
+        pairs = [
+            (b, t)
+            for seq in sequences
+            for b, t in zip(seq.versions, seq.versions[1:], strict=False)
+            if low <= len(b) < high
+        ]
+        if not pairs:
+            continue
+        times: dict[str, list[float]] = {
+            k: [] for k in ("nine", "cold", "prepare", "copied", "attached")
+        }
+        perByte: dict[str, list[float]] = {k: [] for k in times}
+        sizes = dict.fromkeys(("nine", "cold", "copied", "attached"), 0)
+        identity = 0
+        memory = []
+        check = ZstdPatchCodec()
+
+        def timed(
+            key: str,
+            targetSize: int,
+            work: Callable[..., Any],
+            *args: Any,
+            times: dict[str, list[float]] = times,
+            perByte: dict[str, list[float]] = perByte,
+        ) -> Any:
+            start = time.process_time()
+            result = work(*args)
+            elapsed = time.process_time() - start
+            times[key].append(elapsed)
+            perByte[key].append(elapsed * 1e9 / max(1, targetSize))
+            return result
+
+        for b, t in pairs:
+            windowLog = ZstdPatchCodec._windowFor(b, len(b))
+            deltas = {
+                "nine": timed("nine", len(t), ZstdPatchCodec(9).encodeAt, b, t, 9),
+                "cold": timed("cold", len(t), ZstdPatchCodec(19).encodeAt, b, t, 19),
+            }
+            prepared = timed(
+                "prepare", len(t), PreparedBase, b, BEST_LEVEL, windowLog, len(b)
+            )
+            memory.append(prepared.size)
+            deltas["copied"] = timed("copied", len(t), prepared.compress, t)
+            deltas["attached"] = timed(
+                "attached", len(t), prepared.compress, t, False, True
+            )
+            for key, delta in deltas.items():
+                if check.decode(b, delta, len(t)) != t:
+                    raise AssertionError(f"{key} delta does not decode")
+                sizes[key] += len(delta)
+            identity += len(t)
+        row: dict[str, Any] = {
+            "class": label,
+            "pairs": len(pairs),
+            "identity": identity,
+        }
+        for key in times:
+            row[f"{key}_ms"] = statistics.median(times[key]) * 1e3
+            row[f"{key}_ns_per_byte"] = statistics.median(perByte[key])
+        for key, n in sizes.items():
+            row[f"{key}_bytes"] = n
+        row["prepared_bytes"] = statistics.median(memory)
+        rows.append(row)
+    return rows
+
+
+def preparedReport(rows: list[dict]) -> str:
+    """
+    @return: the prepared-base table as Markdown.
+    """
+    lines = [
+        "| page size | pairs | level 9: bytes, ms | level 19 cold: bytes, ms | "
+        "prepare ahead: ms, MB held | prepared, tables copied: bytes, ms (ns/B) "
+        "| prepared, searched in place: bytes, ms (ns/B) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['class']} | {r['pairs']} | {r['nine_bytes']:,}, "
+            f"{r['nine_ms']:.1f} | {r['cold_bytes']:,}, {r['cold_ms']:.1f} | "
+            f"{r['prepare_ms']:.1f}, {r['prepared_bytes'] / 1e6:.1f} | "
+            f"{r['copied_bytes']:,}, {r['copied_ms']:.1f} "
+            f"({r['copied_ns_per_byte']:.0f}) | {r['attached_bytes']:,}, "
+            f"{r['attached_ms']:.1f} ({r['attached_ns_per_byte']:.0f}) |"
+        )
+    return "\n".join(lines)
+
+
 def levelReport(rows: list[dict]) -> str:
     """
     @return: the level table as Markdown.
@@ -592,8 +697,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.levels:
         rows = levelTable(sequences)
         print(levelReport(rows))
+        prepared = preparedTable(sequences)
+        print()
+        print(preparedReport(prepared))
         if args.json is not None:
-            args.json.write_text(json.dumps({"levels": rows}, indent=1))
+            args.json.write_text(
+                json.dumps({"levels": rows, "prepared": prepared}, indent=1)
+            )
         return 0
     info = machineInfo(sequences)
     results = [measure(sequences, m) for m in methods(args.quick)]

@@ -210,6 +210,33 @@ class MeasurementTests(SynchronousTestCase):
             self.assertIn(needle, conf)
 
 
+class PreparedTableTests(SynchronousTestCase):
+    """
+    Tests for L{bench.codec.preparedTable}, on pages made here.
+    """
+
+    def test_rowsPerSizeClass(self) -> None:
+        """
+        One row per size class with pairs, every variant's bytes summed
+        (each delta checked by decoding it) and the prepared base's memory.
+        """
+        from bench.codec import preparedTable, preparedReport
+        from bench.corpus import Sequence
+
+        base = b"".join(b"<li>item %d of the list</li>\n" % i for i in range(2000))
+        versions = (base, base.replace(b"item 7 ", b"item 7!"), base + b"<p>end</p>")
+        rows = preparedTable([Sequence("made", versions)])
+        self.assertEqual([r["class"] for r in rows], ["32-128 KB"])
+        row = rows[0]
+        self.assertEqual(row["pairs"], 2)
+        self.assertEqual(row["identity"], len(versions[1]) + len(versions[2]))
+        for key in ("nine", "cold", "copied", "attached"):
+            self.assertLess(0, row[f"{key}_bytes"])
+            self.assertLess(row[f"{key}_bytes"], 1000)
+        self.assertLess(len(base), row["prepared_bytes"])
+        self.assertIn("| 32-128 KB | 2 |", preparedReport(rows))
+
+
 class OriginTests(SynchronousTestCase):
     """
     The benchmark origin server's resources.
