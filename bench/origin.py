@@ -193,7 +193,10 @@ class SequenceResource(Resource):
             else b"text/html; charset=utf-8"
         )
         request.setHeader(b"content-type", kind)
-        request.setHeader(b"cache-control", b"no-store")
+        # A public dynamic page: revalidated on every fetch, but not one
+        # user's ("no-store" or "private" would be, and Railgun rightly
+        # keeps no version of those: no delta would be measured).
+        request.setHeader(b"cache-control", b"no-cache")
         request.setHeader(b"vary", b"Accept-Encoding")
         request.setHeader(b"x-version", b"%d" % (index + 1))
         accept = request.getHeader(b"accept-encoding") or b""

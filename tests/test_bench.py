@@ -258,6 +258,27 @@ class OriginTests(SynchronousTestCase):
         request.path = b"/seq/b/generated-0"
         self.assertEqual(resource.render_GET(request), seqs[0].versions[0])
 
+    def test_sequencesArePublic(self) -> None:
+        """
+        A sequence's versions are public dynamic pages, which Railgun keeps
+        versions of (with C{no-store} it kept none, and the WAN benchmark
+        measured Railgun without its deltas).
+        """
+        from railgun.http.privacy import exchangeShareable
+
+        request = DummyRequest([b""])
+        request.path = b"/seq/a/generated-0"
+        SequenceResource(generatedSequences(1, 2)).render_GET(request)
+        self.assertEqual(
+            request.responseHeaders.getRawHeaders(b"cache-control"), [b"no-cache"]
+        )
+        headers = [
+            (name.lower(), value)
+            for name, values in request.responseHeaders.getAllRawHeaders()
+            for value in values
+        ]
+        self.assertTrue(exchangeShareable([], headers))
+
     def test_sequenceGzip(self) -> None:
         """
         Clients accepting gzip get the version gzipped.
