@@ -95,7 +95,8 @@ def encodeVersion(
         checked against C{baseDigest} by the caller).
     @param digest: C{versionDigest(body)} if already computed.
     @param level: the level to make a delta at, with a codec that has
-        levels (C{encodeAt}); 0 lets the codec choose.
+        levels (C{encodeLeveled}, which may fall back to its fixed level:
+        the result says which); 0 lets the codec choose.
     """
     if digest is None:
         digest = versionDigest(body)
@@ -108,9 +109,9 @@ def encodeVersion(
         if len(compressed) <= length * (1 - MIN_COMPRESSION_SAVING):
             codec, payload = fullCodec.name, compressed
     if baseBody is not None and deltaCodec is not None:
-        encodeAt = getattr(deltaCodec, "encodeAt", None)
-        if level and baseBody and encodeAt is not None:
-            delta = encodeAt(baseBody, body, level)
+        encodeLeveled = getattr(deltaCodec, "encodeLeveled", None)
+        if level and baseBody and encodeLeveled is not None:
+            level, delta = encodeLeveled(baseBody, body, level)
         else:
             delta = deltaCodec.encode(baseBody, body)
         if len(delta) < len(payload):

@@ -220,7 +220,7 @@ class PreparedTableTests(SynchronousTestCase):
         One row per size class with pairs, every variant's bytes summed
         (each delta checked by decoding it) and the prepared base's memory.
         """
-        from bench.codec import preparedTable, preparedReport
+        from bench.codec import preparedReport, preparedTable
         from bench.corpus import Sequence
 
         base = b"".join(b"<li>item %d of the list</li>\n" % i for i in range(2000))

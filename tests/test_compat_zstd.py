@@ -166,3 +166,45 @@ class ContextsTests(SynchronousTestCase):
         kept.give(first)
         kept.give(second)
         self.assertEqual(len(kept), 1)
+
+
+class WindowTests(SynchronousTestCase):
+    """
+    The frame's window is the prepared base's, not libzstd's default.
+    """
+
+    def test_farMatches(self) -> None:
+        """
+        A target three times its base, the base at its end after bytes
+        that match nothing, reaches back to the base (over 2 MiB away): the
+        delta is as small as the public API makes it with the same window.
+        """
+        from railgun.delta.codec import ZstdPatchCodec
+
+        base = _page(9, 800_000)
+        target = random.Random(10).randbytes(1_600_000) + base
+        windowLog = ZstdPatchCodec._windowFor(base, len(target))
+        frame = zstd.PreparedBase(base, 19, windowLog, len(base)).compress(target)
+        public = ZstdPatchCodec(19).encodeAt(base, target, 19)
+        self.assertLess(len(frame), 1.01 * len(public))
+        self.assertEqual(_decode(base, frame), target)
+
+
+class DeadlineTests(SynchronousTestCase):
+    """
+    Frames abandoned past their deadline.
+    """
+
+    def test_abandoned(self) -> None:
+        """
+        Past its deadline a frame is abandoned (L{None}), and the context
+        it used makes the next frame right.
+        """
+        base = _page(11, 300_000)
+        target = base[:100_000] + _page(12, 50_000) + base[100_000:]
+        prepared = zstd.PreparedBase(base, 19, 20, len(base))
+        self.assertIsNone(prepared.compress(target, deadline=-1.0))
+        frame = prepared.compress(target, deadline=60.0)
+        self.assertIsNotNone(frame)
+        self.assertEqual(_decode(base, frame), target)
+        self.assertEqual(frame, prepared.compress(target))

@@ -603,7 +603,9 @@ class _HeldPool:
 
 
 class _FailingCodec(ZstdPatchCodec):
-    def encodeAt(self, base: bytes, target: bytes, level: int) -> bytes:
+    def encodeLeveled(
+        self, base: bytes, target: bytes, level: int
+    ) -> tuple[int, bytes]:
         raise ZeroDivisionError()
 
 
@@ -732,6 +734,68 @@ class BudgetTests(SynchronousTestCase):
         self.patch(PreparedBase, "compress", refuse)
         delta = codec.encodeAt(base, target, 19)
         self.assertEqual(delta, ZstdPatchCodec(19).encode(base, target))
+
+    def test_abandonedPastTheDeadline(self) -> None:
+        """
+        A best-level frame that takes longer than L{OVERRUN} times the
+        budget is abandoned: the delta is made at the fixed level, says so,
+        and is counted.
+        """
+        self.patch(codecModule, "OVERRUN", -1.0)
+        codec = ZstdPatchCodec(budget=0.030)
+        base = page(65, 200_000)
+        target = page(66, 200_000)
+        codec.prepare(base)
+        level, delta = codec.encodeLeveled(base, target, 19)
+        self.assertEqual(level, 9)
+        self.assertEqual(codec.abandoned, 1)
+        self.assertEqual(delta, ZstdPatchCodec().encodeAt(base, target, 9))
+
+    def test_withinTheDeadline(self) -> None:
+        """
+        A best-level frame within the deadline is the prepared base's.
+        """
+        codec = ZstdPatchCodec(budget=0.030)
+        base = page(67, 50_000)
+        target = base + b"<p>x</p>"
+        codec.prepare(base)
+        level, delta = codec.encodeLeveled(base, target, 19)
+        self.assertEqual(level, 19)
+        self.assertEqual(codec.abandoned, 0)
+        self.assertEqual(codec.decode(base, delta, len(target)), target)
+
+    def test_droppedSinceChosen(self) -> None:
+        """
+        When the prepared base the level was chosen for is dropped before
+        the encode, a large page is made at the fixed level rather than
+        hashed cold; a small one is hashed then (and kept).
+        """
+        codec = ZstdPatchCodec(budget=0.030)
+        large = page(68, 700_000)
+        level, delta = codec.encodeLeveled(large, large + b"x", 19)
+        self.assertEqual(level, 9)
+        self.assertEqual(codec.decode(large, delta, len(large) + 1), large + b"x")
+        small = page(69, 20_000)
+        level, _ = codec.encodeLeveled(small, small + b"x", 19)
+        self.assertEqual(level, 19)
+        self.assertFalse(codec.shouldPrepare(small))
+
+    def test_preparedTooLargeForTheBound(self) -> None:
+        """
+        A base whose prepared size does not fit the memory bound is hashed
+        once, not kept nor counted as prepared; after that, no base as large
+        is hashed for nothing, smaller ones still are.
+        """
+        base = page(71, 700_000)
+        codec = ZstdPatchCodec(budget=0.030, preparedBytes=8 * 1024 * 1024)
+        self.assertTrue(codec.shouldPrepare(base))
+        self.assertFalse(codec.prepare(base))
+        self.assertEqual(codec.preparedBytes, 0)
+        self.assertFalse(codec.shouldPrepare(base))
+        self.assertFalse(codec.shouldPrepare(page(72, 800_000)))
+        self.assertTrue(codec.shouldPrepare(page(73, 100_000)))
+        level, _ = codec.encodeLeveled(page(74, 700_000), page(74, 700_000), 19)
+        self.assertEqual(level, 9)
 
     def test_tooSlowToPrepare(self) -> None:
         """

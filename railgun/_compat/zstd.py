@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from typing import Any
 
 _backend: Any
@@ -45,7 +46,12 @@ LIB_NEEDS = (
     "ZSTD_CCtx_reset",
     "ZSTD_CCtx_setParameter",
     "ZSTD_CCtx_refCDict",
-    "ZSTD_compress2",
+    "ZSTD_compressStream2",
+    "ZSTD_CCtx_setPledgedSrcSize",
+    "ZSTD_e_continue",
+    "ZSTD_e_end",
+    "ZSTD_c_windowLog",
+    "ZSTD_c_stableInBuffer",
     "ZSTD_compressBound",
     "ZSTD_isError",
     "ZSTD_getErrorName",
@@ -70,11 +76,11 @@ AVAILABLE = _backend is not None and all(hasattr(_backend.lib, n) for n in LIB_N
 Whether prepared bases can be made here.
 """
 
-#: Compression contexts kept for reuse: one per core that encodes at once
-#: is enough; each holds tables the size of the largest base's (~35 MB for
-#: a 740 KB page at level 19), so no more are kept, nor any larger than
+#: Compression contexts kept for reuse: one, as the origin role makes one
+#: level-19 frame at a time; it holds tables the size of the largest base's
+#: (~35 MB for a 740 KB page at level 19), and is not kept when larger than
 #: L{_KEEP_CONTEXT_BYTES} (a 1 MB base's: made again when needed).
-_KEEP_CONTEXTS = 2
+_KEEP_CONTEXTS = 1
 _KEEP_CONTEXT_BYTES = 48 * 1024 * 1024
 
 
@@ -89,6 +95,18 @@ def _check(result: int) -> int:
     if lib.ZSTD_isError(result):
         raise ZstdLibError(ffi.string(lib.ZSTD_getErrorName(result)).decode())
     return result
+
+
+def _cParams(level: int, windowLog: int, base: bytes, sizeHint: int) -> Any:
+    assert _backend is not None
+    params = _backend.lib.ZSTD_getCParams(level, max(1, sizeHint), len(base))
+    params.windowLog = windowLog
+    return params
+
+
+#: Input handed to libzstd per call when a frame has a deadline: one block,
+#: so that an abandoned frame overruns by one block's time at most.
+_STEP = 128 * 1024
 
 
 class PreparedBase:
@@ -113,8 +131,6 @@ class PreparedBase:
         """
         assert _backend is not None
         lib, ffi = _backend.lib, _backend.ffi
-        params = lib.ZSTD_getCParams(level, max(1, sizeHint), len(base))
-        params.windowLog = windowLog
         # By copy: the dictionary then owns its bytes, whatever happens to
         # the Python object.
         cdict = lib.ZSTD_createCDict_advanced(
@@ -122,7 +138,7 @@ class PreparedBase:
             len(base),
             lib.ZSTD_dlm_byCopy,
             lib.ZSTD_dct_rawContent,
-            params,
+            _cParams(level, windowLog, base, sizeHint),
             lib.ZSTD_defaultCMem,
         )
         if cdict == ffi.NULL:
@@ -133,8 +149,12 @@ class PreparedBase:
         self.size = int(lib.ZSTD_sizeof_CDict(cdict))
 
     def compress(
-        self, target: bytes, magicless: bool = False, attach: bool = False
-    ) -> bytes:
+        self,
+        target: bytes,
+        magicless: bool = False,
+        attach: bool = False,
+        deadline: float | None = None,
+    ) -> bytes | None:
         """
         One frame of C{target} against the base: content size written, no
         checksum, no dictionary id; without the 4-byte magic number when
@@ -145,10 +165,14 @@ class PreparedBase:
             the target to them (libzstd's choice above a few KB): 0.1-1.4%
             smaller deltas on the measured pages, for 1.1-3 times the time
             (C{docs/benchmarks.md}, "Prepared bases").
+        @param deadline: CPU seconds of the calling thread after which the
+            frame is abandoned (checked after each block; L{None}: none).
+        @return: the frame, or L{None} when abandoned.
         @raise ZstdLibError: when libzstd fails.
         """
         assert _backend is not None
         lib, ffi = _backend.lib, _backend.ffi
+        started = time.thread_time()
         cctx = _contexts.take()
         try:
             _check(lib.ZSTD_CCtx_reset(cctx, lib.ZSTD_reset_session_and_parameters))
@@ -156,6 +180,12 @@ class PreparedBase:
                 (lib.ZSTD_c_contentSizeFlag, 1),
                 (lib.ZSTD_c_checksumFlag, 0),
                 (lib.ZSTD_c_dictIDFlag, 0),
+                # The dictionary's window is not the frame's: libzstd takes
+                # that one from the parameters of the frame.
+                (lib.ZSTD_c_windowLog, self.windowLog),
+                # The target stays where it is, as for a one-shot frame
+                # (buffering it makes the frame a little larger).
+                (lib.ZSTD_c_stableInBuffer, 1),
                 (
                     lib.ZSTD_c_format,
                     lib.ZSTD_f_zstd1_magicless if magicless else lib.ZSTD_f_zstd1,
@@ -167,18 +197,30 @@ class PreparedBase:
             ):
                 _check(lib.ZSTD_CCtx_setParameter(cctx, param, value))
             _check(lib.ZSTD_CCtx_refCDict(cctx, self._cdict))
+            _check(lib.ZSTD_CCtx_setPledgedSrcSize(cctx, len(target)))
             capacity = lib.ZSTD_compressBound(len(target))
             out = ffi.new("char[]", capacity)
-            written = _check(
-                lib.ZSTD_compress2(
-                    cctx, out, capacity, ffi.from_buffer(target), len(target)
-                )
-            )
-            # Drop the reference to the dictionary before the context is
-            # kept for another frame.
-            _check(lib.ZSTD_CCtx_refCDict(cctx, ffi.NULL))
-            return bytes(ffi.buffer(out, written))
+            output = ffi.new("ZSTD_outBuffer *", {"dst": out, "size": capacity})
+            source = ffi.from_buffer(target)
+            given = ffi.new("ZSTD_inBuffer *", {"src": source, "size": 0})
+            while given.pos < len(target):
+                given.size = min(len(target), given.pos + _STEP)
+                while given.pos < given.size:
+                    _check(
+                        lib.ZSTD_compressStream2(
+                            cctx, output, given, lib.ZSTD_e_continue
+                        )
+                    )
+                if deadline is not None and time.thread_time() - started > deadline:
+                    return None
+            while _check(lib.ZSTD_compressStream2(cctx, output, given, lib.ZSTD_e_end)):
+                pass
+            return bytes(ffi.buffer(out, output.pos))
         finally:
+            # Whatever happened, the context keeps no reference to the
+            # dictionary and no frame half made.
+            lib.ZSTD_CCtx_reset(cctx, lib.ZSTD_reset_session_and_parameters)
+            _check(lib.ZSTD_CCtx_refCDict(cctx, ffi.NULL))
             _contexts.give(cctx)
 
 
@@ -214,8 +256,24 @@ class _Contexts:
     def __len__(self) -> int:
         return len(self._free)
 
+    @property
+    def size(self) -> int:
+        """
+        Bytes the kept contexts take.
+        """
+        assert _backend is not None
+        with self._lock:
+            return sum(int(_backend.lib.ZSTD_sizeof_CCtx(c)) for c in self._free)
+
 
 _contexts = _Contexts(_KEEP_CONTEXTS)
+
+
+def keptContextBytes() -> int:
+    """
+    @return: bytes the compression contexts kept between frames take.
+    """
+    return _contexts.size if AVAILABLE else 0
 
 
 def libraryVersion() -> str:

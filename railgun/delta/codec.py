@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -80,6 +81,15 @@ Estimated CPU time of a level-19 encode per target byte against a prepared
 base searched in place (L{_zstd.PreparedBase.compress}, C{attach}): 1.1 to
 3 times the copied tables' time on the measured pages, for deltas 0.1-1.4%
 smaller; used when it fits the budget.
+"""
+
+OVERRUN = 2.0
+"""
+A best-level frame a request waits for is abandoned, and the delta made at
+the fixed level instead, once it took this many times the encode-time
+budget of CPU: the estimates hold for a page and its next version (within
+the budget on every pair of the corpus), not for a page that shares little
+with its base (a sibling, or a page rewritten: 6-8 times the estimate).
 """
 
 PREPARED_BYTES = 64 * 1024 * 1024
@@ -306,23 +316,28 @@ class _PreparedBases:
     maxBytes: int
     _entries: OrderedDict[bytes, _zstd.PreparedBase] = field(factory=OrderedDict)
     _size: int = 0
-    _lock: threading.Lock = field(factory=threading.Lock)
+    lock: threading.Lock = field(factory=threading.Lock)
 
     def get(self, base: bytes, windowLog: int) -> _zstd.PreparedBase | None:
         """
         The prepared C{base} whose window reaches at least C{windowLog}.
         """
-        with self._lock:
+        with self.lock:
             prepared = self._entries.get(base)
             if prepared is None or prepared.windowLog < windowLog:
                 return None
             self._entries.move_to_end(base)
             return prepared
 
-    def put(self, base: bytes, prepared: _zstd.PreparedBase) -> None:
+    def put(self, base: bytes, prepared: _zstd.PreparedBase) -> bool:
+        """
+        Keep C{prepared}, dropping the least recently used past the bound.
+
+        @return: whether it was kept (not when larger than the bound).
+        """
         if prepared.size > self.maxBytes:
-            return
-        with self._lock:
+            return False
+        with self.lock:
             old = self._entries.pop(base, None)
             if old is not None:
                 self._size -= old.size
@@ -331,6 +346,7 @@ class _PreparedBases:
             while self._size > self.maxBytes:
                 _, dropped = self._entries.popitem(last=False)
                 self._size -= dropped.size
+        return True
 
     @property
     def size(self) -> int:
@@ -380,6 +396,8 @@ class ZstdPatchCodec:
     _cache: _CompressorCache = field(init=False)
     _prepared: _PreparedBases = field(init=False)
     _bestInFlight: int = field(default=0, init=False)
+    abandoned: int = field(default=0, init=False)
+    _tooLargeFrom: float = field(default=float("inf"), init=False)
 
     def __attrs_post_init__(self) -> None:
         if self._budget is not None and self._budget < 0:
@@ -439,7 +457,7 @@ class ZstdPatchCodec:
         if (
             self._budget is not None
             and base
-            and self._bestInFlight < self._maxBestInFlight
+            and not self.bestBusy()
             and self.estimateBest(base, targetSize) <= self._budget
         ):
             return self._bestLevel
@@ -476,23 +494,39 @@ class ZstdPatchCodec:
         """
         if not self.shouldPrepare(base):
             return False
+        return self._prepare(base) is not None
+
+    def _prepare(self, base: bytes) -> _zstd.PreparedBase | None:
+        """
+        Hash C{base} at the best level and keep it if it fits the bound.
+
+        @return: the prepared base, L{None} when it was not kept.
+        """
         windowLog = self._windowFor(base, len(base))
         prepared = _zstd.PreparedBase(base, self._bestLevel, windowLog, len(base))
-        self._prepared.put(base, prepared)
-        return True
+        if self._prepared.put(base, prepared):
+            return prepared
+        with self._prepared.lock:
+            self._tooLargeFrom = min(self._tooLargeFrom, len(base))
+        return None
 
     def shouldPrepare(self, base: bytes) -> bool:
         """
         Whether L{prepare} would do anything for C{base}: only with a budget
-        that a target of the base's size would fit once it is prepared, and
-        when it is not prepared yet. Cheap, so a caller decides on its own
-        thread whether to start one in another.
+        that a target of the base's size would fit once it is prepared, when
+        no base as large was too large for C{_preparedBytes} (the tables
+        grow with the base), and when it is not prepared yet. Cheap, so a caller decides on its own thread
+        whether to start one in another.
         """
-        return (
+        if not (
             _zstd.AVAILABLE
             and self._budget is not None
             and len(base) > 0
             and len(base) * BEST_WARM_SECONDS_PER_BYTE <= self._budget
+        ):
+            return False
+        return (
+            len(base) < self._tooLargeFrom
             and self._prepared.get(base, self._windowFor(base, len(base))) is None
         )
 
@@ -574,26 +608,79 @@ class ZstdPatchCodec:
         if not base:
             params = self._params(2 * len(target), _windowLog(len(target)))
             return zstandard.ZstdCompressor(compression_params=params).compress(target)
-        return self.encodeAt(base, target, self.levelFor(base, len(target)))
+        return self.encodeLeveled(base, target, self.levelFor(base, len(target)))[1]
+
+    def encodeLeveled(
+        self, base: bytes, target: bytes, level: int
+    ) -> tuple[int, bytes]:
+        """
+        Encode C{target} against a non-empty C{base} at C{level}, as a
+        request waits for it: at the best level with a budget, the frame is
+        abandoned once it took L{OVERRUN} times the budget of this thread's
+        CPU (a page that shares little with its base costs several times the
+        estimate), and the delta made at the fixed level instead.
+
+        @return: the level the delta was made at, and the delta.
+        """
+        if level == self._bestLevel and self._budget is not None and _zstd.AVAILABLE:
+            delta = self._bestWithin(base, target, OVERRUN * self._budget)
+            if delta is not None:
+                return level, delta
+            with self._prepared.lock:
+                self.abandoned += 1
+            level = self._levelFor(len(base))
+        return level, self.encodeAt(base, target, level)
+
+    def _bestWithin(self, base: bytes, target: bytes, deadline: float) -> bytes | None:
+        """
+        The best-level delta if made within C{deadline} CPU seconds of this
+        thread, hashing C{base} first (and keeping it) when it is not
+        prepared: then only when that fits the budget's estimate.
+        """
+        started = time.thread_time()
+        windowLog = self._windowFor(base, len(target))
+        prepared = self._prepared.get(base, windowLog)
+        if prepared is None:
+            if self.estimateBest(base, len(target)) > (self._budget or 0):
+                # The base was dropped since the level was chosen.
+                return None
+            if len(base) >= self._tooLargeFrom:
+                return None
+            prepared = _zstd.PreparedBase(base, self._bestLevel, windowLog, len(base))
+            self._prepared.put(base, prepared)
+        attach = (
+            self._budget is not None
+            and len(target) * BEST_ATTACHED_SECONDS_PER_BYTE <= self._budget
+        )
+        try:
+            return prepared.compress(
+                target,
+                attach=attach,
+                deadline=deadline - (time.thread_time() - started),
+            )
+        except _zstd.ZstdLibError:
+            # Out of memory, say: the fixed level may still manage.
+            return None
 
     def encodeAt(self, base: bytes, target: bytes, level: int) -> bytes:
         """
-        Encode C{target} against a non-empty C{base} at C{level}, reusing a
-        kept compressor for that base and level.
+        Encode C{target} against a non-empty C{base} at exactly C{level}
+        (with a prepared base when there is one for it), however long it
+        takes: for work nothing waits for, such as the kept deltas made
+        again at the best level (L{railgun.delta.reuse}).
         """
         windowLog = self._windowFor(base, len(target))
         if level == self._bestLevel:
             prepared = self._prepared.get(base, windowLog)
             if prepared is not None:
-                attach = (
-                    self._budget is not None
-                    and len(target) * BEST_ATTACHED_SECONDS_PER_BYTE <= self._budget
-                )
                 try:
-                    return prepared.compress(target, attach=attach)
+                    delta = prepared.compress(target)
                 except _zstd.ZstdLibError:
                     # Out of memory, say: the public API may still manage.
                     pass
+                else:
+                    assert delta is not None
+                    return delta
         taken = self._cache.take(base, level, windowLog)
         if taken is None:
             cctx, cost = self._compressor(base, windowLog, level)
@@ -602,6 +689,13 @@ class ZstdPatchCodec:
         delta = cctx.compress(target)
         self._cache.give(base, cctx, windowLog, cost, level)
         return delta
+
+    def bestBusy(self) -> bool:
+        """
+        Whether as many best-level encodes run as allowed
+        (L{reserveBest}): work that can wait should then wait.
+        """
+        return self._bestInFlight >= self._maxBestInFlight
 
     def decode(self, base: bytes, delta: bytes, maxSize: int) -> bytes:
         try:
