@@ -248,6 +248,9 @@ class KnownMixTests(TestCase):
         self.assertEqual(
             value(origin, "railgun_delta_prepared_bases_total", role="origin"), 3
         )
+        self.assertEqual(
+            value(origin, "railgun_delta_abandoned_total", role="origin"), 0
+        )
         self.assertLess(0, value(origin, "railgun_delta_prepared_bytes", role="origin"))
 
     async def test_statsCountTheMix(self) -> None:

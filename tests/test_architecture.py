@@ -45,6 +45,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "railgun._listening",
             "railgun._lograte",
             "railgun._lru",
+            "railgun._memory",
             "railgun._producers",
             "railgun._sockets",
             "railgun._threads",

@@ -149,6 +149,37 @@ class BackgroundPreparerTests(SynchronousTestCase):
         self.assertEqual(self.done, [b"a"])
         self.assertEqual(self.spawner.started, [])
 
+    def test_startAgain(self) -> None:
+        """
+        After C{start}, a stopped preparer takes bases again, its counts
+        kept.
+        """
+        self.preparer.submit(self.prepare, b"a")
+        self.spawner.finish()
+        self.preparer.stop()
+        self.preparer.start()
+        self.preparer.submit(self.prepare, b"b")
+        self.spawner.finish()
+        self.assertEqual((self.done, self.preparer.prepared), ([b"a", b"b"], 2))
+
+    def test_noThread(self) -> None:
+        """
+        When no thread can be started, what waits is dropped and logged,
+        C{submit} does not raise, and the next one is tried again.
+        """
+
+        def refuse(reactor: Any, work: Any) -> Deferred[Any]:
+            raise RuntimeError("can't start new thread")
+
+        preparer = BackgroundPreparer(_Reactor(), refuse)
+        idle = preparer.whenIdle()
+        preparer.submit(self.prepare, b"a")
+        self.successResultOf(idle)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual((preparer.dropped, preparer.busy), (1, False))
+        preparer.submit(self.prepare, b"b")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_notPreparedNotCounted(self) -> None:
         """
         A preparation that did nothing (already prepared) is not counted.

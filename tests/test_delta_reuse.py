@@ -72,6 +72,36 @@ class DeltaReuseTests(SynchronousTestCase):
         self.assertEqual(len(pool.calls), 1)
         self.assertEqual(codec.decode(base, best, len(target)), target)
 
+    def test_upgradeTakesTheGate(self) -> None:
+        """
+        A re-encode at the best level counts as the codec's one best-level
+        encode while it runs, and none is started while that one is taken:
+        requests and upgrades never make two level-19 encodes at once.
+        """
+        codec = ZstdPatchCodec(budget=0.030)
+        base, target = _pair()
+        nine = codec.encodeAt(base, target, 9)
+        held: list[tuple[object, object, tuple]] = []
+
+        class _Held:
+            def callInThreadWithCallback(self, onResult, f, *a, **kw):
+                held.append((onResult, f, a))
+
+        reuse = DeltaReuse(_Reactor(), _Held())
+        db, dt = versionDigest(base), versionDigest(target)
+        reuse.encoded(codec, db, base, dt, target, nine, 9)
+        release = codec.reserveBest()
+        reuse.reused(codec, db, base, dt, target, nine)
+        self.assertEqual((held, reuse.upgrades), ([], 0))
+        release()
+        reuse.reused(codec, db, base, dt, target, nine)
+        self.assertEqual(len(held), 1)
+        self.assertTrue(codec.bestBusy())
+        self.assertEqual(codec.levelFor(base, len(target)), 9)
+        onResult, f, a = held.pop()
+        onResult(True, f(*a))
+        self.assertFalse(codec.bestBusy())
+
     def test_bestLevelNotAgain(self) -> None:
         """
         A delta already made at the best level is kept as is, with no

@@ -100,6 +100,13 @@ DELTA_LEVELS = _spec(
     "Deltas encoded, by the zstd level they were made at: the encode-time "
     "budget's best level (19) or the fixed one (delta.level).",
 )
+ABANDONED = _spec(
+    "railgun_delta_abandoned",
+    "counter",
+    "role",
+    "Level-19 deltas abandoned past twice the encode-time budget and made "
+    "at the fixed level instead.",
+)
 PREPARED = _spec(
     "railgun_delta_prepared_bases",
     "counter",
@@ -196,6 +203,7 @@ METRICS = (
     ORIGIN_SECONDS,
     ENCODE_SECONDS,
     DELTA_LEVELS,
+    ABANDONED,
     PREPARED,
     PREPARED_BYTES,
     LINKS,
@@ -263,6 +271,7 @@ class RailgunCollector(Collector):
             _histogram(families[ENCODE_SECONDS.name], role, stats.encodeSeconds)
             for level, n in sorted(stats.deltaLevels.items()):
                 add(DELTA_LEVELS, [role, str(level)], n)
+            add(ABANDONED, [role], view.service.abandonedDeltas())
             add(PREPARED, [role], view.service.preparer.prepared)
             add(PREPARED_BYTES, [role], view.service.preparedBytes())
         streams = 0

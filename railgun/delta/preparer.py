@@ -87,6 +87,12 @@ class BackgroundPreparer:
         self._idle.append(d)
         return d
 
+    def start(self) -> None:
+        """
+        Take bases again after L{stop} (a service started again).
+        """
+        self._stopped = False
+
     def stop(self) -> None:
         """
         Drop what waits; start nothing more (the base being prepared, if
@@ -106,7 +112,17 @@ class BackgroundPreparer:
             return
         # The newest first: it is the one the next request will name.
         _, (prepare, body) = self._pending.popitem(last=True)
-        self._running = self.spawn(self.reactor, lambda: prepare(body))
+        try:
+            self._running = self.spawn(self.reactor, lambda: prepare(body))
+        except Exception:
+            # No thread to be had (the process is at its limit): background
+            # work is dropped, the request that handed it over goes on.
+            log.failure("starting a thread to prepare a base")
+            self._running = None
+            self.dropped += 1 + len(self._pending)
+            self._pending.clear()
+            self._fireIdle()
+            return
         self._running.addCallbacks(self._done, self._failed)
 
     def _done(self, did: Any) -> None:

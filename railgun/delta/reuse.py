@@ -155,7 +155,9 @@ class DeltaReuse:
         """
         A kept delta was sent again: the pair is in demand, so unless it was
         made at the codec's best level, make that one in the thread pool and
-        keep it instead when smaller, for the next edges asking.
+        keep it instead when smaller, for the next edges asking. Counted as
+        one of the codec's best-level encodes (C{reserveBest}), and not
+        started while they are all taken.
 
         Not at the first answer: measured (C{python -m bench.deltas},
         2026-12-03), re-encoding every delta at level 19 tripled the CPU per
@@ -168,11 +170,17 @@ class DeltaReuse:
         best = getattr(codec, "bestLevel", None)
         if best is None or level >= best or key in self._pending:
             return
+        if codec.bestBusy():
+            # The one best-level encode allowed runs: the next edge asking
+            # for this pair will try again.
+            return
+        release = codec.reserveBest()
         self._pending.add(key)
         self.upgrades += 1
         d = deferToThreadPool(
             self.reactor, self.threadpool, codec.encodeAt, base, target, best
         )
+        d.addBoth(lambda result: (release(), result)[1])
 
         def upgraded(smaller: bytes) -> None:
             if len(smaller) < len(delta):

@@ -16,7 +16,9 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from railgun._compat.zstd import keptContextBytes
 from railgun._listening import ListeningPort, withBacklog
+from railgun._memory import returnLargeFrees
 from railgun._threads import inDaemonThread
 from railgun.config import OriginConfig, StoreConfig
 from railgun.delta.codec import defaultRegistry
@@ -106,17 +108,27 @@ class OriginService(Service):
             self.stats.deltaLevels[encoded.level] += 1
         return encoded
 
+    def _deltaCodecs(self) -> list[Any]:
+        codecs = None if self._context is None else self._context.codecs
+        if codecs is None:
+            return []
+        return [codecs.deltaCodec(name) for name in codecs.deltaNames()]
+
+    def abandonedDeltas(self) -> int:
+        """
+        @return: best-level deltas abandoned past twice the encode budget
+            and made at the fixed level instead, since the service started.
+        """
+        return sum(getattr(c, "abandoned", 0) for c in self._deltaCodecs())
+
     def preparedBytes(self) -> int:
         """
         @return: bytes taken now by versions hashed ahead at the best level
-            (L{railgun.delta.codec.ZstdPatchCodec.prepare}).
+            (L{railgun.delta.codec.ZstdPatchCodec.prepare}) and by the
+            compression context kept between their frames.
         """
-        codecs = None if self._context is None else self._context.codecs
-        if codecs is None:
-            return 0
-        return sum(
-            getattr(codecs.deltaCodec(name), "preparedBytes", 0)
-            for name in codecs.deltaNames()
+        return keptContextBytes() + sum(
+            getattr(c, "preparedBytes", 0) for c in self._deltaCodecs()
         )
 
     def links(self) -> list[Any]:
@@ -134,7 +146,12 @@ class OriginService(Service):
 
     def startService(self) -> None:
         super().startService()
-        self.preparer = BackgroundPreparer(self._reactor, inDaemonThread)
+        self.preparer.start()
+        config = self._config
+        if config.delta.enabled and config.delta.budgetMs > 0:
+            # Level-19 dictionaries of ~17 MB come and go: give their memory
+            # back when freed (glibc would keep it; see railgun._memory).
+            returnLargeFrees()
         if IService.providedBy(self.store):
             self.store.startService()
         config = self._config
