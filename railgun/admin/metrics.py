@@ -104,7 +104,7 @@ ABANDONED = _spec(
     "railgun_delta_abandoned",
     "counter",
     "role",
-    "Level-19 deltas abandoned past twice the encode-time budget and made "
+    "Level-19 deltas abandoned past four times the encode-time budget and made "
     "at the fixed level instead.",
 )
 PREPARED = _spec(

@@ -116,7 +116,7 @@ class OriginService(Service):
 
     def abandonedDeltas(self) -> int:
         """
-        @return: best-level deltas abandoned past twice the encode budget
+        @return: best-level deltas abandoned past four times the encode budget
             and made at the fixed level instead, since the service started.
         """
         return sum(getattr(c, "abandoned", 0) for c in self._deltaCodecs())
