@@ -209,10 +209,17 @@ def deferEncodeVersion(
         preparer is not None
         and codec is not None
         and getattr(codec, "shouldPrepare", None) is not None
-        and codec.shouldPrepare(body)
     ):
-        preparer.submit(codec.prepare, body)
+        # Once the delta is made: the two would compete for the CPU (and
+        # its caches) while the request waits.
+        d.addBoth(_preparing, preparer, codec, body)
     return d
+
+
+def _preparing(result: _T, preparer: BackgroundPreparer, codec: Any, body: bytes) -> _T:
+    if codec.shouldPrepare(body):
+        preparer.submit(codec.prepare, body)
+    return result
 
 
 def _releasing(result: _T, release: Callable[[], None]) -> _T:

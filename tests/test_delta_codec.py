@@ -847,8 +847,8 @@ class BudgetTests(SynchronousTestCase):
     def test_deferEncodeVersionPrepares(self) -> None:
         """
         L{deferEncodeVersion} sends a level-19 delta to the thread pool,
-        records its level, holds the best level while it runs, and then
-        hands the fresh body to the preparer as the next base.
+        records its level, holds the best level while it runs, and once it
+        is made hands the fresh body to the preparer as the next base.
         """
         codec = ZstdPatchCodec(budget=0.005)
         base = page(56, 20_000)
@@ -867,6 +867,8 @@ class BudgetTests(SynchronousTestCase):
         )
         self.assertNoResult(d)
         self.assertEqual(codec.levelFor(base, len(target)), 9)
+        # Not while the delta is being made: they would compete.
+        self.assertEqual(preparer.prepared, 0)
         pool.runAll()
         encoded = self.successResultOf(d)
         self.assertEqual(encoded.mode, "delta")

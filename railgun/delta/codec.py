@@ -75,12 +75,14 @@ corpus' pages up to 740 KB, 84 ns for a page that changed by a tenth
 (C{docs/benchmarks.md}, "Prepared bases").
 """
 
-BEST_ATTACHED_SECONDS_PER_BYTE = 70e-9
+BEST_ATTACHED_SECONDS_PER_BYTE = 250e-9
 """
 Estimated CPU time of a level-19 encode per target byte against a prepared
-base searched in place (L{_zstd.PreparedBase.compress}, C{attach}): 1.1 to
-3 times the copied tables' time on the measured pages, for deltas 0.1-1.4%
-smaller; used when it fits the budget.
+base searched in place (L{_zstd.PreparedBase.compress}, C{attach}), at its
+slowest: 1.1-3 times the copied tables' time where a page changed little,
+up to 250 ns per byte where it changed by a tenth (a 740 KB page: 182 ms);
+for deltas 0.1-1.4% smaller. Used when even that fits the budget (pages up
+to ~120 KB with 30 ms).
 """
 
 OVERRUN = 4.0
