@@ -339,7 +339,7 @@ def _budgetCodecSizes(budgetMs: float, pairs: list[tuple[bytes, bytes]]) -> list
     """
     from railgun.delta.codec import ZstdPatchCodec
 
-    codec = ZstdPatchCodec(budget=budgetMs / 1000 or None)
+    codec = ZstdPatchCodec(budget=budgetMs / 1000 or None, magicless=True)
     sizes = []
     for b, t in pairs:
         if not sizes:
@@ -363,7 +363,9 @@ def offline(
 
     if budgetMs is None:
         budgetMs = DeltaConfig().budgetMs
-    codec9, codec19 = ZstdPatchCodec(), ZstdPatchCodec(19)
+    # The frames the origin role sends (zstd-delta: no magic number).
+    codec9 = ZstdPatchCodec(magicless=True)
+    codec19 = ZstdPatchCodec(19, magicless=True)
     result: dict[str, dict[str, list[int]]] = {}
     jobs = []
     with ThreadPoolExecutor(max_workers=2) as pool:

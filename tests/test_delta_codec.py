@@ -157,10 +157,39 @@ class InterfaceTests(SynchronousTestCase):
         The default registry announces the codecs by name, most preferred
         first, and finds them again.
         """
-        self.assertEqual(codecs.deltaNames(), ["zstd-patch"])
+        self.assertEqual(codecs.deltaNames(), ["zstd-delta", "zstd-patch"])
         self.assertEqual(codecs.fullNames(), ["zstd", "gzip", "identity"])
         self.assertIsInstance(codecs.deltaCodec("zstd-patch"), ZstdPatchCodec)
+        self.assertIsInstance(codecs.deltaCodec("zstd-delta"), ZstdPatchCodec)
         self.assertIsInstance(codecs.fullCodec("gzip"), GzipFullCodec)
+
+    def test_magicless(self) -> None:
+        """
+        C{zstd-delta} frames are C{zstd-patch} frames without the 4-byte
+        magic number (at the fixed level, at the best level cold and with a
+        prepared base); each codec refuses the other's frames with a
+        L{DeltaError}; a peer that knows only C{zstd-patch} gets it.
+        """
+        base = page(75, 60_000)
+        target = base[:30_000] + b"<p>fresh</p>" + base[30_000:]
+        for level, prepare in ((9, False), (19, False), (19, True)):
+            classic = ZstdPatchCodec(budget=0.030)
+            bare = ZstdPatchCodec(budget=0.030, magicless=True)
+            if prepare:
+                classic.prepare(base)
+                bare.prepare(base)
+            frame = classic.encodeLeveled(base, target, level)[1]
+            shorter = bare.encodeLeveled(base, target, level)[1]
+            self.assertEqual(shorter, frame[4:], (level, prepare))
+            self.assertEqual(bare.decode(base, shorter, len(target)), target)
+            self.assertRaises(DeltaError, bare.decode, base, frame, len(target))
+            self.assertRaises(DeltaError, classic.decode, base, shorter, len(target))
+        empty = ZstdPatchCodec(magicless=True)
+        self.assertEqual(empty.decode(b"", empty.encode(b"", target), 10**6), target)
+        self.assertEqual(codecs.chooseDelta(["zstd-patch"]).name, "zstd-patch")
+        self.assertEqual(
+            codecs.chooseDelta(["zstd-patch", "zstd-delta"]).name, "zstd-delta"
+        )
 
     def test_registryUnknown(self) -> None:
         """

@@ -191,7 +191,10 @@ def _maxWindow(base: bytes, maxSize: int) -> int:
 
 
 def _zstdDecodeFrame(
-    dctx: zstandard.ZstdDecompressor, data: bytes, maxSize: int
+    dctx: zstandard.ZstdDecompressor,
+    data: bytes,
+    maxSize: int,
+    magicless: bool = False,
 ) -> bytes:
     """
     Decode exactly one zstd frame that announces its content size.
@@ -200,14 +203,21 @@ def _zstdDecodeFrame(
     before the output buffer is allocated; zstd then checks that the frame
     produces exactly that many bytes.
 
+    @param magicless: the frame has no magic number (and so can be no
+        skippable or legacy frame); C{dctx} must read that format.
     @raise DeltaError: on anything but one well-formed frame of at most
         C{maxSize} bytes.
     """
-    if data[:4] != _ZSTD_MAGIC:
+    if not magicless and data[:4] != _ZSTD_MAGIC:
         # Skippable frames and legacy formats would "decode" to nothing.
         raise DeltaError("not a zstd frame")
     try:
-        params = zstandard.get_frame_parameters(data)
+        params = zstandard.get_frame_parameters(
+            data,
+            format=zstandard.FORMAT_ZSTD1_MAGICLESS
+            if magicless
+            else zstandard.FORMAT_ZSTD1,
+        )
     except zstandard.ZstdError as e:
         raise DeltaError(f"not a zstd frame: {e}") from e
     size = params.content_size
@@ -378,8 +388,10 @@ class ZstdPatchCodec:
     7.8% more than C{zstd --ultra -22 --long --patch-from} (1/49 of gzip) at
     about 210 MB/s; level 19 matches it at about 9 MB/s.
 
-    @ivar name: wire name, C{"zstd-patch"}; the level does not change the
-        format, so any level decodes with any other.
+    @ivar name: wire name: C{"zstd-patch"}, or C{"zstd-delta"} for frames
+        without the 4-byte magic number (C{magicless}: the response's head
+        already names the codec); the level does not change the format, so
+        any level decodes with any other.
     @ivar _level: zstd compression level (1..22) for encoding.
     @ivar _searchLog: lower bound on zstd's search log, or C{None} to take
         the level's own.
@@ -398,6 +410,7 @@ class ZstdPatchCodec:
     _bestLevel: int = BEST_LEVEL
     _preparedBytes: int = PREPARED_BYTES
     _maxBestInFlight: int = 1
+    _magicless: bool = False
     name: str = field(default="zstd-patch", init=False)
     _cache: _CompressorCache = field(init=False)
     _prepared: _PreparedBases = field(init=False)
@@ -415,6 +428,8 @@ class ZstdPatchCodec:
             raise ValueError(f"{self._maxBestInFlight} best-level encodes at once")
         self._cache = _CompressorCache(self._cacheBytes)
         self._prepared = _PreparedBases(self._preparedBytes)
+        if self._magicless:
+            self.name = "zstd-delta"
 
     def _levelFor(self, baseSize: int) -> int:
         """
@@ -608,6 +623,15 @@ class ZstdPatchCodec:
             write_content_size=1,
             write_checksum=0,
             write_dict_id=0,
+            format=self._format,
+        )
+
+    @property
+    def _format(self) -> int:
+        return (
+            zstandard.FORMAT_ZSTD1_MAGICLESS
+            if self._magicless
+            else zstandard.FORMAT_ZSTD1
         )
 
     def encode(self, base: bytes, target: bytes) -> bytes:
@@ -661,6 +685,7 @@ class ZstdPatchCodec:
         try:
             return prepared.compress(
                 target,
+                magicless=self._magicless,
                 attach=attach,
                 deadline=deadline - (time.thread_time() - started),
             )
@@ -680,7 +705,7 @@ class ZstdPatchCodec:
             prepared = self._prepared.get(base, windowLog)
             if prepared is not None:
                 try:
-                    delta = prepared.compress(target)
+                    delta = prepared.compress(target, magicless=self._magicless)
                 except _zstd.ZstdLibError:
                     # Out of memory, say: the public API may still manage.
                     pass
@@ -710,15 +735,17 @@ class ZstdPatchCodec:
                     base, dict_type=zstandard.DICT_TYPE_RAWCONTENT
                 )
                 dctx = zstandard.ZstdDecompressor(
-                    dict_data=dictionary, max_window_size=_maxWindow(base, maxSize)
+                    dict_data=dictionary,
+                    max_window_size=_maxWindow(base, maxSize),
+                    format=self._format,
                 )
             else:
                 dctx = zstandard.ZstdDecompressor(
-                    max_window_size=_maxWindow(base, maxSize)
+                    max_window_size=_maxWindow(base, maxSize), format=self._format
                 )
         except Exception as e:
             raise DeltaError(f"cannot set up zstd decoder: {e}") from e
-        return _zstdDecodeFrame(dctx, delta, maxSize)
+        return _zstdDecodeFrame(dctx, delta, maxSize, self._magicless)
 
 
 @implementer(IFullCodec)
@@ -915,14 +942,18 @@ def defaultRegistry(
         level (L{ZstdPatchCodec.prepare}).
     """
     registry = CodecRegistry()
-    registry.registerDelta(
-        ZstdPatchCodec(
-            deltaLevel,
-            largeLevel=largeLevel,
-            budget=budget,
-            preparedBytes=preparedBytes,
+    # Without the 4-byte magic number first (every delta's head already
+    # names its codec); the classic frames for peers that know only those.
+    for magicless in (True, False):
+        registry.registerDelta(
+            ZstdPatchCodec(
+                deltaLevel,
+                largeLevel=largeLevel,
+                budget=budget,
+                preparedBytes=preparedBytes,
+                magicless=magicless,
+            )
         )
-    )
     registry.registerFull(ZstdFullCodec())
     registry.registerFull(GzipFullCodec())
     registry.registerFull(IdentityFullCodec())
