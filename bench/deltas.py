@@ -785,7 +785,10 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [
         "## Delta compression end to end",
         "",
-        "Command (repository root, about 15 s):",
+        "Command (repository root; about 10 minutes with the git-scraping "
+        "sequences below, most of it the offline `zstd` references and the "
+        "background work waited for between fetches; the git directories are "
+        "bare mirrors of public repositories, fetched apart):",
         "",
         f"    {meta['command']}",
         "",
