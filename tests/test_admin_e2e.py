@@ -260,6 +260,7 @@ class KnownMixTests(TestCase):
         """
         mix = await self.sendMix()
         await self.waitForOrigin(7)
+        await _within(self.d.origin.preparer.whenIdle(), "preparing bases")
         status, body, headers = await get(self.d, self.edgePort, "/stats")
         self.assertEqual(status, 200)
         self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json"])
@@ -283,6 +284,13 @@ class KnownMixTests(TestCase):
         self.assertEqual(origin["hosts"][UNKNOWN_HOST]["outcomes"]["refused"], 1)
         self.assertEqual(origin["total"]["statuses"], {"2xx": 5, "4xx": 1, "5xx": 1})
         self.assertEqual(origin["stores"]["memory"]["hits"], 2)
+        self.assertEqual(origin["delta_levels"], {"19": 2})
+        prepared = origin["prepared"]
+        self.assertEqual(
+            (prepared["bases"], prepared["dropped"], prepared["abandoned"]), (3, 0, 0)
+        )
+        self.assertLess(0, prepared["bytes"])
+        self.assertNotIn("prepared", edge)
         self.assertTrue(origin["ready"])
 
     async def test_probes(self) -> None:

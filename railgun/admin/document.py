@@ -58,6 +58,14 @@ def statsDocument(views: list[RoleView], now: float, started: float) -> dict[str
             }
             for name, store in sorted(view.stores().items())
         }
+        if view.role == "origin":
+            service = view.service
+            document["prepared"] = {
+                "bases": service.preparer.prepared,
+                "dropped": service.preparer.dropped,
+                "bytes": service.preparedBytes(),
+                "abandoned": service.abandonedDeltas(),
+            }
         ready, why = view.readiness()
         document["ready"] = ready
         document["ready_reason"] = why
