@@ -415,6 +415,8 @@ class DeltaConfig:
     @ivar budgetMs: encode-time budget per delta, in milliseconds: a delta
         whose level-19 encode is estimated to fit is made at level 19, the
         others at C{level} / C{largeLevel}; 0 turns it off.
+    @ivar bestFrom: pages smaller than this many bytes get C{level} even
+        when level 19 fits the budget (tens of bytes saved for 1-3 ms).
     @ivar preparedMemory: bytes the origin role may spend on new versions
         hashed ahead of time at level 19 (with a budget), least recently
         used dropped first.
@@ -475,6 +477,15 @@ class DeltaConfig:
         roles=("origin",),
         atLeast=0,
         help="encode-time budget per delta (ms): level 19 when it fits; 0 off",
+    )
+    bestFrom: int = setting(
+        "best_from",
+        SIZE,
+        48 * KiB,
+        flag="delta-best-from",
+        roles=("origin",),
+        atLeast=0,
+        help="smallest page made at level 19 within the budget (smaller: delta.level)",
     )
     preparedMemory: int = setting(
         "prepared_memory",

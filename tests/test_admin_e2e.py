@@ -15,6 +15,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import readBody
 
 from railgun.admin import AdminService
+from railgun.config import DeltaConfig
 from railgun.stats import OUTCOMES, UNKNOWN_HOST
 from tests.harness import HOST, Deployment
 
@@ -102,8 +103,17 @@ class KnownMixTests(TestCase):
         d = Deployment()
         self.addCleanup(d.stop)
         # A short origin timeout makes /hang a quick 504 (an error at both
-        # roles).
-        await _within(d.start(originOptions={"responseTimeout": 1.0}), "start")
+        # roles). The pages are small: level 19 is made to apply to them,
+        # so that the mix has level-19 deltas and bases hashed ahead.
+        await _within(
+            d.start(
+                originOptions={
+                    "responseTimeout": 1.0,
+                    "delta": DeltaConfig(bestFrom=0),
+                }
+            ),
+            "start",
+        )
         await _within(d.edge.whenLinked(), "links")
         self.d = d
         self.edgeAdmin, self.edgePort = await startAdmin(self, d.edge)

@@ -663,7 +663,7 @@ class BudgetTests(SynchronousTestCase):
         A small page fits the budget at level 19 even cold, a large one
         does not, and the delta is the one a level-19 codec makes.
         """
-        codec = ZstdPatchCodec(budget=0.005)
+        codec = ZstdPatchCodec(budget=0.005, bestFrom=0)
         base, target = page(51, 20_000), page(52, 20_500)
         self.assertEqual(codec.levelFor(base, len(target)), 19)
         self.assertEqual(codec.levelFor(page(53, 200_000), 200_000), 9)
@@ -826,6 +826,22 @@ class BudgetTests(SynchronousTestCase):
         level, _ = codec.encodeLeveled(page(74, 700_000), page(74, 700_000), 19)
         self.assertEqual(level, 9)
 
+    def test_smallPagesFixedLevel(self) -> None:
+        """
+        A page under C{bestFrom} bytes gets the fixed level even when level
+        19 fits the budget, and is not hashed ahead; from that size up,
+        level 19.
+        """
+        codec = ZstdPatchCodec(budget=0.030)
+        small, large = page(76, 40_000), page(77, 60_000)
+        self.assertEqual(codec.levelFor(small, len(small)), 9)
+        self.assertFalse(codec.shouldPrepare(small))
+        self.assertEqual(codec.levelFor(large, len(large)), 19)
+        self.assertTrue(codec.shouldPrepare(large))
+        self.assertEqual(
+            ZstdPatchCodec(budget=0.030, bestFrom=0).levelFor(small, 40_000), 19
+        )
+
     def test_tooSlowToPrepare(self) -> None:
         """
         A base whose warm encode would still not fit the budget is never
@@ -852,7 +868,7 @@ class BudgetTests(SynchronousTestCase):
         next delta that would fit is made at the fixed level; once it is
         released, at the best again. Releasing twice counts once.
         """
-        codec = ZstdPatchCodec(budget=0.005)
+        codec = ZstdPatchCodec(budget=0.005, bestFrom=0)
         base = page(61, 20_000)
         self.assertEqual(codec.levelFor(base, 20_000), 19)
         release = codec.reserveBest()
@@ -863,7 +879,7 @@ class BudgetTests(SynchronousTestCase):
         other = codec.reserveBest()
         self.assertEqual(codec.levelFor(base, 20_000), 9)
         other()
-        two = ZstdPatchCodec(budget=0.005, maxBestInFlight=2)
+        two = ZstdPatchCodec(budget=0.005, maxBestInFlight=2, bestFrom=0)
         two.reserveBest()
         self.assertEqual(two.levelFor(base, 20_000), 19)
 
@@ -879,7 +895,7 @@ class BudgetTests(SynchronousTestCase):
         records its level, holds the best level while it runs, and once it
         is made hands the fresh body to the preparer as the next base.
         """
-        codec = ZstdPatchCodec(budget=0.005)
+        codec = ZstdPatchCodec(budget=0.005, bestFrom=0)
         base = page(56, 20_000)
         target = base + b"<p>more</p>"
         pool = _HeldPool()
@@ -911,7 +927,7 @@ class BudgetTests(SynchronousTestCase):
         """
         A best-level encode that fails still releases the best level.
         """
-        codec = _FailingCodec(budget=0.005)
+        codec = _FailingCodec(budget=0.005, bestFrom=0)
         base = page(62, 20_000)
         pool = _HeldPool()
         d = deferEncodeVersion(

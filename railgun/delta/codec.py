@@ -98,6 +98,15 @@ shares little with its base (a sibling, or a page rewritten) 6-8 times. At
 more bytes; at 4 times, none of the measured pairs of related versions.
 """
 
+BEST_FROM = 48 * 1024
+"""
+Pages smaller than this get the fixed level even when level 19 fits the
+budget: there, level 19 saves tens of bytes per delta (the corpus' pages
+under 48 KB: 2-5%, 80 bytes on average) for 1-3 ms more on the request's
+path, which over a WAN is the worse trade (C{docs/benchmarks.md}, "Before
+and after (issue 14)").
+"""
+
 PREPARED_BYTES = 64 * 1024 * 1024
 """
 Default bound on the memory prepared bases take (libzstd's own count): a
@@ -411,6 +420,7 @@ class ZstdPatchCodec:
     _preparedBytes: int = PREPARED_BYTES
     _maxBestInFlight: int = 1
     _magicless: bool = False
+    _bestFrom: int = BEST_FROM
     name: str = field(default="zstd-patch", init=False)
     _cache: _CompressorCache = field(init=False)
     _prepared: _PreparedBases = field(init=False)
@@ -472,12 +482,14 @@ class ZstdPatchCodec:
         time (L{estimateBest}) fits in the budget and fewer than
         C{_maxBestInFlight} best-level encodes run (L{reserveBest}): when
         requests come together the CPU is not spare, and the fixed level
-        answers them sooner. Else, and without a budget, the fixed level
+        answers them sooner; and the page is at least C{_bestFrom} bytes
+        (L{BEST_FROM}). Else, and without a budget, the fixed level
         (L{_levelFor}).
         """
         if (
             self._budget is not None
             and base
+            and targetSize >= self._bestFrom
             and not self.bestBusy()
             and self.estimateBest(base, targetSize) <= self._budget
         ):
@@ -542,7 +554,7 @@ class ZstdPatchCodec:
         if not (
             _zstd.AVAILABLE
             and self._budget is not None
-            and len(base) > 0
+            and len(base) >= max(1, self._bestFrom)
             and len(base) * BEST_WARM_SECONDS_PER_BYTE <= self._budget
         ):
             return False
@@ -923,6 +935,7 @@ def defaultRegistry(
     largeLevel: int | None = None,
     budget: float | None = None,
     preparedBytes: int = PREPARED_BYTES,
+    bestFrom: int = BEST_FROM,
 ) -> CodecRegistry:
     """
     The codecs the project uses, with the levels chosen by measurement.
@@ -940,6 +953,7 @@ def defaultRegistry(
         levels above (L{ZstdPatchCodec.levelFor}); L{None} for none.
     @param preparedBytes: memory bound of the bases prepared at the best
         level (L{ZstdPatchCodec.prepare}).
+    @param bestFrom: smallest page made at the best level (L{BEST_FROM}).
     """
     registry = CodecRegistry()
     # Without the 4-byte magic number first (every delta's head already
@@ -952,6 +966,7 @@ def defaultRegistry(
                 budget=budget,
                 preparedBytes=preparedBytes,
                 magicless=magicless,
+                bestFrom=bestFrom,
             )
         )
     registry.registerFull(ZstdFullCodec())

@@ -175,6 +175,7 @@ class OriginService(Service):
                 config.delta.largeLevel,
                 config.delta.budgetMs / 1000 or None,
                 config.delta.preparedMemory,
+                config.delta.bestFrom,
             ),
             deltaMaxSize=config.delta.maxSize,
             encode=self._encode,
