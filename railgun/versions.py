@@ -7,7 +7,6 @@ rebuilds the body and checks it against the announced digest
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from attrs import frozen
@@ -20,6 +19,7 @@ from railgun.delta.codec import (
     IDeltaCodec,
     IFullCodec,
     offReactorAbove,
+    releasingWhenDone,
 )
 from railgun.delta.digest import versionDigest
 
@@ -204,7 +204,7 @@ def deferEncodeVersion(
         reactor, threadpool, heavy, threshold, lambda: encodeVersion(body, **kwargs)
     )
     if release is not None:
-        d.addBoth(_releasing, release)
+        releasingWhenDone(d, release)
     if (
         preparer is not None
         and codec is not None
@@ -219,9 +219,4 @@ def deferEncodeVersion(
 def _preparing(result: _T, preparer: BackgroundPreparer, codec: Any, body: bytes) -> _T:
     if codec.shouldPrepare(body):
         preparer.submit(codec.prepare, body)
-    return result
-
-
-def _releasing(result: _T, release: Callable[[], None]) -> _T:
-    release()
     return result

@@ -982,6 +982,19 @@ C{codecs.fullNames()}.
 """
 
 
+def releasingWhenDone(d: Deferred[_T], release: Callable[[], None]) -> Deferred[_T]:
+    """
+    Call C{release} once C{d} has a result, success or failure, and pass
+    the result on (for the best-level slot of L{ZstdPatchCodec.reserveBest}).
+    """
+
+    def released(result: _T) -> _T:
+        release()
+        return result
+
+    return d.addBoth(released)
+
+
 def offReactorAbove(
     reactor: IReactorFromThreads,
     threadpool: ThreadPool,

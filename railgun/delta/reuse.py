@@ -21,6 +21,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from railgun.delta.codec import releasingWhenDone
+
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorFromThreads
     from twisted.python.threadpool import ThreadPool
@@ -180,7 +182,7 @@ class DeltaReuse:
         d = deferToThreadPool(
             self.reactor, self.threadpool, codec.encodeAt, base, target, best
         )
-        d.addBoth(lambda result: (release(), result)[1])
+        releasingWhenDone(d, release)
 
         def upgraded(smaller: bytes) -> None:
             if len(smaller) < len(delta):
